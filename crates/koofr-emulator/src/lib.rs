@@ -1,0 +1,1 @@
+//! An offline emulator of the Koofr REST API, with fault injection, for tests, benchmarks and the demo.
