@@ -37,7 +37,10 @@ fn files(dir: &Path, extensions: &[&str], out: &mut Vec<PathBuf>) {
 fn every_rust_file_opens_with_a_module_doc() {
     let mut rust_files = Vec::new();
     files(&repo_root(), &["rs"], &mut rust_files);
-    assert!(rust_files.len() > 3, "found too few Rust files: {rust_files:?}");
+    assert!(
+        rust_files.len() > 3,
+        "found too few Rust files: {rust_files:?}"
+    );
     let missing: Vec<_> = rust_files
         .iter()
         .filter(|path| {
@@ -55,7 +58,11 @@ fn every_rust_file_opens_with_a_module_doc() {
 #[test]
 fn no_trailing_whitespace_in_sources_and_docs() {
     let mut paths = Vec::new();
-    files(&repo_root(), &["rs", "toml", "md", "proto", "yaml"], &mut paths);
+    files(
+        &repo_root(),
+        &["rs", "toml", "md", "proto", "yaml"],
+        &mut paths,
+    );
     let mut offenders = Vec::new();
     for path in &paths {
         let text = fs::read_to_string(path).unwrap_or_default();
@@ -65,7 +72,10 @@ fn no_trailing_whitespace_in_sources_and_docs() {
             }
         }
     }
-    assert!(offenders.is_empty(), "trailing whitespace at {offenders:#?}");
+    assert!(
+        offenders.is_empty(),
+        "trailing whitespace at {offenders:#?}"
+    );
 }
 
 #[test]

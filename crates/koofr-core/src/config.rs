@@ -1,0 +1,849 @@
+//! Connector configuration: one parser for the Plakar config map (plus `KOOFR_*` environment
+//! variables) shared by the importer, exporter and storage plugins.
+//!
+//! # Keys
+//!
+//! Every key can also come from the environment as `KOOFR_<KEY>` in upper case (for example
+//! `KOOFR_PASSWORD`); a key in the map wins over the environment. Empty values count as unset.
+//!
+//! | Key | Default | Meaning |
+//! |-----|---------|---------|
+//! | `location` | required | `koofr://<path>`: the folder inside the mount (`koofr://` or `koofr:///` = root; `koofr://a/b` = `/a/b`) |
+//! | `username` | required with `password` | the Koofr account e-mail |
+//! | `password` | required unless `access_token` | a Koofr **application password** |
+//! | `auth` | `basic` | `basic` (HTTP Basic on every request) or `token` (legacy `POST /token` login) |
+//! | `access_token` | – | an OAuth2 bearer token, used instead of `username`/`password` |
+//! | `refresh_token`, `client_id`, `client_secret` | – | renew the access token at `{endpoint}/oauth2/token` |
+//! | `provider` | `koofr` | `koofr` (<https://app.koofr.net>), `digistorage` (<https://storage.rcs-rds.ro>) or `other` (needs `endpoint`) |
+//! | `endpoint` | the provider's URL | base URL; trailing `/` and a path prefix are allowed; `http://` only on loopback |
+//! | `mount` | the primary mount | a mount id or mount name |
+//! | `api_version` | `2` | `2` or `2.1` |
+//! | `concurrency` | 8 | 1..=64 simultaneous HTTP transfers per client |
+//! | `retries` | 8 | 1..=20 attempts per request (1 = never retry) |
+//! | `retry_delay_ms` | 500 | 1..=60000 milliseconds of backoff before the first retry (doubles, with jitter, capped at 30 s) |
+//! | `timeout_connect` | 30 | 1..=600 seconds to establish a connection |
+//! | `stall_timeout` | 120 | 1..=3600 seconds without progress before a transfer fails |
+//!
+//! Plakar's own keys (`passphrase`, `passphrase_cmd`) are ignored silently; any other unknown
+//! key produces a warning (probably a typo). Secrets never appear in `Debug` output or errors.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::path::KoofrPath;
+use crate::retry::RetryPolicy;
+
+/// A configuration problem; the message names the key at fault (never a secret's value).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("koofr configuration key `{key}`: {message}")]
+pub struct ConfigError {
+    /// The key at fault.
+    pub key: &'static str,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+fn config_error(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key,
+        message: message.into(),
+    }
+}
+
+/// A string that never shows up in `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+    /// The secret itself (for building requests only).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// How the client authenticates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthConfig {
+    /// HTTP Basic with an application password on every request (the default).
+    Basic { username: String, password: Secret },
+    /// Legacy `POST /token` login; the token is renewed after a 401.
+    Token { username: String, password: Secret },
+    /// OAuth2 bearer token, optionally renewable with a refresh token and client credentials.
+    OAuth {
+        access_token: Secret,
+        refresh: Option<OAuthRefresh>,
+    },
+}
+
+/// What renews an OAuth2 access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthRefresh {
+    /// The refresh token.
+    pub refresh_token: Secret,
+    /// The registered client id.
+    pub client_id: String,
+    /// The registered client secret.
+    pub client_secret: Secret,
+}
+
+/// Which mount the client works on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountSelector {
+    /// The user's primary mount, addressed with the `primary` alias (no lookup).
+    Primary,
+    /// A mount id or a mount name, resolved on first use (a UUID-shaped value is used directly).
+    IdOrName(String),
+}
+
+/// The API version used in request paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiVersion {
+    /// `/api/v2` (as rclone and OpenDAL).
+    V2,
+    /// `/api/v2.1` (409 for "already exists").
+    V2_1,
+}
+
+impl ApiVersion {
+    /// The path segment, `v2` or `v2.1`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiVersion::V2 => "v2",
+            ApiVersion::V2_1 => "v2.1",
+        }
+    }
+}
+
+/// Connection timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Time to establish a TCP/TLS connection.
+    pub connect: Duration,
+    /// A transfer (or a wait for response headers) that makes no progress for this long fails.
+    pub stall: Duration,
+}
+
+/// The parsed configuration of one Koofr connector.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct KoofrConfig {
+    location: KoofrPath,
+    endpoint: Url,
+    auth: AuthConfig,
+    mount: MountSelector,
+    api_version: ApiVersion,
+    concurrency: usize,
+    retry: RetryPolicy,
+    timeouts: Timeouts,
+}
+
+impl fmt::Debug for KoofrConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KoofrConfig")
+            .field("location", &self.location)
+            .field("endpoint", &self.endpoint.as_str())
+            .field("auth", &self.auth)
+            .field("mount", &self.mount)
+            .field("api_version", &self.api_version)
+            .field("concurrency", &self.concurrency)
+            .field("retry", &self.retry)
+            .field("timeouts", &self.timeouts)
+            .finish()
+    }
+}
+
+const KNOWN_KEYS: &[&str] = &[
+    "location",
+    "username",
+    "password",
+    "auth",
+    "access_token",
+    "refresh_token",
+    "client_id",
+    "client_secret",
+    "provider",
+    "endpoint",
+    "mount",
+    "api_version",
+    "concurrency",
+    "retries",
+    "retry_delay_ms",
+    "timeout_connect",
+    "stall_timeout",
+];
+
+/// Keys Plakar adds that are none of our business.
+const IGNORED_KEYS: &[&str] = &["passphrase", "passphrase_cmd"];
+
+const KOOFR_URL: &str = "https://app.koofr.net";
+const DIGISTORAGE_URL: &str = "https://storage.rcs-rds.ro";
+
+impl KoofrConfig {
+    /// Parses a Plakar config map; `env` looks up `KOOFR_*` variables (injected for tests).
+    /// Returns the config and warnings about unknown keys.
+    pub fn from_map(
+        map: &HashMap<String, String>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(KoofrConfig, Vec<String>), ConfigError> {
+        let mut warnings = Vec::new();
+        let mut unknown: Vec<&String> = map
+            .keys()
+            .filter(|k| !KNOWN_KEYS.contains(&k.as_str()) && !IGNORED_KEYS.contains(&k.as_str()))
+            .collect();
+        unknown.sort();
+        for key in unknown {
+            warnings.push(format!("koofr: ignoring unknown configuration key `{key}`"));
+        }
+        let get = |key: &'static str| -> Option<String> {
+            map.get(key)
+                .cloned()
+                .filter(|v| !v.is_empty())
+                .or_else(|| env(&format!("KOOFR_{}", key.to_uppercase())).filter(|v| !v.is_empty()))
+        };
+
+        let location = parse_location(
+            &get("location").ok_or_else(|| config_error("location", "is required"))?,
+        )?;
+        let endpoint = parse_endpoint(get("provider").as_deref(), get("endpoint").as_deref())?;
+
+        let username = get("username");
+        let password = get("password");
+        let access_token = get("access_token");
+        let auth_mode = get("auth").unwrap_or_else(|| "basic".to_owned());
+        let auth = if let Some(access_token) = access_token {
+            let refresh = match get("refresh_token") {
+                None => None,
+                Some(refresh_token) => Some(OAuthRefresh {
+                    refresh_token: Secret(refresh_token),
+                    client_id: get("client_id").ok_or_else(|| {
+                        config_error("client_id", "is required with refresh_token")
+                    })?,
+                    client_secret: Secret(get("client_secret").ok_or_else(|| {
+                        config_error("client_secret", "is required with refresh_token")
+                    })?),
+                }),
+            };
+            AuthConfig::OAuth {
+                access_token: Secret(access_token),
+                refresh,
+            }
+        } else {
+            let username = username.ok_or_else(|| {
+                config_error(
+                    "username",
+                    "is required (the Koofr account e-mail; or set KOOFR_USERNAME)",
+                )
+            })?;
+            let password = Secret(password.ok_or_else(|| {
+                config_error(
+                    "password",
+                    "is required (a Koofr application password; or set KOOFR_PASSWORD)",
+                )
+            })?);
+            match auth_mode.as_str() {
+                "basic" => AuthConfig::Basic { username, password },
+                "token" => AuthConfig::Token { username, password },
+                other => {
+                    return Err(config_error(
+                        "auth",
+                        format!("must be `basic` or `token`, not {other:?}"),
+                    ));
+                }
+            }
+        };
+
+        let mount = match get("mount") {
+            None => MountSelector::Primary,
+            Some(m) if m == "primary" => MountSelector::Primary,
+            Some(m) => MountSelector::IdOrName(m),
+        };
+        let api_version = match get("api_version").as_deref() {
+            None | Some("2") | Some("v2") => ApiVersion::V2,
+            Some("2.1") | Some("v2.1") => ApiVersion::V2_1,
+            Some(other) => {
+                return Err(config_error(
+                    "api_version",
+                    format!("must be `2` or `2.1`, not {other:?}"),
+                ));
+            }
+        };
+        let concurrency = parse_number(get("concurrency"), "concurrency", 8, 1, 64)? as usize;
+        let retries = parse_number(get("retries"), "retries", 8, 1, 20)? as u32;
+        let retry_delay_ms = parse_number(get("retry_delay_ms"), "retry_delay_ms", 500, 1, 60_000)?;
+        let connect = parse_number(get("timeout_connect"), "timeout_connect", 30, 1, 600)?;
+        let stall = parse_number(get("stall_timeout"), "stall_timeout", 120, 1, 3600)?;
+
+        let config = KoofrConfig {
+            location,
+            endpoint,
+            auth,
+            mount,
+            api_version,
+            concurrency,
+            retry: RetryPolicy {
+                base_delay: Duration::from_millis(retry_delay_ms),
+                ..RetryPolicy::with_attempts(retries)
+            },
+            timeouts: Timeouts {
+                connect: Duration::from_secs(connect),
+                stall: Duration::from_secs(stall),
+            },
+        };
+        Ok((config, warnings))
+    }
+
+    /// [`KoofrConfig::from_map`] with the process environment.
+    pub fn from_plakar(
+        map: &HashMap<String, String>,
+    ) -> Result<(KoofrConfig, Vec<String>), ConfigError> {
+        KoofrConfig::from_map(map, &|name| std::env::var(name).ok())
+    }
+
+    /// A Basic-auth configuration for tests and tools (location `/`, defaults elsewhere).
+    pub fn basic(
+        endpoint: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<KoofrConfig, ConfigError> {
+        let map = HashMap::from([
+            ("location".to_owned(), "koofr:///".to_owned()),
+            ("endpoint".to_owned(), endpoint.to_owned()),
+            ("username".to_owned(), username.to_owned()),
+            ("password".to_owned(), password.to_owned()),
+        ]);
+        KoofrConfig::from_map(&map, &|_| None).map(|(config, _)| config)
+    }
+
+    /// The folder inside the mount that the connector works in.
+    pub fn location(&self) -> &KoofrPath {
+        &self.location
+    }
+    /// The base URL, without a trailing `/` in its path.
+    pub fn endpoint(&self) -> &Url {
+        &self.endpoint
+    }
+    /// Host (and port, when not the scheme's default) of the endpoint.
+    pub fn host(&self) -> String {
+        let host = self.endpoint.host_str().unwrap_or_default();
+        match self.endpoint.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        }
+    }
+    /// The `origin` every Koofr connector reports to Plakar: `<e-mail>@<host>` (just the host
+    /// with token auth), plus `/<mount>` for a non-primary mount. Plakar matches parent snapshots
+    /// on type, origin and root, so the account is part of it: two accounts with the same folder
+    /// path must never share cached file contents.
+    pub fn plakar_origin(&self) -> String {
+        let account = match self.username() {
+            Some(username) => format!("{username}@{}", self.host()),
+            None => self.host(),
+        };
+        match &self.mount {
+            MountSelector::Primary => account,
+            MountSelector::IdOrName(mount) => format!("{account}/{mount}"),
+        }
+    }
+    /// The account e-mail, when authenticating by password.
+    pub fn username(&self) -> Option<&str> {
+        match &self.auth {
+            AuthConfig::Basic { username, .. } | AuthConfig::Token { username, .. } => {
+                Some(username)
+            }
+            AuthConfig::OAuth { .. } => None,
+        }
+    }
+    /// The authentication settings.
+    pub fn auth(&self) -> &AuthConfig {
+        &self.auth
+    }
+    /// The mount selection.
+    pub fn mount(&self) -> &MountSelector {
+        &self.mount
+    }
+    /// The API version.
+    pub fn api_version(&self) -> ApiVersion {
+        self.api_version
+    }
+    /// Maximum simultaneous transfers.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+    /// The retry policy.
+    pub fn retry(&self) -> &RetryPolicy {
+        &self.retry
+    }
+    /// The timeouts.
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    /// Replaces the retry policy (tests use millisecond backoffs).
+    pub fn with_retry(mut self, retry: RetryPolicy) -> KoofrConfig {
+        self.retry = retry;
+        self
+    }
+    /// Replaces the location.
+    pub fn with_location(mut self, location: KoofrPath) -> KoofrConfig {
+        self.location = location;
+        self
+    }
+    /// Replaces the concurrency limit (clamped to 1..=64).
+    pub fn with_concurrency(mut self, concurrency: usize) -> KoofrConfig {
+        self.concurrency = concurrency.clamp(1, 64);
+        self
+    }
+    /// Replaces the timeouts.
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> KoofrConfig {
+        self.timeouts = timeouts;
+        self
+    }
+    /// Replaces the authentication.
+    pub fn with_auth(mut self, auth: AuthConfig) -> KoofrConfig {
+        self.auth = auth;
+        self
+    }
+    /// Replaces the mount selection.
+    pub fn with_mount(mut self, mount: MountSelector) -> KoofrConfig {
+        self.mount = mount;
+        self
+    }
+    /// Replaces the API version.
+    pub fn with_api_version(mut self, api_version: ApiVersion) -> KoofrConfig {
+        self.api_version = api_version;
+        self
+    }
+}
+
+fn parse_number(
+    value: Option<String>,
+    key: &'static str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    let n: u64 = value.trim().parse().map_err(|_| {
+        config_error(
+            key,
+            format!("must be a whole number in {min}..={max}, not {value:?}"),
+        )
+    })?;
+    if !(min..=max).contains(&n) {
+        return Err(config_error(
+            key,
+            format!("must be in {min}..={max}, not {n}"),
+        ));
+    }
+    Ok(n)
+}
+
+/// `koofr://<path>` → the path (spec plakar-protocol §10.2).
+fn parse_location(location: &str) -> Result<KoofrPath, ConfigError> {
+    let rest = location
+        .get(..6)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("koofr:"))
+        .map(|_| &location[6..])
+        .ok_or_else(|| {
+            config_error(
+                "location",
+                format!("must start with `koofr://`, got {location:?}"),
+            )
+        })?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = KoofrPath::parse(&format!("/{rest}"))
+        .map_err(|e| config_error("location", e.to_string()))?;
+    path.check_supported()
+        .map_err(|e| config_error("location", e.to_string()))?;
+    Ok(path)
+}
+
+fn parse_endpoint(provider: Option<&str>, endpoint: Option<&str>) -> Result<Url, ConfigError> {
+    let default = match provider.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("koofr") => Some(KOOFR_URL),
+        Some("digistorage") | Some("digi") => Some(DIGISTORAGE_URL),
+        Some("other") => None,
+        Some(other) => {
+            return Err(config_error(
+                "provider",
+                format!("must be `koofr`, `digistorage` or `other`, not {other:?}"),
+            ));
+        }
+    };
+    let (key, raw) = match (endpoint, default) {
+        (Some(e), _) => ("endpoint", e),
+        (None, Some(d)) => ("provider", d),
+        (None, None) => {
+            return Err(config_error(
+                "endpoint",
+                "is required when provider is `other`",
+            ));
+        }
+    };
+    let mut url = Url::parse(raw.trim())
+        .map_err(|e| config_error(key, format!("{raw:?} is not a URL: {e}")))?;
+    if url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        // The raw value is not echoed: it may contain a password.
+        return Err(config_error(
+            key,
+            "must be a plain base URL (no credentials, query or fragment)",
+        ));
+    }
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&url) => {}
+        "http" => {
+            return Err(config_error(
+                key,
+                format!(
+                    "{raw:?} uses plain http; only https is allowed except for loopback addresses"
+                ),
+            ));
+        }
+        other => {
+            return Err(config_error(
+                key,
+                format!("{raw:?} has unsupported scheme {other:?}"),
+            ));
+        }
+    }
+    let trimmed = url.path().trim_end_matches('/').to_owned();
+    url.set_path(&trimmed);
+    Ok(url)
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<(KoofrConfig, Vec<String>), ConfigError> {
+        KoofrConfig::from_map(&map(pairs), &no_env)
+    }
+
+    const CREDS: [(&str, &str); 2] = [
+        ("username", "me@example.com"),
+        ("password", "s3cret-app-pw"),
+    ];
+
+    #[test]
+    fn location_forms() {
+        for (loc, want) in [
+            ("koofr://", "/"),
+            ("koofr:///", "/"),
+            ("koofr:///backups/plakar", "/backups/plakar"),
+            ("koofr://backups/plakar", "/backups/plakar"),
+            ("koofr:/backups/plakar", "/backups/plakar"),
+            ("koofr:backups", "/backups"),
+            ("KOOFR:///a//b/", "/a/b"),
+        ] {
+            let (c, w) = parse(&[("location", loc), CREDS[0], CREDS[1]]).unwrap();
+            assert_eq!(c.location().as_str(), want, "{loc}");
+            assert!(w.is_empty());
+        }
+        let e = parse(&[("location", "s3://x"), CREDS[0], CREDS[1]]).unwrap_err();
+        assert_eq!(e.key, "location");
+        let e = parse(&[("location", "koofr:///a/../b"), CREDS[0], CREDS[1]]).unwrap_err();
+        assert_eq!(e.key, "location");
+        let e = parse(&[CREDS[0], CREDS[1]]).unwrap_err();
+        assert_eq!(e.key, "location");
+    }
+
+    #[test]
+    fn defaults_and_providers() {
+        let (c, _) = parse(&[("location", "koofr://"), CREDS[0], CREDS[1]]).unwrap();
+        assert_eq!(c.endpoint().as_str(), "https://app.koofr.net/");
+        assert_eq!(c.host(), "app.koofr.net");
+        assert_eq!(c.concurrency(), 8);
+        assert_eq!(c.mount(), &MountSelector::Primary);
+        assert_eq!(c.api_version(), ApiVersion::V2);
+        assert_eq!(c.username(), Some("me@example.com"));
+        assert_eq!(c.retry().max_attempts, 8);
+        assert_eq!(c.timeouts().stall, Duration::from_secs(120));
+        assert!(matches!(c.auth(), AuthConfig::Basic { .. }));
+
+        let (c, _) = parse(&[
+            ("location", "koofr://"),
+            ("provider", "digistorage"),
+            CREDS[0],
+            CREDS[1],
+        ])
+        .unwrap();
+        assert_eq!(c.host(), "storage.rcs-rds.ro");
+        let e = parse(&[
+            ("location", "koofr://"),
+            ("provider", "other"),
+            CREDS[0],
+            CREDS[1],
+        ])
+        .unwrap_err();
+        assert_eq!(e.key, "endpoint");
+        let (c, _) = parse(&[
+            ("location", "koofr://"),
+            ("provider", "other"),
+            ("endpoint", "https://koofr.example.org/prefix/"),
+            CREDS[0],
+            CREDS[1],
+        ])
+        .unwrap();
+        assert_eq!(c.endpoint().as_str(), "https://koofr.example.org/prefix");
+        let e = parse(&[
+            ("location", "koofr://"),
+            ("provider", "dropbox"),
+            CREDS[0],
+            CREDS[1],
+        ])
+        .unwrap_err();
+        assert_eq!(e.key, "provider");
+    }
+
+    #[test]
+    fn http_only_on_loopback() {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://localhost:1/",
+            "http://[::1]:9",
+            "http://127.3.4.5",
+        ] {
+            let (c, _) = parse(&[
+                ("location", "koofr://"),
+                ("endpoint", ok),
+                CREDS[0],
+                CREDS[1],
+            ])
+            .unwrap();
+            assert_eq!(c.endpoint().scheme(), "http");
+        }
+        for bad in [
+            "http://example.org",
+            "http://10.0.0.1",
+            "ftp://127.0.0.1",
+            "not a url",
+        ] {
+            let e = parse(&[
+                ("location", "koofr://"),
+                ("endpoint", bad),
+                CREDS[0],
+                CREDS[1],
+            ])
+            .unwrap_err();
+            assert_eq!(e.key, "endpoint", "{bad}");
+        }
+        assert_eq!(
+            parse(&[
+                ("location", "koofr://"),
+                ("endpoint", "http://127.0.0.1:8/"),
+                CREDS[0],
+                CREDS[1]
+            ])
+            .unwrap()
+            .0
+            .host(),
+            "127.0.0.1:8"
+        );
+    }
+
+    #[test]
+    fn environment_fills_missing_keys_and_map_wins() {
+        let env = |name: &str| match name {
+            "KOOFR_USERNAME" => Some("env@example.com".to_owned()),
+            "KOOFR_PASSWORD" => Some("env-pw".to_owned()),
+            "KOOFR_MOUNT" => Some("Dropbox".to_owned()),
+            "KOOFR_CONCURRENCY" => Some("3".to_owned()),
+            _ => None,
+        };
+        let (c, _) = KoofrConfig::from_map(&map(&[("location", "koofr://")]), &env).unwrap();
+        assert_eq!(c.username(), Some("env@example.com"));
+        assert_eq!(c.mount(), &MountSelector::IdOrName("Dropbox".into()));
+        assert_eq!(c.concurrency(), 3);
+        let (c, _) = KoofrConfig::from_map(
+            &map(&[("location", "koofr://"), ("username", "map@example.com")]),
+            &env,
+        )
+        .unwrap();
+        assert_eq!(c.username(), Some("map@example.com"));
+    }
+
+    #[test]
+    fn missing_and_invalid_keys_are_named() {
+        assert_eq!(
+            parse(&[("location", "koofr://"), CREDS[0]])
+                .unwrap_err()
+                .key,
+            "password"
+        );
+        assert_eq!(
+            parse(&[("location", "koofr://"), CREDS[1]])
+                .unwrap_err()
+                .key,
+            "username"
+        );
+        for (key, value) in [
+            ("concurrency", "0"),
+            ("concurrency", "65"),
+            ("concurrency", "many"),
+            ("retries", "0"),
+            ("timeout_connect", "-1"),
+            ("stall_timeout", "99999"),
+            ("api_version", "3"),
+            ("auth", "kerberos"),
+        ] {
+            let e =
+                parse(&[("location", "koofr://"), CREDS[0], CREDS[1], (key, value)]).unwrap_err();
+            assert_eq!(e.key, key, "{key}={value}");
+        }
+        let (c, _) = parse(&[
+            ("location", "koofr://"),
+            CREDS[0],
+            CREDS[1],
+            ("concurrency", "64"),
+            ("api_version", "2.1"),
+        ])
+        .unwrap();
+        assert_eq!(c.concurrency(), 64);
+        assert_eq!(c.api_version(), ApiVersion::V2_1);
+    }
+
+    #[test]
+    fn unknown_keys_warn_and_plakar_keys_are_ignored() {
+        let (_, warnings) = parse(&[
+            ("location", "koofr://"),
+            CREDS[0],
+            CREDS[1],
+            ("passphrase", "x"),
+            ("passphrase_cmd", "y"),
+            ("concurency", "4"),
+        ])
+        .unwrap();
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("concurency"));
+    }
+
+    #[test]
+    fn oauth_and_token_modes() {
+        let (c, _) = parse(&[("location", "koofr://"), ("access_token", "AT-123")]).unwrap();
+        assert!(matches!(c.auth(), AuthConfig::OAuth { refresh: None, .. }));
+        assert_eq!(c.username(), None);
+        let e = parse(&[
+            ("location", "koofr://"),
+            ("access_token", "AT"),
+            ("refresh_token", "RT"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.key, "client_id");
+        let (c, _) = parse(&[
+            ("location", "koofr://"),
+            ("auth", "token"),
+            CREDS[0],
+            CREDS[1],
+        ])
+        .unwrap();
+        assert!(matches!(c.auth(), AuthConfig::Token { .. }));
+    }
+
+    #[test]
+    fn origin_names_account_host_and_mount() {
+        let (c, _) = parse(&[("location", "koofr:///x"), CREDS[0], CREDS[1]]).unwrap();
+        assert_eq!(c.plakar_origin(), format!("{}@app.koofr.net", CREDS[0].1));
+        let (c, _) = parse(&[
+            ("location", "koofr:///x"),
+            ("mount", "Dropbox"),
+            CREDS[0],
+            CREDS[1],
+        ])
+        .unwrap();
+        assert_eq!(
+            c.plakar_origin(),
+            format!("{}@app.koofr.net/Dropbox", CREDS[0].1)
+        );
+        let (c, _) = parse(&[("location", "koofr://"), ("access_token", "AT")]).unwrap();
+        assert_eq!(c.plakar_origin(), "app.koofr.net");
+    }
+
+    #[test]
+    fn retry_delay_key_sets_the_backoff_base() {
+        let (c, _) = parse(&[
+            ("location", "koofr://"),
+            ("retry_delay_ms", "3"),
+            CREDS[0],
+            CREDS[1],
+        ])
+        .unwrap();
+        assert_eq!(c.retry().base_delay, Duration::from_millis(3));
+        let e = parse(&[
+            ("location", "koofr://"),
+            ("retry_delay_ms", "0"),
+            CREDS[0],
+            CREDS[1],
+        ])
+        .unwrap_err();
+        assert_eq!(e.key, "retry_delay_ms");
+    }
+
+    #[test]
+    fn secrets_never_in_debug_or_errors() {
+        let (c, _) = parse(&[
+            ("location", "koofr://"),
+            ("access_token", "AT-SECRET"),
+            ("refresh_token", "RT-SECRET"),
+            ("client_id", "cid"),
+            ("client_secret", "CS-SECRET"),
+        ])
+        .unwrap();
+        let debug = format!("{c:?}");
+        for secret in ["AT-SECRET", "RT-SECRET", "CS-SECRET"] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
+        let (c, _) = parse(&[("location", "koofr://"), CREDS[0], CREDS[1]]).unwrap();
+        assert!(!format!("{c:?}").contains("s3cret-app-pw"));
+        let e = parse(&[
+            ("location", "koofr://"),
+            CREDS[0],
+            CREDS[1],
+            ("endpoint", "http://u:s3cret@example.org"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.key, "endpoint");
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+    }
+}

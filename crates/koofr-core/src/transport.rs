@@ -1,0 +1,389 @@
+//! HTTP transport: a pooled HTTP/1.1 reqwest client, the per-client concurrency limit (the
+//! permit travels with the response body), the stall watchdog, authentication with one renewal
+//! after a 401, and conversion of error answers into [`Error`]s.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use reqwest::header::AUTHORIZATION;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::auth::Auth;
+use crate::config::KoofrConfig;
+use crate::error::{Error, ErrorKind, Result, classify};
+use crate::retry::parse_retry_after;
+use crate::types::ApiErrorBody;
+
+/// A stream of bytes from or to Koofr.
+pub type ByteStream = BoxStream<'static, Result<Bytes, Error>>;
+
+/// Largest error body read to find Koofr's error code.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// The last time a transfer made progress; the watchdog fails it after `stall` without any.
+#[derive(Clone, Debug)]
+pub(crate) struct Progress(Arc<Mutex<Instant>>);
+
+impl Progress {
+    pub(crate) fn new() -> Progress {
+        Progress(Arc::new(Mutex::new(Instant::now())))
+    }
+    pub(crate) fn touch(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+    fn last(&self) -> Instant {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    /// Resolves once no progress was made for `stall`.
+    async fn stalled(&self, stall: Duration) {
+        loop {
+            let deadline = self.last() + stall;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline.into()).await;
+        }
+    }
+}
+
+/// What the error conversion needs to know about a request.
+#[derive(Clone, Copy)]
+pub(crate) struct RequestContext<'a> {
+    pub op: &'static str,
+    pub path: Option<&'a str>,
+    /// Folder create, copy, move and rename: a bare 400 means "already exists" in API v2.
+    pub exists_possible: bool,
+}
+
+impl RequestContext<'_> {
+    pub(crate) fn error(
+        &self,
+        kind: ErrorKind,
+        temporary: bool,
+        message: impl Into<String>,
+    ) -> Error {
+        let e = Error::new(kind, temporary, self.op, message);
+        match self.path {
+            Some(p) => e.with_path(p),
+            None => e,
+        }
+    }
+    pub(crate) fn transport_error(&self, e: reqwest::Error) -> Error {
+        let message = if e.is_timeout() {
+            "timed out"
+        } else if e.is_connect() {
+            "could not connect"
+        } else if e.is_body() || e.is_decode() {
+            "the response body broke off"
+        } else {
+            "request failed"
+        };
+        self.error(ErrorKind::Transport, true, message)
+            .with_source(e)
+    }
+    fn stall_error(&self, stall: Duration) -> Error {
+        self.error(
+            ErrorKind::Transport,
+            true,
+            format!(
+                "no progress for {} s (stalled transfer)",
+                stall.as_secs_f64()
+            ),
+        )
+    }
+}
+
+/// A successful response that holds a concurrency permit until its body is consumed.
+pub(crate) struct Response {
+    pub inner: reqwest::Response,
+    pub permit: OwnedSemaphorePermit,
+}
+
+/// The shared HTTP machinery of one client.
+pub(crate) struct Transport {
+    http: reqwest::Client,
+    semaphore: Arc<Semaphore>,
+    stall: Duration,
+    base: String,
+    auth: Auth,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("base", &self.base)
+            .field("stall", &self.stall)
+            .field("auth", &self.auth)
+            .field("available_permits", &self.semaphore.available_permits())
+            .finish()
+    }
+}
+
+impl Transport {
+    pub(crate) fn new(config: &KoofrConfig) -> Result<Transport> {
+        let timeouts = config.timeouts();
+        let http = reqwest::Client::builder()
+            .http1_only()
+            .connect_timeout(timeouts.connect)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(config.concurrency())
+            .tcp_nodelay(true)
+            .user_agent(concat!("koofr-plakar/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| {
+                Error::permanent(
+                    ErrorKind::Unexpected,
+                    "create client",
+                    "cannot build the HTTP client",
+                )
+                .with_source(e)
+            })?;
+        Ok(Transport {
+            http,
+            semaphore: Arc::new(Semaphore::new(config.concurrency())),
+            stall: timeouts.stall,
+            base: config.endpoint().as_str().trim_end_matches('/').to_owned(),
+            auth: Auth::new(config.auth(), timeouts.stall.max(Duration::from_secs(1)))?,
+        })
+    }
+
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub(crate) fn stall(&self) -> Duration {
+        self.stall
+    }
+
+    /// Sends one request (built by `build`, possibly twice: once more after a 401 renewal) and
+    /// returns a 2xx response holding a concurrency permit, or the classified error.
+    /// `progress` (uploads) is touched by the body as it is sent; without it, the stall watchdog
+    /// counts from the start of the request.
+    pub(crate) async fn send<F>(
+        &self,
+        ctx: RequestContext<'_>,
+        progress: Option<Progress>,
+        mut build: F,
+    ) -> Result<Response>
+    where
+        F: FnMut(&reqwest::Client) -> Result<reqwest::RequestBuilder>,
+    {
+        let permit = self
+            .semaphore
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ctx.error(ErrorKind::Unexpected, false, "the client was shut down"))?;
+        let mut renewed = false;
+        loop {
+            let (auth_header, generation) = self
+                .auth
+                .header(&self.http, &self.base)
+                .await
+                .map_err(|e| e.with_op(ctx.op).or_path_opt(ctx.path))?;
+            let request = build(&self.http)?.header(AUTHORIZATION, auth_header);
+            let progress = progress.clone().unwrap_or_else(Progress::new);
+            progress.touch();
+            let response = tokio::select! {
+                r = request.send() => r.map_err(|e| ctx.transport_error(e))?,
+                () = progress.stalled(self.stall) => return Err(ctx.stall_error(self.stall)),
+            };
+            let status = response.status().as_u16();
+            if (200..300).contains(&status) {
+                return Ok(Response {
+                    inner: response,
+                    permit,
+                });
+            }
+            if status == 401 {
+                if self.auth.renewable() && !renewed {
+                    tracing::debug!(op = ctx.op, "koofr: 401, renewing the credential once");
+                    self.auth
+                        .renew(generation, &self.http, &self.base)
+                        .await
+                        .map_err(|e| e.with_op(ctx.op).or_path_opt(ctx.path))?;
+                    renewed = true;
+                    continue;
+                }
+                // Never retried: repeated failed logins trigger Koofr's IP-wide throttle.
+                return Err(ctx
+                    .error(
+                        ErrorKind::Unauthenticated,
+                        false,
+                        self.auth.failure_message(),
+                    )
+                    .with_status(401, None));
+            }
+            return Err(self.error_from_response(ctx, response).await);
+        }
+    }
+
+    /// Reads a (bounded) error body and classifies it.
+    async fn error_from_response(
+        &self,
+        ctx: RequestContext<'_>,
+        response: reqwest::Response,
+    ) -> Error {
+        let status = response.status().as_u16();
+        let retry_after = parse_retry_after(response.headers().get(reqwest::header::RETRY_AFTER));
+        let mut body = Vec::new();
+        let mut stream = response.bytes_stream();
+        let read = async {
+            while let Some(Ok(chunk)) = stream.next().await {
+                body.extend_from_slice(&chunk);
+                if body.len() >= MAX_ERROR_BODY {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(self.stall, read).await;
+        let text = String::from_utf8_lossy(&body[..body.len().min(MAX_ERROR_BODY)]).into_owned();
+        let (code, server_message) = match serde_json::from_str::<ApiErrorBody>(&text) {
+            Ok(parsed) => (parsed.error.code, parsed.error.message),
+            Err(_) => (None, None),
+        };
+        let (kind, temporary) = classify(status, code.as_deref(), &text, ctx.exists_possible);
+        let message = server_message
+            .or_else(|| {
+                let trimmed = text.trim();
+                (!trimmed.is_empty() && trimmed.len() <= 200 && !trimmed.starts_with('{'))
+                    .then(|| trimmed.to_owned())
+            })
+            .unwrap_or_else(|| {
+                reqwest::StatusCode::from_u16(status)
+                    .ok()
+                    .and_then(|s| s.canonical_reason())
+                    .unwrap_or("error")
+                    .to_owned()
+            });
+        ctx.error(kind, temporary, message)
+            .with_status(status, code)
+            .with_retry_after(retry_after)
+    }
+
+    /// Sends and parses a small JSON answer (the permit is released when the body is read).
+    pub(crate) async fn json<T, F>(&self, ctx: RequestContext<'_>, build: F) -> Result<T>
+    where
+        T: for<'de> serde::Deserialize<'de>,
+        F: FnMut(&reqwest::Client) -> Result<reqwest::RequestBuilder>,
+    {
+        let response = self.send(ctx, None, build).await?;
+        let bytes = read_all(ctx, response, self.stall).await?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            ctx.error(
+                ErrorKind::Unexpected,
+                false,
+                format!("unexpected response ({e}): {}", preview(&bytes)),
+            )
+        })
+    }
+
+    /// Sends and discards the answer.
+    pub(crate) async fn empty<F>(&self, ctx: RequestContext<'_>, build: F) -> Result<()>
+    where
+        F: FnMut(&reqwest::Client) -> Result<reqwest::RequestBuilder>,
+    {
+        let response = self.send(ctx, None, build).await?;
+        read_all(ctx, response, self.stall).await.map(drop)
+    }
+}
+
+fn preview(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(&bytes[..bytes.len().min(120)]).into_owned()
+}
+
+/// Reads a whole (small, metadata) body; each chunk must arrive within `stall`.
+async fn read_all(ctx: RequestContext<'_>, response: Response, stall: Duration) -> Result<Bytes> {
+    let mut stream = body_stream(response, ctx.op, ctx.path.map(str::to_owned), stall);
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk?);
+    }
+    Ok(Bytes::from(out))
+}
+
+/// Turns a response into a byte stream that carries the concurrency permit, fails after `stall`
+/// without data, and checks the received length against `Content-Length`.
+pub(crate) fn body_stream(
+    response: Response,
+    op: &'static str,
+    path: Option<String>,
+    stall: Duration,
+) -> ByteStream {
+    struct State {
+        inner: BoxStream<'static, reqwest::Result<Bytes>>,
+        _permit: OwnedSemaphorePermit,
+        expected: Option<u64>,
+        received: u64,
+        op: &'static str,
+        path: Option<String>,
+        stall: Duration,
+        done: bool,
+    }
+    let expected = response.inner.content_length();
+    let state = State {
+        inner: response.inner.bytes_stream().boxed(),
+        _permit: response.permit,
+        expected,
+        received: 0,
+        op,
+        path,
+        stall,
+        done: false,
+    };
+    futures::stream::unfold(state, |mut st| async move {
+        if st.done {
+            return None;
+        }
+        let ctx = RequestContext {
+            op: st.op,
+            path: st.path.as_deref(),
+            exists_possible: false,
+        };
+        let item = match tokio::time::timeout(st.stall, st.inner.next()).await {
+            Err(_) => Err(ctx.stall_error(st.stall)),
+            Ok(Some(Ok(chunk))) => {
+                st.received += chunk.len() as u64;
+                match st.expected {
+                    Some(expected) if st.received > expected => Err(ctx.error(
+                        ErrorKind::Integrity,
+                        false,
+                        format!("received more than the announced {expected} bytes"),
+                    )),
+                    _ => Ok(chunk),
+                }
+            }
+            Ok(Some(Err(e))) => Err(ctx.transport_error(e)),
+            Ok(None) => match st.expected {
+                Some(expected) if st.received != expected => Err(ctx.error(
+                    ErrorKind::Transport,
+                    true,
+                    format!("body truncated: {} of {expected} bytes", st.received),
+                )),
+                _ => return None,
+            },
+        };
+        if item.is_err() {
+            st.done = true;
+        }
+        Some((item, st))
+    })
+    .boxed()
+}
+
+trait OrPathOpt {
+    fn or_path_opt(self, path: Option<&str>) -> Self;
+}
+
+impl OrPathOpt for Error {
+    fn or_path_opt(self, path: Option<&str>) -> Error {
+        match path {
+            Some(p) => self.or_path(p),
+            None => self,
+        }
+    }
+}

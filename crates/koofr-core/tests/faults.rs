@@ -1,0 +1,802 @@
+//! Emulator-only tests: retries and `Retry-After`, authentication failures and renewal
+//! (token and OAuth2), truncated and dropped bodies, download resume, upload aborts, stalls,
+//! races, quota, offline devices and mount selection, asserted through the request log.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use koofr_core::testing::{
+    Harness, collect, content, count, emulator_config, start_emulator, start_emulator_with,
+};
+use koofr_core::{
+    ApiVersion, AuthConfig, Client, ErrorKind, KoofrConfig, KoofrPath, ListEntry, MountSelector,
+    OAuthRefresh, OverwritePolicy, RetryPolicy, Secret, Timeouts, UploadBody, UploadOptions,
+};
+use koofr_emulator::{EmulatorConfig, FaultAction, FaultRule};
+
+fn p(s: &str) -> KoofrPath {
+    KoofrPath::parse(s).unwrap()
+}
+
+#[tokio::test]
+async fn transient_statuses_are_retried() {
+    let h = Harness::emulator().await;
+    for status in [500, 502, 503, 504, 499, 429, 408] {
+        h.emu()
+            .faults()
+            .inject(FaultRule::status("files/info", status).times(2));
+        h.take_requests();
+        h.client
+            .info(&h.root)
+            .await
+            .unwrap_or_else(|e| panic!("status {status}: {e}"));
+        assert_eq!(
+            count(&h.take_requests(), "files/info"),
+            3,
+            "status {status}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn retries_run_out_into_a_permanent_error_naming_the_attempts() {
+    let h = Harness::emulator().await;
+    h.emu()
+        .faults()
+        .inject(FaultRule::status("files/list", 503).times(100));
+    let err = h.client.list(&h.root).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Server);
+    assert!(!err.is_temporary());
+    assert_eq!(err.attempts(), 4);
+    assert!(
+        err.to_string().contains("4 attempts") && err.to_string().contains("/test"),
+        "{err}"
+    );
+    assert_eq!(count(&h.take_requests(), "files/list"), 4);
+    // Permanent statuses are never retried.
+    for status in [400, 403, 404, 409, 413] {
+        h.emu().faults().clear();
+        h.emu()
+            .faults()
+            .inject(FaultRule::status("files/info", status).times(5));
+        let err = h.client.info(&h.root).await.unwrap_err();
+        assert!(!err.is_temporary(), "{status}: {err}");
+        assert_eq!(
+            count(&h.take_requests(), "files/info"),
+            1,
+            "status {status}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let h = Harness::emulator().await;
+    h.emu()
+        .faults()
+        .inject(FaultRule::status("files/info", 429).retry_after(1));
+    let started = Instant::now();
+    h.client.info(&h.root).await.unwrap();
+    // A lower bound only: the client waited for the server's Retry-After instead of ~1 ms.
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(count(&h.take_requests(), "files/info"), 2);
+}
+
+#[tokio::test]
+async fn login_throttle_is_not_retried() {
+    let h = Harness::emulator().await;
+    h.emu().faults().inject(
+        FaultRule::status("files/info", 429)
+            .body("Too many login retries")
+            .times(5),
+    );
+    let err = h.client.info(&h.root).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::RateLimited);
+    assert!(!err.is_temporary());
+    assert_eq!(count(&h.take_requests(), "files/info"), 1);
+}
+
+#[tokio::test]
+async fn wrong_password_is_one_request_and_one_clear_error() {
+    let emu = start_emulator().await;
+    let config = KoofrConfig::basic(&emu.endpoint(), emu.email(), "WRONG-PASSWORD")
+        .unwrap()
+        .with_retry(koofr_core::testing::test_retry());
+    let client = Client::new(config).unwrap();
+    let err = client.info(&p("/")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unauthenticated);
+    assert!(!err.is_temporary());
+    let text = err.to_string();
+    assert!(
+        text.contains("authentication failed (check the e-mail and application password)"),
+        "{text}"
+    );
+    assert!(!text.contains("WRONG-PASSWORD") && !format!("{err:?}").contains("WRONG-PASSWORD"));
+    assert!(!format!("{client:?}").contains("WRONG-PASSWORD"));
+    assert_eq!(emu.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn token_login_is_shared_and_renewed_once_after_expiry() {
+    let emu = start_emulator().await;
+    let config = emulator_config(&emu).with_auth(AuthConfig::Token {
+        username: emu.email().to_owned(),
+        password: Secret::new(emu.password()),
+    });
+    let client = Client::new(config).unwrap();
+    let calls = (0..16).map(|_| {
+        let client = client.clone();
+        tokio::spawn(async move { client.info(&KoofrPath::root()).await })
+    });
+    for call in futures::future::join_all(calls).await {
+        call.unwrap().unwrap();
+    }
+    let requests = emu.requests();
+    assert_eq!(
+        count(&requests, "token"),
+        1,
+        "one login for 16 concurrent callers"
+    );
+    emu.clear_requests();
+
+    emu.faults().expire_tokens();
+    let calls = (0..16).map(|_| {
+        let client = client.clone();
+        tokio::spawn(async move { client.info(&KoofrPath::root()).await })
+    });
+    for call in futures::future::join_all(calls).await {
+        call.unwrap().unwrap();
+    }
+    let requests = emu.requests();
+    assert_eq!(
+        count(&requests, "token"),
+        1,
+        "one renewal for all callers: {requests:?}"
+    );
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|r| r.endpoint == "files/info" && r.status == 200)
+            .count(),
+        16
+    );
+
+    // An upload whose token expired is sent again (its body is replayable) after one renewal.
+    emu.faults().expire_tokens();
+    emu.clear_requests();
+    let info = client
+        .upload(
+            &KoofrPath::root(),
+            "after-expiry.bin",
+            content(300_000, 5).into(),
+            UploadOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(info.size, 300_000);
+    assert_eq!(
+        emu.read_file("/after-expiry.bin").unwrap(),
+        content(300_000, 5)
+    );
+    let requests = emu.requests();
+    assert_eq!(count(&requests, "token"), 1, "{requests:?}");
+    assert_eq!(count(&requests, "files/put"), 2, "{requests:?}");
+
+    // A wrong password in token mode: one login attempt, a clear error.
+    let bad = emulator_config(&emu).with_auth(AuthConfig::Token {
+        username: emu.email().to_owned(),
+        password: Secret::new("nope"),
+    });
+    emu.clear_requests();
+    let err = Client::new(bad)
+        .unwrap()
+        .info(&KoofrPath::root())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unauthenticated, "{err}");
+    assert!(err.to_string().contains("application password"), "{err}");
+    assert_eq!(emu.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn oauth_access_token_is_refreshed_once_after_a_401() {
+    let emu = start_emulator().await;
+    let tokens = emu.issue_oauth_tokens();
+    let (client_id, client_secret) = emu.oauth_client();
+    let config = emulator_config(&emu).with_auth(AuthConfig::OAuth {
+        access_token: Secret::new(tokens.access_token.clone()),
+        refresh: Some(OAuthRefresh {
+            refresh_token: Secret::new(tokens.refresh_token.clone()),
+            client_id,
+            client_secret: Secret::new(client_secret),
+        }),
+    });
+    let client = Client::new(config).unwrap();
+    client.info(&KoofrPath::root()).await.unwrap();
+    assert_eq!(count(&emu.requests(), "oauth2/token"), 0);
+    emu.faults().expire_tokens();
+    emu.clear_requests();
+    let calls = (0..8).map(|_| {
+        let client = client.clone();
+        tokio::spawn(async move { client.info(&KoofrPath::root()).await })
+    });
+    for call in futures::future::join_all(calls).await {
+        call.unwrap().unwrap();
+    }
+    assert_eq!(
+        count(&emu.requests(), "oauth2/token"),
+        1,
+        "{:?}",
+        emu.requests()
+    );
+    let debug = format!("{client:?}");
+    assert!(!debug.contains(&tokens.access_token) && !debug.contains(&tokens.refresh_token));
+
+    // Without a refresh token an expired access token is a clear, permanent failure.
+    let tokens = emu.issue_oauth_tokens();
+    let bare = emulator_config(&emu).with_auth(AuthConfig::OAuth {
+        access_token: Secret::new(tokens.access_token),
+        refresh: None,
+    });
+    let bare = Client::new(bare).unwrap();
+    bare.info(&KoofrPath::root()).await.unwrap();
+    emu.faults().expire_tokens();
+    let err = bare.info(&KoofrPath::root()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unauthenticated, "{err}");
+}
+
+#[tokio::test]
+async fn truncated_download_resumes_with_a_range() {
+    let h = Harness::emulator().await;
+    let data = content(500_000, 9);
+    h.emu().put_file("/test/big.bin", data.clone(), 1234);
+    h.emu()
+        .faults()
+        .inject(FaultRule::truncate_body("files/get", 123_457));
+    h.take_requests();
+    let download = h.client.download(&p("/test/big.bin")).await.unwrap();
+    assert_eq!(collect(download.stream).await.unwrap(), data);
+    let gets = count(&h.take_requests(), "files/get");
+    assert_eq!(gets, 2, "the whole download plus one resumed range");
+
+    // The same for a ranged read.
+    h.emu()
+        .faults()
+        .inject(FaultRule::truncate_body("files/get", 10_000));
+    let got = collect(
+        h.client
+            .download_range(&p("/test/big.bin"), 100_000, 300_000)
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(got, &data[100_000..400_000]);
+    assert_eq!(count(&h.take_requests(), "files/get"), 2);
+
+    // A dropped connection before any byte is retried too.
+    h.emu()
+        .faults()
+        .inject(FaultRule::drop_connection("files/get"));
+    let download = h.client.download(&p("/test/big.bin")).await.unwrap();
+    assert_eq!(collect(download.stream).await.unwrap(), data);
+}
+
+#[tokio::test]
+async fn a_file_changed_during_a_resume_is_an_integrity_error() {
+    let h = Harness::emulator().await;
+    let data = content(2_000_000, 1);
+    h.emu().put_file("/test/changing.bin", data.clone(), 1);
+    h.emu()
+        .faults()
+        .inject(FaultRule::truncate_body("files/get", 1_500_000));
+    let download = h.client.download(&p("/test/changing.bin")).await.unwrap();
+    let mut stream = download.stream;
+    let first = stream.next().await.unwrap().unwrap();
+    assert!(!first.is_empty());
+    h.emu()
+        .put_file("/test/changing.bin", content(2_000_000, 2), 2);
+    let mut result = Ok(());
+    while let Some(chunk) = stream.next().await {
+        if let Err(e) = chunk {
+            result = Err(e);
+            break;
+        }
+    }
+    let err = result.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
+    assert!(err.to_string().contains("changed"), "{err}");
+}
+
+#[tokio::test]
+async fn truncated_listing_is_retried_or_ends_with_an_error_item() {
+    let h = Harness::emulator().await;
+    for i in 0..400 {
+        h.emu()
+            .put_file(&format!("/test/d/f{i:03}.txt"), vec![b'x'; i], 1);
+    }
+    h.emu()
+        .faults()
+        .inject(FaultRule::truncate_body("files/listrecursive", 40_000));
+    let items: Vec<_> = h
+        .client
+        .list_recursive(&p("/test/d"))
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    let requests = count(&h.emu().requests(), "files/listrecursive");
+    if requests == 2 {
+        // The emulator builds the listing as one body frame, so the cut happens before anything
+        // is flushed: the client sees a broken response before the headers and retries it.
+        assert_eq!(items.len(), 401);
+        assert!(
+            items
+                .iter()
+                .all(|i| matches!(i, Ok(ListEntry::File { .. })))
+        );
+    } else {
+        // Cut mid-stream: the items received so far, then a transport error.
+        assert_eq!(requests, 1);
+        assert!(items.len() > 1 && items.len() < 401, "{}", items.len());
+        assert_eq!(
+            items.last().unwrap().as_ref().unwrap_err().kind(),
+            ErrorKind::Transport
+        );
+        assert!(
+            items[..items.len() - 1]
+                .iter()
+                .all(|i| matches!(i, Ok(ListEntry::File { .. })))
+        );
+    }
+}
+
+#[tokio::test]
+async fn aborted_uploads_are_retried_only_when_safe() {
+    let h = Harness::emulator().await;
+    let data = Bytes::from(content(400_000, 4));
+    // Replayable + overwrite: retried, and the stored content is complete.
+    h.emu().faults().inject(FaultRule::abort_upload(100_000));
+    h.take_requests();
+    let info = h
+        .client
+        .upload(
+            &h.root,
+            "a.bin",
+            UploadBody::Bytes(data.clone()),
+            UploadOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(info.size, data.len() as u64);
+    assert_eq!(h.emu().read_file("/test/a.bin").unwrap(), data);
+    assert_eq!(count(&h.take_requests(), "files/put"), 2);
+
+    // A one-shot stream is never retried, and nothing is stored.
+    h.emu().faults().inject(FaultRule::abort_upload(100_000));
+    let stream =
+        futures::stream::iter(vec![Ok(data.slice(..200_000)), Ok(data.slice(200_000..))]).boxed();
+    let err = h
+        .client
+        .upload(
+            &h.root,
+            "b.bin",
+            UploadBody::Stream(stream),
+            UploadOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.kind() == ErrorKind::Transport, "{err}");
+    assert!(h.emu().stat("/test/b.bin").is_none());
+    assert_eq!(count(&h.take_requests(), "files/put"), 1);
+
+    // Autorename is never retried (a retry could create `c (1).bin`).
+    h.emu().faults().inject(FaultRule::status("files/put", 503));
+    let opts = UploadOptions {
+        policy: OverwritePolicy::Autorename,
+        ..Default::default()
+    };
+    let err = h
+        .client
+        .upload(&h.root, "c.bin", UploadBody::Bytes(data.clone()), opts)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Server);
+    assert_eq!(count(&h.take_requests(), "files/put"), 1);
+
+    // A replayable closure is called again for the retry.
+    h.emu().faults().inject(FaultRule::status("files/put", 502));
+    let opened = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let (source, counter) = (data.clone(), opened.clone());
+    let replay: koofr_core::ReplayFn = Arc::new(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        futures::stream::iter(vec![Ok(source.clone())]).boxed()
+    });
+    h.client
+        .upload(
+            &h.root,
+            "d.bin",
+            UploadBody::Replayable(replay),
+            UploadOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(opened.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn stalled_requests_fail_and_are_retried() {
+    let emu = start_emulator().await;
+    let config = emulator_config(&emu).with_timeouts(Timeouts {
+        connect: Duration::from_secs(5),
+        stall: Duration::from_millis(300),
+    });
+    let client = Client::new(config).unwrap();
+    emu.faults()
+        .inject(FaultRule::delay("files/info", Duration::from_secs(3)));
+    client.info(&KoofrPath::root()).await.unwrap();
+    assert_eq!(count(&emu.requests(), "files/info"), 2);
+
+    emu.faults()
+        .inject(FaultRule::delay("files/info", Duration::from_secs(3)).times(10));
+    let err = client.info(&KoofrPath::root()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Transport);
+    assert!(err.to_string().contains("stalled"), "{err}");
+}
+
+#[tokio::test]
+async fn folder_creation_races_are_tolerated() {
+    let h = Harness::emulator().await;
+    h.emu().faults().race_folder_create(3);
+    h.client
+        .create_folder_all(&p("/test/r1/r2/r3"))
+        .await
+        .unwrap();
+    assert!(h.emu().stat("/test/r1/r2/r3").unwrap().is_dir);
+
+    h.emu().faults().race_folder_create(16);
+    let target = p("/test/many/x");
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let client = Client::new(h.client.config().clone()).unwrap();
+            let target = target.clone();
+            tokio::spawn(async move { client.create_folder_all(&target).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert!(h.emu().stat("/test/many/x").unwrap().is_dir);
+
+    // Known folders are cached: creating again makes no request; an upload into it is one.
+    h.take_requests();
+    h.client
+        .create_folder_all(&p("/test/r1/r2/r3"))
+        .await
+        .unwrap();
+    h.client
+        .upload(
+            &p("/test/r1/r2/r3"),
+            "f",
+            b"1".to_vec().into(),
+            UploadOptions::default(),
+        )
+        .await
+        .unwrap();
+    let requests = h.take_requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+}
+
+#[tokio::test]
+async fn quota_offline_device_and_missing_hashes() {
+    let h = Harness::emulator().await;
+    h.emu().faults().set_quota(1000);
+    let err = h
+        .client
+        .upload(
+            &h.root,
+            "big",
+            vec![0u8; 5000].into(),
+            UploadOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::QuotaExceeded, "{err}");
+    assert!(!err.is_temporary());
+    h.emu().faults().set_quota(10 << 30);
+
+    h.emu().put_file("/test/nohash/f.bin", content(1000, 1), 1);
+    h.emu().faults().omit_hash("/test/nohash");
+    let download = h.client.download(&p("/test/nohash/f.bin")).await.unwrap();
+    assert_eq!(download.info.hash, None);
+    assert_eq!(collect(download.stream).await.unwrap(), content(1000, 1));
+    let info = h
+        .client
+        .upload(
+            &p("/test/nohash"),
+            "g.bin",
+            content(10, 1).into(),
+            UploadOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(info.hash, None);
+
+    h.emu()
+        .faults()
+        .set_mount_offline(&h.emu().primary_mount_id(), true);
+    h.take_requests();
+    let err = h.client.info(&h.root).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::DeviceOffline, "{err}");
+    assert_eq!(
+        err.attempts(),
+        4,
+        "an offline device is temporary, so it was retried"
+    );
+    h.emu()
+        .faults()
+        .set_mount_offline(&h.emu().primary_mount_id(), false);
+    h.client.info(&h.root).await.unwrap();
+}
+
+#[tokio::test]
+async fn mount_selection_by_id_and_name() {
+    let emu = start_emulator().await;
+    let mounts = Client::new(emulator_config(&emu))
+        .unwrap()
+        .mounts()
+        .await
+        .unwrap();
+    let secondary = mounts
+        .iter()
+        .find(|m| m.id == emu.secondary_mount_id())
+        .expect("secondary mount listed");
+
+    let by_id = Client::new(
+        emulator_config(&emu).with_mount(MountSelector::IdOrName(secondary.id.clone())),
+    )
+    .unwrap();
+    assert_eq!(by_id.mount_id().await.unwrap(), secondary.id);
+    assert_eq!(
+        count(&emu.requests(), "mounts"),
+        1,
+        "an id is used without listing"
+    );
+    assert_eq!(by_id.mount_info().await.unwrap().id, secondary.id);
+
+    let by_name = Client::new(
+        emulator_config(&emu).with_mount(MountSelector::IdOrName(secondary.name.to_uppercase())),
+    )
+    .unwrap();
+    assert_eq!(by_name.mount_id().await.unwrap(), secondary.id);
+    let missing =
+        Client::new(emulator_config(&emu).with_mount(MountSelector::IdOrName("No such".into())))
+            .unwrap();
+    let err = missing.info(&KoofrPath::root()).await.unwrap_err();
+    assert!(
+        err.is_not_found() && err.to_string().contains("No such"),
+        "{err}"
+    );
+
+    // Files on the secondary mount are separate from the primary's.
+    by_id
+        .upload(
+            &KoofrPath::root(),
+            "on-secondary.txt",
+            b"2".to_vec().into(),
+            UploadOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(emu.stat("/on-secondary.txt").is_none());
+}
+
+#[tokio::test]
+async fn api_v2_1_statuses_map_to_the_same_kinds() {
+    let emu = start_emulator().await;
+    let client = Client::new(emulator_config(&emu).with_api_version(ApiVersion::V2_1)).unwrap();
+    client.create_folder_all(&p("/v21/a")).await.unwrap();
+    let err = client.create_folder(&p("/v21"), "A").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+    assert_eq!(err.status(), Some(409));
+    client
+        .upload(
+            &p("/v21"),
+            "f",
+            b"x".to_vec().into(),
+            UploadOptions::default(),
+        )
+        .await
+        .unwrap();
+    let opts = UploadOptions {
+        policy: OverwritePolicy::ErrorIfExists,
+        ..Default::default()
+    };
+    let err = client
+        .upload(&p("/v21"), "f", b"y".to_vec().into(), opts)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(
+        emu.requests()
+            .iter()
+            .all(|r| r.api_version == "v2.1" || r.api_version.is_empty())
+    );
+    // A permissive server (non-BMP allowed) still never receives emoji names from the client.
+    let mut config = EmulatorConfig::default();
+    config.reject_non_bmp = false;
+    let permissive = start_emulator_with(config).await;
+    let client = Client::new(emulator_config(&permissive)).unwrap();
+    let err = client
+        .create_folder(&KoofrPath::root(), "\u{1F600}")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(permissive.requests().is_empty());
+}
+
+#[tokio::test]
+async fn concurrency_limit_holds_permits_until_bodies_are_consumed() {
+    let emu = start_emulator().await;
+    emu.put_file("/a.bin", content(10, 1), 1);
+    emu.put_file("/b.bin", content(10, 2), 1);
+    let client = Client::new(emulator_config(&emu).with_concurrency(1)).unwrap();
+    let first = client.download(&p("/a.bin")).await.unwrap();
+    // With one permit held by `first`'s body, a second transfer must wait for it.
+    let second =
+        tokio::time::timeout(Duration::from_millis(300), client.download(&p("/b.bin"))).await;
+    assert!(
+        second.is_err(),
+        "the second transfer started while the first held the only permit"
+    );
+    assert_eq!(collect(first.stream).await.unwrap(), content(10, 1));
+    let second = client.download(&p("/b.bin")).await.unwrap();
+    assert_eq!(collect(second.stream).await.unwrap(), content(10, 2));
+}
+
+#[tokio::test]
+async fn request_counts_per_operation() {
+    let h = Harness::emulator().await;
+    let client = &h.client;
+    let mut report = Vec::new();
+    macro_rules! measure {
+        ($name:expr, $op:expr) => {{
+            h.take_requests();
+            let value = $op;
+            let requests = h.take_requests();
+            report.push(format!("{:<34} {}", $name, requests.len()));
+            (value, requests.len())
+        }};
+    }
+    measure!("user", client.user().await.unwrap());
+    measure!("mounts", client.mounts().await.unwrap());
+    measure!("mount_info", client.mount_info().await.unwrap());
+    measure!("info", client.info(&h.root).await.unwrap());
+    measure!("list", client.list(&h.root).await.unwrap());
+    let (_, n) = measure!(
+        "create_folder_all (3 new levels)",
+        client.create_folder_all(&p("/test/x/y/z")).await.unwrap()
+    );
+    assert_eq!(n, 1 + 1 + 3, "info(full), info(/test/x), then 3 creates");
+    let (_, n) = measure!(
+        "create_folder_all (cached)",
+        client.create_folder_all(&p("/test/x/y/z")).await.unwrap()
+    );
+    assert_eq!(n, 0);
+    let fresh = Client::new(h.client.config().clone()).unwrap();
+    let (_, n) = measure!(
+        "create_folder_all (exists, uncached)",
+        fresh.create_folder_all(&p("/test/x/y/z")).await.unwrap()
+    );
+    assert_eq!(n, 1);
+    let (_, n) = measure!(
+        "upload (known folder)",
+        client
+            .upload(
+                &p("/test/x/y/z"),
+                "f.bin",
+                content(1000, 1).into(),
+                UploadOptions::default()
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(n, 1);
+    let (_, n) = measure!(
+        "download (whole, verified)",
+        collect(
+            client
+                .download(&p("/test/x/y/z/f.bin"))
+                .await
+                .unwrap()
+                .stream
+        )
+        .await
+        .unwrap()
+    );
+    assert_eq!(n, 1);
+    let (_, n) = measure!(
+        "download_range",
+        collect(
+            client
+                .download_range(&p("/test/x/y/z/f.bin"), 10, 100)
+                .await
+                .unwrap()
+        )
+        .await
+        .unwrap()
+    );
+    assert_eq!(n, 1);
+    let (_, n) = measure!(
+        "list_recursive",
+        client
+            .list_recursive(&h.root)
+            .await
+            .unwrap()
+            .collect::<Vec<_>>()
+            .await
+    );
+    assert_eq!(n, 1);
+    measure!(
+        "copy",
+        client
+            .copy(&p("/test/x/y/z/f.bin"), &p("/test/x/g.bin"), None)
+            .await
+            .unwrap()
+    );
+    measure!(
+        "move_to",
+        client
+            .move_to(&p("/test/x/g.bin"), &p("/test/x/h.bin"))
+            .await
+            .unwrap()
+    );
+    let (_, n) = measure!(
+        "move_to (case only)",
+        client
+            .move_to(&p("/test/x/h.bin"), &p("/test/x/H.bin"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(n, 2);
+    measure!(
+        "rename",
+        client.rename(&p("/test/x/H.bin"), "i.bin").await.unwrap()
+    );
+    measure!("remove", client.remove(&p("/test/x")).await.unwrap());
+    eprintln!(
+        "HTTP requests per operation (emulator request log):\n{}",
+        report.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn plakar_config_reaches_the_emulator() {
+    let emu = start_emulator().await;
+    let map = std::collections::HashMap::from([
+        ("location".to_owned(), "koofr://backups/plakar".to_owned()),
+        ("endpoint".to_owned(), format!("{}/", emu.endpoint())),
+        ("passphrase".to_owned(), "ignored".to_owned()),
+    ]);
+    let (email, password) = (emu.email().to_owned(), emu.password().to_owned());
+    let env = move |name: &str| match name {
+        "KOOFR_USERNAME" => Some(email.clone()),
+        "KOOFR_PASSWORD" => Some(password.clone()),
+        _ => None,
+    };
+    let (config, warnings) = KoofrConfig::from_map(&map, &env).unwrap();
+    assert!(warnings.is_empty());
+    let client = Client::new(config.with_retry(RetryPolicy::fast_for_tests(2))).unwrap();
+    let location = client.config().location().clone();
+    client.create_folder_all(&location).await.unwrap();
+    assert!(emu.stat("/backups/plakar").unwrap().is_dir);
+}
+
+#[allow(dead_code)]
+fn unused(_: FaultAction) {}
