@@ -1,1 +1,52 @@
-//! Plakar connector plugins in Rust: the v2 wire protocol, stdio gRPC serving, a host, and conformance suites.
+//! Plakar connector plugins in Rust: protocol v2 types, stdio gRPC serving, a host and conformance suites.
+//!
+//! A connector implements one of the traits [`Store`], [`Importer`] or [`Exporter`] and its
+//! binary calls [`serve_store`], [`serve_importer`] or [`serve_exporter`] with an async factory
+//! that builds the connector from the `Init` configuration. The [`host`] module drives a plugin
+//! (a child process or an in-process server) exactly as plakar v1.1.x does, and its clients
+//! implement the same traits, so the [`suites`] run unchanged against both.
+//!
+//! ```no_run
+//! use kloset_plugin::reference::{ReferenceStore, backend_from_config};
+//! use kloset_plugin::{InitContext, init_logging, serve_store};
+//!
+//! #[tokio::main]
+//! async fn main() -> std::process::ExitCode {
+//!     init_logging(); // stderr only: stdout carries the gRPC stream
+//!     serve_store(|ctx: InitContext| async move {
+//!         // Parse and validate ctx.config here; an error reaches plakar as the message.
+//!         let (backend, root) = backend_from_config(&ctx)?;
+//!         Ok(ReferenceStore::new(backend, &root))
+//!     })
+//!     .await
+//! }
+//! ```
+//!
+//! Protocol facts this crate enforces (see the Plakar protocol v2 notes): chunks are at most
+//! 1 MiB and never empty, no message exceeds 4 MiB, `Init` comes first (other calls fail with
+//! `FAILED_PRECONDITION`), `Import` stays open after `finished` until plakar half-closes, and
+//! export results echo their record in full.
+
+pub mod host;
+pub mod pb;
+pub mod reference;
+pub mod serve;
+pub mod suites;
+
+mod connector;
+mod error;
+mod path;
+mod types;
+
+pub use connector::{ByteStream, Exporter, Importer, RecordStream, Store};
+pub use error::{ConnectorError, ErrorKind, Result};
+pub use path::safe_relative_path;
+pub use serve::{
+    ExportPipeline, MAX_LIST_MACS, TransportError, init_logging, serve_exporter, serve_exporter_on,
+    serve_exporter_with, serve_importer, serve_importer_on, serve_store, serve_store_on,
+};
+pub use types::{
+    ByteRange, FileInfo, FileMode, InitContext, LocationFlags, LocationInfo, Mac, Options, Record,
+    Resource, StorageFlags, StoreMode, XattrType, system_time_to_timestamp, time_from_unix_millis,
+    timestamp_to_system_time, unix_millis,
+};

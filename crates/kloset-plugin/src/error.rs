@@ -1,0 +1,165 @@
+//! The connector error type and its mapping to gRPC statuses (protocol §2.6).
+
+use std::fmt;
+
+/// What went wrong, as far as the caller needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The object, file or kloset does not exist.
+    NotFound,
+    /// The object or kloset already exists.
+    AlreadyExists,
+    /// A bad argument, configuration value or path.
+    InvalidInput,
+    /// A byte range outside the object.
+    RangeNotSatisfiable,
+    /// Credentials refused.
+    PermissionDenied,
+    /// Called in the wrong order (e.g. before `Init`).
+    FailedPrecondition,
+    /// The operation was cancelled by the caller.
+    Cancelled,
+    /// The transport to the plugin broke (not for remote-service outages, §2.6).
+    Unavailable,
+    /// Anything else.
+    Other,
+}
+
+/// An error returned by a connector; only its message crosses the wire to plakar.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConnectorError {
+    kind: ErrorKind,
+    message: String,
+}
+
+/// Result with a [`ConnectorError`].
+pub type Result<T, E = ConnectorError> = std::result::Result<T, E>;
+
+impl ConnectorError {
+    /// An error of `kind` with a short, self-contained, secret-free message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+    /// [`ErrorKind::NotFound`].
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+    /// [`ErrorKind::AlreadyExists`].
+    pub fn already_exists(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::AlreadyExists, message)
+    }
+    /// [`ErrorKind::InvalidInput`].
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidInput, message)
+    }
+    /// [`ErrorKind::RangeNotSatisfiable`].
+    pub fn range_not_satisfiable(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::RangeNotSatisfiable, message)
+    }
+    /// [`ErrorKind::Other`].
+    pub fn other(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Other, message)
+    }
+    /// The kind of error.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+    /// The message shown to the user.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+    /// The same error with `context: ` prefixed to its message.
+    pub fn context(self, context: impl fmt::Display) -> Self {
+        Self {
+            kind: self.kind,
+            message: format!("{context}: {}", self.message),
+        }
+    }
+}
+
+impl fmt::Debug for ConnectorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.kind, self.message)
+    }
+}
+
+impl fmt::Display for ConnectorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConnectorError {}
+
+impl From<std::io::Error> for ConnectorError {
+    fn from(err: std::io::Error) -> Self {
+        let kind = match err.kind() {
+            std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+            std::io::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
+            std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => {
+                ErrorKind::InvalidInput
+            }
+            std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+            _ => ErrorKind::Other,
+        };
+        Self::new(kind, err.to_string())
+    }
+}
+
+impl From<ConnectorError> for tonic::Status {
+    fn from(err: ConnectorError) -> Self {
+        use tonic::Code;
+        let code = match err.kind {
+            ErrorKind::NotFound => Code::NotFound,
+            ErrorKind::AlreadyExists => Code::AlreadyExists,
+            ErrorKind::InvalidInput => Code::InvalidArgument,
+            ErrorKind::RangeNotSatisfiable => Code::OutOfRange,
+            ErrorKind::PermissionDenied => Code::PermissionDenied,
+            ErrorKind::FailedPrecondition => Code::FailedPrecondition,
+            ErrorKind::Cancelled => Code::Cancelled,
+            ErrorKind::Unavailable => Code::Unavailable,
+            ErrorKind::Other => Code::Unknown,
+        };
+        tonic::Status::new(code, err.message)
+    }
+}
+
+impl From<tonic::Status> for ConnectorError {
+    fn from(status: tonic::Status) -> Self {
+        use tonic::Code;
+        let kind = match status.code() {
+            Code::NotFound => ErrorKind::NotFound,
+            Code::AlreadyExists => ErrorKind::AlreadyExists,
+            Code::InvalidArgument => ErrorKind::InvalidInput,
+            Code::OutOfRange => ErrorKind::RangeNotSatisfiable,
+            Code::PermissionDenied | Code::Unauthenticated => ErrorKind::PermissionDenied,
+            Code::FailedPrecondition => ErrorKind::FailedPrecondition,
+            Code::Cancelled => ErrorKind::Cancelled,
+            Code::Unavailable => ErrorKind::Unavailable,
+            _ => ErrorKind::Other,
+        };
+        Self::new(kind, status.message().to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_round_trip_keeps_kind_and_message() {
+        for kind in [
+            ErrorKind::NotFound,
+            ErrorKind::InvalidInput,
+            ErrorKind::RangeNotSatisfiable,
+        ] {
+            let err = ConnectorError::new(kind, "object abc missing");
+            let back = ConnectorError::from(tonic::Status::from(err.clone()));
+            assert_eq!(back, err);
+        }
+    }
+}

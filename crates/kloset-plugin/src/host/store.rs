@@ -1,0 +1,226 @@
+//! [`RemoteStore`]: a store plugin driven over gRPC, implementing [`crate::Store`].
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+use super::{
+    InitArgs, PluginConnection, PluginHandle, check_received_chunk, location_of, plakar_chunks,
+};
+use crate::error::{ConnectorError, Result};
+use crate::pb::store as pb;
+use crate::pb::store::store_client::StoreClient;
+use crate::serve::MAX_SEND_MESSAGE;
+use crate::types::{ByteRange, LocationInfo, Mac, Resource, StoreMode};
+use crate::{ByteStream, Store};
+
+/// Requests queued ahead of a `Put` stream.
+const PUT_QUEUE: usize = 4;
+/// Encoding limit of `Put` messages: a 1 MiB chunk plus headroom (see `put`).
+const PUT_ENCODE_LIMIT: usize = crate::serve::MAX_CHUNK + 64 * 1024;
+
+/// A store plugin after `Init` (and a `Mode` query), usable as a [`Store`].
+#[derive(Debug)]
+pub struct RemoteStore {
+    client: StoreClient<Channel>,
+    location: LocationInfo,
+    mode: StoreMode,
+    plugin: PluginHandle,
+}
+
+impl RemoteStore {
+    /// Sends `Init` (then `Mode`, answered from memory) on a connection.
+    pub async fn init(connection: PluginConnection, args: &InitArgs) -> Result<Self> {
+        let (channel, plugin) = connection.into_parts();
+        // plakar's client refuses messages over 4 MiB; do the same to catch oversized answers.
+        let mut client = StoreClient::new(channel)
+            .max_decoding_message_size(MAX_SEND_MESSAGE)
+            .max_encoding_message_size(usize::MAX);
+        let init = client
+            .init(pb::InitRequest {
+                proto: args.proto.clone(),
+                config: args.config.clone(),
+            })
+            .await?
+            .into_inner();
+        let mode = client.mode(pb::ModeRequest {}).await?.into_inner().mode;
+        Ok(Self {
+            client,
+            location: location_of(init.origin, init.r#type, init.root, init.flags),
+            mode: StoreMode(mode),
+            plugin,
+        })
+    }
+
+    /// The plugin process (pid, shutdown).
+    pub fn plugin(&self) -> &PluginHandle {
+        &self.plugin
+    }
+
+    /// The raw gRPC client, for protocol-level tests.
+    pub fn client(&self) -> StoreClient<Channel> {
+        self.client.clone()
+    }
+}
+
+#[async_trait]
+impl Store for RemoteStore {
+    fn location(&self) -> LocationInfo {
+        self.location.clone()
+    }
+
+    async fn create(&self, config: Bytes) -> Result<()> {
+        self.client
+            .clone()
+            .create(pb::CreateRequest { config })
+            .await?;
+        Ok(())
+    }
+
+    async fn open(&self) -> Result<Bytes> {
+        Ok(self
+            .client
+            .clone()
+            .open(pb::OpenRequest {})
+            .await?
+            .into_inner()
+            .config)
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.client.clone().ping(pb::PingRequest {}).await?;
+        Ok(())
+    }
+
+    fn mode(&self) -> StoreMode {
+        self.mode
+    }
+
+    async fn size(&self) -> Result<i64> {
+        Ok(self
+            .client
+            .clone()
+            .size(pb::SizeRequest {})
+            .await?
+            .into_inner()
+            .size)
+    }
+
+    async fn list(&self, resource: Resource) -> Result<Vec<Mac>> {
+        let response = self
+            .client
+            .clone()
+            .list(pb::ListRequest {
+                r#type: resource.to_proto(),
+                flags: 0,
+            })
+            .await?
+            .into_inner();
+        response
+            .macs
+            .iter()
+            .map(|raw| Mac::from_slice(raw))
+            .collect()
+    }
+
+    async fn put(&self, resource: Resource, mac: Mac, data: ByteStream) -> Result<u64> {
+        let (tx, rx) = mpsc::channel::<pb::PutRequest>(PUT_QUEUE);
+        let first = pb::PutRequest {
+            mac: Bytes::copy_from_slice(&mac.0),
+            r#type: resource.to_proto(),
+            chunk: Bytes::new(),
+            flags: 0,
+        };
+        let mut client = self
+            .client
+            .clone()
+            .max_encoding_message_size(PUT_ENCODE_LIMIT);
+        let call = tokio::spawn(async move { client.put(ReceiverStream::new(rx)).await });
+        let mut chunks = std::pin::pin!(plakar_chunks(data));
+        let mut feed_error = None;
+        if tx.send(first).await.is_ok() {
+            while let Some(item) = chunks.next().await {
+                match item {
+                    Ok(chunk) => {
+                        let msg = pb::PutRequest {
+                            mac: Bytes::new(),
+                            r#type: 0,
+                            chunk,
+                            flags: 0,
+                        };
+                        if tx.send(msg).await.is_err() {
+                            break; // The call ended early; its status says why.
+                        }
+                    }
+                    Err(err) => {
+                        feed_error = Some(err);
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(err) = feed_error {
+            // The upload must fail on the plugin side, never look complete: a message over the
+            // client's own encoding limit makes tonic reset the HTTP/2 stream instead of
+            // half-closing it (dropping the call would half-close the body cleanly).
+            let poison = pb::PutRequest {
+                mac: Bytes::new(),
+                r#type: 0,
+                chunk: Bytes::from(vec![0u8; PUT_ENCODE_LIMIT + 1]),
+                flags: 0,
+            };
+            let _ = tx.send(poison).await;
+            let _ = call.await;
+            drop(tx);
+            return Err(err);
+        }
+        drop(tx); // Half-close: the upload is complete.
+        let response = call
+            .await
+            .map_err(|e| ConnectorError::other(format!("put task failed: {e}")))??;
+        Ok(response.into_inner().bytes_written as u64)
+    }
+
+    async fn get(
+        &self,
+        resource: Resource,
+        mac: Mac,
+        range: Option<ByteRange>,
+    ) -> Result<ByteStream> {
+        let request = pb::GetRequest {
+            mac: Bytes::copy_from_slice(&mac.0),
+            r#type: resource.to_proto(),
+            range: range.map(|r| pb::get_request::Range {
+                offset: r.offset,
+                length: r.length,
+            }),
+            flags: 0,
+        };
+        let stream = self.client.clone().get(request).await?.into_inner();
+        let what = format!("get {resource} {mac}");
+        Ok(stream
+            .map(move |item| match item {
+                Ok(msg) => check_received_chunk(msg.chunk, &what, false),
+                Err(status) => Err(ConnectorError::from(status)),
+            })
+            .boxed())
+    }
+
+    async fn delete(&self, resource: Resource, mac: Mac) -> Result<()> {
+        let request = pb::DeleteRequest {
+            mac: Bytes::copy_from_slice(&mac.0),
+            r#type: resource.to_proto(),
+            flags: 0,
+        };
+        self.client.clone().delete(request).await?;
+        Ok(())
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.client.clone().close(pb::CloseRequest {}).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,219 @@
+//! The gRPC `importer.Importer` service: records out, acks in until plakar half-closes; `Open`.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use futures::{Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::service::Routes;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{ConnectorSlot, Factory, MAX_RECEIVE_MESSAGE, MAX_SEND_MESSAGE, invalid, rechunk};
+use crate::Importer;
+use crate::pb::importer as pb;
+use crate::pb::importer::importer_server::{Importer as ImporterRpc, ImporterServer};
+use crate::types::{InitContext, Options};
+
+/// Records queued ahead of the gRPC stream; flow control does the rest.
+const RECORD_QUEUE: usize = 64;
+
+/// Pathnames announced with content and not yet acknowledged: only those can be opened.
+/// plakar always opens a file before acking it, so this holds only the in-flight window.
+#[derive(Default)]
+struct Announced(Mutex<HashMap<String, usize>>);
+
+impl Announced {
+    fn add(&self, pathname: &str) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(pathname.to_owned())
+            .or_default() += 1;
+    }
+    fn ack(&self, pathname: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = map.get_mut(pathname) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(pathname);
+            }
+        }
+    }
+    fn contains(&self, pathname: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(pathname)
+    }
+}
+
+pub(crate) struct ImporterService<I> {
+    slot: ConnectorSlot<I>,
+    announced: Arc<Announced>,
+}
+
+impl<I: Importer> ImporterService<I> {
+    pub(crate) fn router(factory: Factory<I>) -> Routes {
+        let server = ImporterServer::new(Self {
+            slot: ConnectorSlot::new(factory),
+            announced: Arc::default(),
+        })
+        .max_decoding_message_size(MAX_RECEIVE_MESSAGE)
+        .max_encoding_message_size(MAX_SEND_MESSAGE);
+        Routes::new(server)
+    }
+}
+
+pub(crate) fn options_from_proto(o: pb::Options) -> Options {
+    Options {
+        hostname: o.hostname,
+        os: o.os,
+        arch: o.arch,
+        cwd: o.cwd,
+        max_concurrency: o.maxconcurrency,
+        excludes: o.excludes,
+        no_xattr: o.noxattr,
+    }
+}
+
+type ImportStream = Pin<Box<dyn Stream<Item = Result<pb::ImportResponse, Status>> + Send>>;
+type OpenStream = Pin<Box<dyn Stream<Item = Result<pb::OpenResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl<I: Importer> ImporterRpc for ImporterService<I> {
+    async fn init(
+        &self,
+        request: Request<pb::InitRequest>,
+    ) -> Result<Response<pb::InitResponse>, Status> {
+        let req = request.into_inner();
+        let ctx = InitContext {
+            proto: req.proto,
+            config: req.config,
+            options: req.options.map(options_from_proto),
+        };
+        let importer = self.slot.init(ctx).await?;
+        let loc = importer.location();
+        Ok(Response::new(pb::InitResponse {
+            origin: loc.origin,
+            r#type: loc.r#type,
+            root: loc.root,
+            flags: loc.flags,
+        }))
+    }
+
+    async fn ping(
+        &self,
+        _request: Request<pb::PingRequest>,
+    ) -> Result<Response<pb::PingResponse>, Status> {
+        self.slot.get()?.ping().await?;
+        Ok(Response::new(pb::PingResponse {}))
+    }
+
+    type ImportStream = ImportStream;
+
+    async fn import(
+        &self,
+        request: Request<Streaming<pb::ImportRequest>>,
+    ) -> Result<Response<ImportStream>, Status> {
+        let importer = self.slot.get()?;
+        let mut acks = request.into_inner();
+        let mut records = importer.scan().await?;
+        let (tx, rx) = mpsc::channel::<Result<pb::ImportResponse, Status>>(RECORD_QUEUE);
+
+        // Acks are read on their own task so a blocked record send can never stall them; the
+        // response stream ends (OK) only when both tasks have dropped their senders, i.e. after
+        // `finished` was sent and plakar half-closed.
+        let announced = self.announced.clone();
+        let ack_tx = tx.clone();
+        tokio::spawn(async move {
+            loop {
+                match acks.message().await {
+                    Ok(Some(ack)) => {
+                        if let Some(header) = ack.result.as_ref().and_then(|r| r.header.as_ref()) {
+                            announced.ack(&header.pathname);
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::debug!(%status, "import ack stream failed");
+                        break;
+                    }
+                }
+            }
+            drop(ack_tx);
+        });
+
+        let announced = self.announced.clone();
+        tokio::spawn(async move {
+            while let Some(item) = records.next().await {
+                let message = match item.and_then(|record| record.validate().map(|()| record)) {
+                    Ok(record) => {
+                        if record.has_reader && !record.is_error() {
+                            announced.add(&record.pathname);
+                        }
+                        Ok(pb::ImportResponse {
+                            record: Some(record.to_proto()),
+                            finished: false,
+                        })
+                    }
+                    Err(err) => Err(Status::from(err.context("scan failed"))),
+                };
+                let fatal = message.is_err();
+                if tx.send(message).await.is_err() || fatal {
+                    return;
+                }
+            }
+            let _ = tx
+                .send(Ok(pb::ImportResponse {
+                    record: None,
+                    finished: true,
+                }))
+                .await;
+        });
+
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type OpenStream = OpenStream;
+
+    async fn open(
+        &self,
+        request: Request<pb::OpenRequest>,
+    ) -> Result<Response<OpenStream>, Status> {
+        let importer = self.slot.get()?;
+        let record = request
+            .into_inner()
+            .record
+            .ok_or_else(|| invalid("Open without a record".to_owned()))?;
+        if record.is_xattr {
+            return Err(Status::unimplemented(format!(
+                "extended attribute {} of {} cannot be read: not supported",
+                record.xattr_name, record.pathname
+            )));
+        }
+        if !self.announced.contains(&record.pathname) {
+            return Err(Status::not_found(format!(
+                "{}: not announced with content by the running import",
+                record.pathname
+            )));
+        }
+        let pathname = record.pathname;
+        let data = importer
+            .open(&pathname)
+            .await
+            .map_err(|e| Status::from(e.context(format_args!("open {pathname}"))))?;
+        let stream = rechunk(data).map(|r| r.map(|chunk| pb::OpenResponse { chunk }));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn close(
+        &self,
+        _request: Request<pb::CloseRequest>,
+    ) -> Result<Response<pb::CloseResponse>, Status> {
+        self.slot.get()?.close().await?;
+        Ok(Response::new(pb::CloseResponse {}))
+    }
+}

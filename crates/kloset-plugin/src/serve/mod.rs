@@ -1,0 +1,210 @@
+//! Serving a connector as a plugin: one gRPC connection on stdin/stdout (or any byte pipe).
+
+mod exporter;
+mod importer;
+mod store;
+mod transport;
+
+use std::future::Future;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::{FutureExt, Stream, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tonic::Status;
+
+use crate::error::{ConnectorError, ErrorKind, Result};
+use crate::types::InitContext;
+
+pub use exporter::ExportPipeline;
+pub use store::MAX_LIST_MACS;
+pub use transport::TransportError;
+
+pub(crate) use exporter::ExporterService;
+pub(crate) use importer::ImporterService;
+pub(crate) use store::StoreService;
+
+/// Largest data chunk sent in any stream (§2.5).
+pub const MAX_CHUNK: usize = 1024 * 1024;
+/// Largest message plakar accepts (§2.5); nothing sent may exceed it.
+pub const MAX_SEND_MESSAGE: usize = 4 * 1024 * 1024;
+/// Largest message this side accepts (≥ 4 MiB, §2.5).
+pub const MAX_RECEIVE_MESSAGE: usize = 8 * 1024 * 1024;
+
+/// Sets up `tracing` to stderr, filtered by `RUST_LOG`, quiet (warnings only) by default.
+/// Never logs to stdout, which carries the gRPC stream.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}
+
+/// The async constructor of a connector, run by `Init`.
+pub(crate) type Factory<C> =
+    Arc<dyn Fn(InitContext) -> BoxFuture<'static, Result<C>> + Send + Sync>;
+
+pub(crate) fn boxed_factory<F, Fut, C>(factory: F) -> Factory<C>
+where
+    F: Fn(InitContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<C>> + Send + 'static,
+{
+    Arc::new(move |ctx| factory(ctx).boxed())
+}
+
+/// Holds the connector built by `Init`; every other RPC before it fails with FAILED_PRECONDITION.
+pub(crate) struct ConnectorSlot<C> {
+    factory: Factory<C>,
+    cell: tokio::sync::OnceCell<Arc<C>>,
+}
+
+impl<C: Send + Sync + 'static> ConnectorSlot<C> {
+    pub(crate) fn new(factory: Factory<C>) -> Self {
+        Self {
+            factory,
+            cell: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    pub(crate) async fn init(&self, ctx: InitContext) -> Result<Arc<C>, Status> {
+        if self.cell.initialized() {
+            return Err(Status::failed_precondition("Init was already called"));
+        }
+        let factory = self.factory.clone();
+        let connector = self
+            .cell
+            .get_or_try_init(|| async move { factory(ctx).await.map(Arc::new) })
+            .await
+            .map_err(|err| {
+                tracing::debug!(error = %err, "connector construction failed");
+                Status::from(err)
+            })?;
+        Ok(connector.clone())
+    }
+
+    pub(crate) fn get(&self) -> Result<Arc<C>, Status> {
+        self.cell
+            .get()
+            .cloned()
+            .ok_or_else(|| Status::failed_precondition("Init must be the first call"))
+    }
+}
+
+/// Splits chunks larger than [`MAX_CHUNK`] and drops empty ones, mapping errors to statuses.
+pub(crate) fn rechunk<S>(stream: S) -> impl Stream<Item = Result<Bytes, Status>> + Send + 'static
+where
+    S: Stream<Item = Result<Bytes>> + Send + 'static,
+{
+    stream.flat_map(|item| {
+        let pieces: Vec<Result<Bytes, Status>> = match item {
+            Ok(mut chunk) => {
+                let mut pieces = Vec::with_capacity(chunk.len().div_ceil(MAX_CHUNK));
+                while !chunk.is_empty() {
+                    let take = chunk.len().min(MAX_CHUNK);
+                    pieces.push(Ok(chunk.split_to(take)));
+                }
+                pieces
+            }
+            Err(err) => vec![Err(Status::from(err))],
+        };
+        futures::stream::iter(pieces)
+    })
+}
+
+/// Maps a status received from the peer into a connector error.
+pub(crate) fn status_error(status: Status) -> ConnectorError {
+    ConnectorError::from(status)
+}
+
+/// Runs a store plugin on stdin/stdout until plakar closes the pipe; returns the exit code
+/// (0 at EOF, 1 with a one-line stderr message on a broken transport).
+pub async fn serve_store<F, Fut, S>(factory: F) -> ExitCode
+where
+    F: Fn(InitContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<S>> + Send + 'static,
+    S: crate::Store,
+{
+    transport::serve_stdio(StoreService::router(boxed_factory(factory))).await
+}
+
+/// Runs an importer plugin on stdin/stdout (see [`serve_store`]).
+pub async fn serve_importer<F, Fut, I>(factory: F) -> ExitCode
+where
+    F: Fn(InitContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<I>> + Send + 'static,
+    I: crate::Importer,
+{
+    transport::serve_stdio(ImporterService::router(boxed_factory(factory))).await
+}
+
+/// Runs an exporter plugin on stdin/stdout (see [`serve_store`]) with the default
+/// [`ExportPipeline`] (4 MiB small-file threshold, 64 MiB budget, the connector's
+/// [`crate::Exporter::max_in_flight`]).
+pub async fn serve_exporter<F, Fut, E>(factory: F) -> ExitCode
+where
+    F: Fn(InitContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<E>> + Send + 'static,
+    E: crate::Exporter,
+{
+    serve_exporter_with(ExportPipeline::default(), factory).await
+}
+
+/// Runs an exporter plugin on stdin/stdout with explicit pipelining limits.
+pub async fn serve_exporter_with<F, Fut, E>(pipeline: ExportPipeline, factory: F) -> ExitCode
+where
+    F: Fn(InitContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<E>> + Send + 'static,
+    E: crate::Exporter,
+{
+    transport::serve_stdio(ExporterService::router(boxed_factory(factory), pipeline)).await
+}
+
+/// Serves a store on any byte pipe (e.g. one end of `tokio::io::duplex`) until it reaches EOF.
+pub async fn serve_store_on<IO, F, Fut, S>(io: IO, factory: F) -> Result<(), TransportError>
+where
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    F: Fn(InitContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<S>> + Send + 'static,
+    S: crate::Store,
+{
+    transport::serve_io(io, StoreService::router(boxed_factory(factory))).await
+}
+
+/// Serves an importer on any byte pipe until it reaches EOF.
+pub async fn serve_importer_on<IO, F, Fut, I>(io: IO, factory: F) -> Result<(), TransportError>
+where
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    F: Fn(InitContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<I>> + Send + 'static,
+    I: crate::Importer,
+{
+    transport::serve_io(io, ImporterService::router(boxed_factory(factory))).await
+}
+
+/// Serves an exporter on any byte pipe until it reaches EOF, with the given pipelining limits.
+pub async fn serve_exporter_on<IO, F, Fut, E>(
+    io: IO,
+    pipeline: ExportPipeline,
+    factory: F,
+) -> Result<(), TransportError>
+where
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    F: Fn(InitContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<E>> + Send + 'static,
+    E: crate::Exporter,
+{
+    transport::serve_io(
+        io,
+        ExporterService::router(boxed_factory(factory), pipeline),
+    )
+    .await
+}
+
+pub(crate) fn invalid(message: String) -> Status {
+    Status::from(ConnectorError::new(ErrorKind::InvalidInput, message))
+}

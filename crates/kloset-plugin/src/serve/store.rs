@@ -1,0 +1,216 @@
+//! The gRPC `store.Store` service over a [`crate::Store`] connector.
+
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use tonic::service::Routes;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{
+    ConnectorSlot, Factory, MAX_RECEIVE_MESSAGE, MAX_SEND_MESSAGE, invalid, rechunk, status_error,
+};
+use crate::Store;
+use crate::pb::store as pb;
+use crate::pb::store::store_server::{Store as StoreRpc, StoreServer};
+use crate::types::{ByteRange, InitContext, Mac, Resource};
+
+/// Largest MAC count that fits one `ListResponse` under 4 MiB (34 bytes each on the wire).
+pub const MAX_LIST_MACS: usize = 120_000;
+
+pub(crate) struct StoreService<S> {
+    slot: ConnectorSlot<S>,
+}
+
+impl<S: Store> StoreService<S> {
+    pub(crate) fn router(factory: Factory<S>) -> Routes {
+        let server = StoreServer::new(Self {
+            slot: ConnectorSlot::new(factory),
+        })
+        .max_decoding_message_size(MAX_RECEIVE_MESSAGE)
+        .max_encoding_message_size(MAX_SEND_MESSAGE);
+        Routes::new(server)
+    }
+}
+
+fn mac_of(bytes: &[u8]) -> Result<Mac, Status> {
+    Mac::from_slice(bytes).map_err(Status::from)
+}
+
+fn resource_of(value: i32) -> Result<Resource, Status> {
+    Resource::from_proto(value).map_err(Status::from)
+}
+
+type GetStream = Pin<Box<dyn Stream<Item = Result<pb::GetResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl<S: Store> StoreRpc for StoreService<S> {
+    async fn init(
+        &self,
+        request: Request<pb::InitRequest>,
+    ) -> Result<Response<pb::InitResponse>, Status> {
+        let req = request.into_inner();
+        let ctx = InitContext {
+            proto: req.proto,
+            config: req.config,
+            options: None,
+        };
+        let store = self.slot.init(ctx).await?;
+        let loc = store.location();
+        Ok(Response::new(pb::InitResponse {
+            origin: loc.origin,
+            r#type: loc.r#type,
+            root: loc.root,
+            flags: loc.flags,
+        }))
+    }
+
+    async fn create(
+        &self,
+        request: Request<pb::CreateRequest>,
+    ) -> Result<Response<pb::CreateResponse>, Status> {
+        self.slot.get()?.create(request.into_inner().config).await?;
+        Ok(Response::new(pb::CreateResponse {}))
+    }
+
+    async fn open(
+        &self,
+        _request: Request<pb::OpenRequest>,
+    ) -> Result<Response<pb::OpenResponse>, Status> {
+        let config = self.slot.get()?.open().await?;
+        if config.len() > MAX_SEND_MESSAGE - 64 {
+            return Err(invalid(format!(
+                "kloset configuration too large to send ({} bytes)",
+                config.len()
+            )));
+        }
+        Ok(Response::new(pb::OpenResponse { config }))
+    }
+
+    async fn ping(
+        &self,
+        _request: Request<pb::PingRequest>,
+    ) -> Result<Response<pb::PingResponse>, Status> {
+        self.slot.get()?.ping().await?;
+        Ok(Response::new(pb::PingResponse {}))
+    }
+
+    async fn mode(
+        &self,
+        _request: Request<pb::ModeRequest>,
+    ) -> Result<Response<pb::ModeResponse>, Status> {
+        Ok(Response::new(pb::ModeResponse {
+            mode: self.slot.get()?.mode().0,
+        }))
+    }
+
+    async fn size(
+        &self,
+        _request: Request<pb::SizeRequest>,
+    ) -> Result<Response<pb::SizeResponse>, Status> {
+        Ok(Response::new(pb::SizeResponse {
+            size: self.slot.get()?.size().await?,
+        }))
+    }
+
+    async fn list(
+        &self,
+        request: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
+        let store = self.slot.get()?;
+        let resource = resource_of(request.into_inner().r#type)?;
+        let macs = store.list(resource).await?;
+        if macs.len() > MAX_LIST_MACS {
+            return Err(Status::resource_exhausted(format!(
+                "too many {resource} objects to list: {} (protocol limit {MAX_LIST_MACS} per response)",
+                macs.len()
+            )));
+        }
+        let macs = macs
+            .into_iter()
+            .map(|mac| Bytes::copy_from_slice(&mac.0))
+            .collect();
+        Ok(Response::new(pb::ListResponse { macs }))
+    }
+
+    async fn put(
+        &self,
+        request: Request<Streaming<pb::PutRequest>>,
+    ) -> Result<Response<pb::PutResponse>, Status> {
+        let store = self.slot.get()?;
+        let mut incoming = request.into_inner();
+        let first = incoming
+            .message()
+            .await?
+            .ok_or_else(|| invalid("Put stream ended before its first message".to_owned()))?;
+        let mac = mac_of(&first.mac)?;
+        let resource = resource_of(first.r#type)?;
+        // The first message names the object; a chunk in it, if any, is data.
+        let head = futures::stream::iter((!first.chunk.is_empty()).then_some(Ok(first.chunk)));
+        let rest = incoming.map(|msg| msg.map(|m| m.chunk).map_err(status_error));
+        let data = head
+            .chain(rest)
+            .filter(|c| futures::future::ready(c.as_ref().map_or(true, |b| !b.is_empty())));
+        let written = store
+            .put(resource, mac, data.boxed())
+            .await
+            .map_err(|e| Status::from(e.context(format_args!("put {resource} {mac}"))))?;
+        Ok(Response::new(pb::PutResponse {
+            bytes_written: written as i64,
+        }))
+    }
+
+    type GetStream = GetStream;
+
+    async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<GetStream>, Status> {
+        let store = self.slot.get()?;
+        let req = request.into_inner();
+        let mac = mac_of(&req.mac)?;
+        let resource = resource_of(req.r#type)?;
+        let range = req.range.map(|r| ByteRange {
+            offset: r.offset,
+            length: r.length,
+        });
+        if range.is_some_and(|r| r.length == 0) {
+            return Ok(Response::new(Box::pin(futures::stream::empty())));
+        }
+        let data = store.get(resource, mac, range).await?;
+        // Never send more than the range asked for, and stop reading the connector once the
+        // range is complete, whatever it would still yield.
+        let budget = range.map_or(u64::MAX, |r| u64::from(r.length));
+        let limited = data.scan(budget, |budget, item| {
+            if *budget == 0 {
+                return futures::future::ready(None);
+            }
+            let item = item.map(|mut chunk| {
+                let keep = (chunk.len() as u64).min(*budget) as usize;
+                *budget -= keep as u64;
+                chunk.truncate(keep);
+                chunk
+            });
+            futures::future::ready(Some(item))
+        });
+        let stream = rechunk(limited).map(|r| r.map(|chunk| pb::GetResponse { chunk }));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn delete(
+        &self,
+        request: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let store = self.slot.get()?;
+        let req = request.into_inner();
+        store
+            .delete(resource_of(req.r#type)?, mac_of(&req.mac)?)
+            .await?;
+        Ok(Response::new(pb::DeleteResponse {}))
+    }
+
+    async fn close(
+        &self,
+        _request: Request<pb::CloseRequest>,
+    ) -> Result<Response<pb::CloseResponse>, Status> {
+        self.slot.get()?.close().await?;
+        Ok(Response::new(pb::CloseResponse {}))
+    }
+}

@@ -1,0 +1,184 @@
+//! The stdio byte pipe as one tonic connection: EOF fires shutdown, I/O errors mean exit 1.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use futures::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+use tonic::transport::server::Connected;
+
+/// The byte pipe to plakar broke (not a clean EOF).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("plugin transport failed: {0}")]
+pub struct TransportError(pub String);
+
+/// Shared between the IO object and the server: fires at EOF or on the first I/O error.
+#[derive(Default)]
+struct ConnectionState {
+    closed: CancellationToken,
+    failure: Mutex<Option<String>>,
+}
+
+impl ConnectionState {
+    fn fail(&self, what: &str, err: &io::Error) {
+        let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        if failure.is_none() {
+            *failure = Some(format!("{what}: {err}"));
+        }
+        drop(failure);
+        self.closed.cancel();
+    }
+}
+
+/// One bidirectional IO object over a reader and a writer that reports EOF and errors.
+struct WatchedIo<R, W> {
+    reader: R,
+    writer: W,
+    state: Arc<ConnectionState>,
+}
+
+impl<R: AsyncRead + Unpin, W: Unpin> AsyncRead for WatchedIo<R, W> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let wanted = buf.remaining() > 0;
+        match Pin::new(&mut this.reader).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if wanted && buf.filled().len() == before {
+                    tracing::debug!("plugin input reached EOF");
+                    this.state.closed.cancel();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(err)) => {
+                this.state.fail("reading the plugin input", &err);
+                Poll::Ready(Err(err))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<R: Unpin, W: AsyncWrite + Unpin> AsyncWrite for WatchedIo<R, W> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.writer).poll_write(cx, buf);
+        if let Poll::Ready(Err(err)) = &result {
+            this.state.fail("writing the plugin output", err);
+        }
+        result
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.writer).poll_flush(cx);
+        if let Poll::Ready(Err(err)) = &result {
+            this.state.fail("flushing the plugin output", err);
+        }
+        result
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().writer).poll_shutdown(cx)
+    }
+}
+
+impl<R, W> Drop for WatchedIo<R, W> {
+    fn drop(&mut self) {
+        // The connection is gone: nothing more will ever be served.
+        self.state.closed.cancel();
+    }
+}
+
+impl<R, W> Connected for WatchedIo<R, W> {
+    type ConnectInfo = ();
+    fn connect_info(&self) {}
+}
+
+type BoxReader = Pin<Box<dyn AsyncRead + Send>>;
+type BoxWriter = Pin<Box<dyn AsyncWrite + Send>>;
+
+/// Non-blocking pipe handles on duplicated fds 0 and 1; tokio's thread-backed stdio when
+/// they are not pipes (e.g. a terminal or a file in manual runs).
+fn stdio_handles() -> io::Result<(BoxReader, BoxWriter)> {
+    use tokio::net::unix::pipe;
+    let stdin_fd = io::stdin().as_fd().try_clone_to_owned()?;
+    let stdout_fd = io::stdout().as_fd().try_clone_to_owned()?;
+    let reader: BoxReader = match pipe::Receiver::from_owned_fd(stdin_fd) {
+        Ok(rx) => Box::pin(rx),
+        Err(_) => Box::pin(tokio::io::stdin()),
+    };
+    let writer: BoxWriter = match pipe::Sender::from_owned_fd(stdout_fd) {
+        Ok(tx) => Box::pin(tx),
+        Err(_) => Box::pin(tokio::io::stdout()),
+    };
+    Ok((reader, writer))
+}
+
+/// Serves `routes` on stdin/stdout; 0 at EOF, 1 with a one-line stderr message otherwise.
+pub(crate) async fn serve_stdio(routes: Routes) -> ExitCode {
+    let result = match stdio_handles() {
+        Ok((reader, writer)) => serve_parts(reader, writer, routes).await,
+        Err(err) => Err(TransportError(format!("cannot use stdin/stdout: {err}"))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Serves `routes` on one bidirectional byte pipe until it reaches EOF.
+pub(crate) async fn serve_io<IO>(io: IO, routes: Routes) -> Result<(), TransportError>
+where
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (reader, writer) = tokio::io::split(io);
+    serve_parts(reader, writer, routes).await
+}
+
+async fn serve_parts<R, W>(reader: R, writer: W, routes: Routes) -> Result<(), TransportError>
+where
+    R: AsyncRead + Send + Unpin + 'static,
+    W: AsyncWrite + Send + Unpin + 'static,
+{
+    let state = Arc::new(ConnectionState::default());
+    let io = WatchedIo {
+        reader,
+        writer,
+        state: state.clone(),
+    };
+    // Yield the one connection, then stay pending: an ending stream makes tonic stop serving.
+    let incoming = futures::stream::once(async move { Ok::<_, io::Error>(io) })
+        .chain(futures::stream::pending());
+    let closed = state.closed.clone();
+    let served = tonic::transport::Server::builder()
+        .serve_with_incoming_shutdown(routes, incoming, async move { closed.cancelled().await })
+        .await;
+    if let Err(err) = served {
+        return Err(TransportError(err.to_string()));
+    }
+    let failure = state
+        .failure
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    match failure {
+        Some(message) => Err(TransportError(message)),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,676 @@
+//! Protocol values in Rust terms (MACs, resources, modes, records) and their proto conversions.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::error::{ConnectorError, Result};
+use crate::pb::plakar::connectors as pbc;
+
+/// A 32-byte kloset object MAC; displayed and parsed as 64 lowercase hex characters.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Mac(pub [u8; 32]);
+
+impl Mac {
+    /// The MAC from raw bytes, which must be exactly 32 long.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self> {
+        let raw: [u8; 32] = bytes.try_into().map_err(|_| {
+            ConnectorError::invalid_input(format!("MAC must be 32 bytes, got {}", bytes.len()))
+        })?;
+        Ok(Self(raw))
+    }
+    /// The MAC of a name if it is exactly 64 hex characters (the object-name rule of §7.5).
+    pub fn from_name(name: &str) -> Option<Self> {
+        if name.len() != 64 {
+            return None;
+        }
+        // Object names are lowercase hex; anything else is a stray file.
+        if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            return None;
+        }
+        let mut raw = [0u8; 32];
+        hex::decode_to_slice(name, &mut raw).ok()?;
+        Some(Self(raw))
+    }
+    /// The 64-character lowercase hex name.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Mac({})", self.to_hex())
+    }
+}
+
+impl FromStr for Mac {
+    type Err = ConnectorError;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::from_name(s).ok_or_else(|| {
+            ConnectorError::invalid_input(format!("not a MAC (64 hex characters): {s:?}"))
+        })
+    }
+}
+
+/// A kloset resource kind served by a store (§7.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Resource {
+    /// Packfiles: bulk data, read with ranges.
+    Packfile,
+    /// States: indexes, listed on every open.
+    State,
+    /// Locks: small, rewritten periodically.
+    Lock,
+}
+
+impl Resource {
+    /// Every supported resource.
+    pub const ALL: [Resource; 3] = [Resource::Packfile, Resource::State, Resource::Lock];
+
+    /// The proto enum value.
+    pub fn to_proto(self) -> i32 {
+        match self {
+            Resource::Packfile => 1,
+            Resource::State => 2,
+            Resource::Lock => 3,
+        }
+    }
+    /// The resource of a proto enum value; others are "unsupported resource".
+    pub fn from_proto(value: i32) -> Result<Self> {
+        match value {
+            1 => Ok(Resource::Packfile),
+            2 => Ok(Resource::State),
+            3 => Ok(Resource::Lock),
+            other => Err(ConnectorError::invalid_input(format!(
+                "unsupported resource {other}"
+            ))),
+        }
+    }
+    /// The folder name of the flat kloset layout (§9).
+    pub fn folder(self) -> &'static str {
+        match self {
+            Resource::Packfile => "packfiles",
+            Resource::State => "states",
+            Resource::Lock => "locks",
+        }
+    }
+}
+
+impl fmt::Display for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Resource::Packfile => "packfile",
+            Resource::State => "state",
+            Resource::Lock => "lock",
+        })
+    }
+}
+
+/// A byte range of a stored object: `length` bytes from `offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    /// Offset from the start of the stored object.
+    pub offset: u64,
+    /// Number of bytes.
+    pub length: u32,
+}
+
+/// Store access mode bits (§7.3): write = 2, read = 4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreMode(pub i32);
+
+impl StoreMode {
+    /// Write access.
+    pub const WRITE: StoreMode = StoreMode(2);
+    /// Read access.
+    pub const READ: StoreMode = StoreMode(4);
+    /// Read and write: the normal answer.
+    pub const READ_WRITE: StoreMode = StoreMode(6);
+}
+
+/// Storage hint flags (newest proto revision); a bit set, unknown bits ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StorageFlags(pub u32);
+
+impl StorageFlags {
+    /// A "hot" packfile.
+    pub const HOT: StorageFlags = StorageFlags(1);
+    /// Whether the hot bit is set.
+    pub fn is_hot(self) -> bool {
+        self.0 & 1 != 0
+    }
+}
+
+/// Location flag bits of `InitResponse.flags` (§8.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LocationFlags;
+
+impl LocationFlags {
+    /// The location is a local path.
+    pub const LOCALFS: u32 = 1;
+    /// The kloset is one file.
+    pub const FILE: u32 = 2;
+    /// The importer cannot run `Import` twice (no statistics process).
+    pub const STREAM: u32 = 4;
+    /// The importer wants acks (always on over gRPC).
+    pub const NEEDACK: u32 = 8;
+    /// Sources cannot be merged.
+    pub const NOMERGE: u32 = 16;
+    /// The exporter wants xattr records.
+    pub const EXPORTXATTR: u32 = 32;
+}
+
+/// What `Init` answers: origin, type, root and location flags (§8.5).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LocationInfo {
+    /// Where the data lives; stable across runs.
+    pub origin: String,
+    /// Connector type name (never `fs` or `ptar`).
+    pub r#type: String,
+    /// Absolute path of the location inside the remote.
+    pub root: String,
+    /// [`LocationFlags`] bits.
+    pub flags: u32,
+}
+
+/// The importer/exporter `Init` options sent by plakar.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Options {
+    /// Hostname of the machine running plakar.
+    pub hostname: String,
+    /// Go GOOS of plakar.
+    pub os: String,
+    /// Go GOARCH of plakar.
+    pub arch: String,
+    /// plakar's working directory.
+    pub cwd: String,
+    /// plakar's `-concurrency` (a hint; often 1 on small machines).
+    pub max_concurrency: i64,
+    /// Exclusion patterns (plakar applies them too).
+    pub excludes: Vec<String>,
+    /// Extended attributes are not wanted.
+    pub no_xattr: bool,
+}
+
+/// What a connector factory receives from `Init`.
+#[derive(Clone, Default)]
+pub struct InitContext {
+    /// The URL scheme the connector was chosen for.
+    pub proto: String,
+    /// The configuration map (may hold secrets: never log it).
+    pub config: HashMap<String, String>,
+    /// Options (importer and exporter only).
+    pub options: Option<Options>,
+}
+
+impl fmt::Debug for InitContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Config values may be passwords: show only the keys.
+        let mut keys: Vec<&String> = self.config.keys().collect();
+        keys.sort();
+        f.debug_struct("InitContext")
+            .field("proto", &self.proto)
+            .field("config_keys", &keys)
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+/// Go `io/fs.FileMode` bits (§8.1): type bits at the top, permissions in the low 9 bits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct FileMode(pub u32);
+
+impl FileMode {
+    /// `ModeDir`.
+    pub const DIR: u32 = 1 << 31;
+    /// `ModeAppend`.
+    pub const APPEND: u32 = 1 << 30;
+    /// `ModeExclusive`.
+    pub const EXCLUSIVE: u32 = 1 << 29;
+    /// `ModeTemporary`.
+    pub const TEMPORARY: u32 = 1 << 28;
+    /// `ModeSymlink`.
+    pub const SYMLINK: u32 = 1 << 27;
+    /// `ModeDevice`.
+    pub const DEVICE: u32 = 1 << 26;
+    /// `ModeNamedPipe`.
+    pub const NAMED_PIPE: u32 = 1 << 25;
+    /// `ModeSocket`.
+    pub const SOCKET: u32 = 1 << 24;
+    /// `ModeSetuid`.
+    pub const SETUID: u32 = 1 << 23;
+    /// `ModeSetgid`.
+    pub const SETGID: u32 = 1 << 22;
+    /// `ModeCharDevice`.
+    pub const CHAR_DEVICE: u32 = 1 << 21;
+    /// `ModeSticky`.
+    pub const STICKY: u32 = 1 << 20;
+    /// `ModeIrregular`.
+    pub const IRREGULAR: u32 = 1 << 19;
+    /// `ModeType`: the bits that make an entry not a regular file.
+    pub const TYPE_MASK: u32 = Self::DIR
+        | Self::SYMLINK
+        | Self::NAMED_PIPE
+        | Self::SOCKET
+        | Self::DEVICE
+        | Self::CHAR_DEVICE
+        | Self::IRREGULAR;
+    /// `ModePerm`.
+    pub const PERM_MASK: u32 = 0o777;
+
+    /// A directory with permissions `perm`.
+    pub const fn dir(perm: u32) -> Self {
+        Self(Self::DIR | (perm & Self::PERM_MASK))
+    }
+    /// A regular file with permissions `perm`.
+    pub const fn regular(perm: u32) -> Self {
+        Self(perm & Self::PERM_MASK)
+    }
+    /// A symlink with permissions `perm`.
+    pub const fn symlink(perm: u32) -> Self {
+        Self(Self::SYMLINK | (perm & Self::PERM_MASK))
+    }
+    /// The directory bit is set.
+    pub const fn is_dir(self) -> bool {
+        self.0 & Self::DIR != 0
+    }
+    /// The symlink bit is set.
+    pub const fn is_symlink(self) -> bool {
+        self.0 & Self::SYMLINK != 0
+    }
+    /// No type bit is set.
+    pub const fn is_regular(self) -> bool {
+        self.0 & Self::TYPE_MASK == 0
+    }
+    /// The permission bits (`0o777` at most).
+    pub const fn perm(self) -> u32 {
+        self.0 & Self::PERM_MASK
+    }
+}
+
+impl fmt::Debug for FileMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = if self.is_dir() {
+            "dir"
+        } else if self.is_symlink() {
+            "symlink"
+        } else if self.is_regular() {
+            "file"
+        } else {
+            "other"
+        };
+        write!(f, "FileMode({kind} {:#o}, {:#010x})", self.perm(), self.0)
+    }
+}
+
+/// File metadata (proto `FileInfo`), with `mod_time` as a [`SystemTime`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInfo {
+    /// Base name: the last element of the pathname (`/` for the root).
+    pub name: String,
+    /// Size in bytes (0 for directories, -1 unknown).
+    pub size: i64,
+    /// Go file mode.
+    pub mode: FileMode,
+    /// Modification time.
+    pub mod_time: SystemTime,
+    /// Device number.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// Owner id.
+    pub uid: u64,
+    /// Group id.
+    pub gid: u64,
+    /// Link count.
+    pub nlink: u32,
+    /// Owner name.
+    pub username: String,
+    /// Group name.
+    pub groupname: String,
+    /// OS-specific flags.
+    pub flags: u32,
+}
+
+impl FileInfo {
+    /// A regular file's info; other fields zero.
+    pub fn file(name: impl Into<String>, size: i64, perm: u32, mod_time: SystemTime) -> Self {
+        Self::with_mode(name, size, FileMode::regular(perm), mod_time)
+    }
+    /// A directory's info (size 0); other fields zero.
+    pub fn directory(name: impl Into<String>, perm: u32, mod_time: SystemTime) -> Self {
+        Self::with_mode(name, 0, FileMode::dir(perm), mod_time)
+    }
+    /// Info with the given mode; other fields zero.
+    pub fn with_mode(
+        name: impl Into<String>,
+        size: i64,
+        mode: FileMode,
+        mod_time: SystemTime,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            size,
+            mode,
+            mod_time,
+            dev: 0,
+            ino: 0,
+            uid: 0,
+            gid: 0,
+            nlink: 0,
+            username: String::new(),
+            groupname: String::new(),
+            flags: 0,
+        }
+    }
+
+    /// The proto message.
+    pub fn to_proto(&self) -> pbc::FileInfo {
+        pbc::FileInfo {
+            name: self.name.clone(),
+            size: self.size,
+            mode: self.mode.0,
+            mod_time: Some(system_time_to_timestamp(self.mod_time)),
+            dev: self.dev,
+            ino: self.ino,
+            uid: self.uid,
+            gid: self.gid,
+            nlink: self.nlink,
+            username: self.username.clone(),
+            groupname: self.groupname.clone(),
+            flags: self.flags,
+        }
+    }
+
+    /// From the proto message (a missing time is the Unix epoch).
+    pub fn from_proto(info: &pbc::FileInfo) -> Self {
+        Self {
+            name: info.name.clone(),
+            size: info.size,
+            mode: FileMode(info.mode),
+            mod_time: info
+                .mod_time
+                .as_ref()
+                .map_or(UNIX_EPOCH, timestamp_to_system_time),
+            dev: info.dev,
+            ino: info.ino,
+            uid: info.uid,
+            gid: info.gid,
+            nlink: info.nlink,
+            username: info.username.clone(),
+            groupname: info.groupname.clone(),
+            flags: info.flags,
+        }
+    }
+}
+
+/// A time from Unix milliseconds (Koofr's unit, §8.2).
+pub fn time_from_unix_millis(ms: i64) -> SystemTime {
+    system_time_from_parts(
+        ms.div_euclid(1000),
+        (ms.rem_euclid(1000) * 1_000_000) as i32,
+    )
+}
+
+/// Unix milliseconds of a time (truncated towards negative infinity).
+pub fn unix_millis(time: SystemTime) -> i64 {
+    let ts = system_time_to_timestamp(time);
+    ts.seconds * 1000 + i64::from(ts.nanos) / 1_000_000
+}
+
+fn system_time_from_parts(seconds: i64, nanos: i32) -> SystemTime {
+    let nanos = nanos.clamp(0, 999_999_999) as u32;
+    if seconds >= 0 {
+        UNIX_EPOCH + Duration::new(seconds as u64, nanos)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(seconds.unsigned_abs())
+            + Duration::from_nanos(u64::from(nanos))
+    }
+}
+
+/// The protobuf timestamp of a time.
+pub fn system_time_to_timestamp(time: SystemTime) -> prost_types::Timestamp {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(d) => prost_types::Timestamp {
+            seconds: d.as_secs() as i64,
+            nanos: d.subsec_nanos() as i32,
+        },
+        Err(before) => {
+            let d = before.duration();
+            let mut seconds = -(d.as_secs() as i64);
+            let mut nanos = d.subsec_nanos() as i32;
+            if nanos > 0 {
+                seconds -= 1;
+                nanos = 1_000_000_000 - nanos;
+            }
+            prost_types::Timestamp { seconds, nanos }
+        }
+    }
+}
+
+/// The time of a protobuf timestamp.
+pub fn timestamp_to_system_time(ts: &prost_types::Timestamp) -> SystemTime {
+    system_time_from_parts(ts.seconds, ts.nanos)
+}
+
+/// Extended attribute kind, by wire number (the proto names are off by one, §4.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum XattrType {
+    /// Wire 0: an ordinary extended attribute.
+    #[default]
+    Extended,
+    /// Wire 1: an NTFS alternate data stream.
+    Ads,
+    /// Wire 2: a custom attribute.
+    Custom,
+}
+
+impl XattrType {
+    fn to_proto(self) -> i32 {
+        match self {
+            XattrType::Extended => 0,
+            XattrType::Ads => 1,
+            XattrType::Custom => 2,
+        }
+    }
+    fn from_proto(value: i32) -> Self {
+        match value {
+            1 => XattrType::Ads,
+            2 => XattrType::Custom,
+            _ => XattrType::Extended,
+        }
+    }
+}
+
+/// One importer/exporter record: a file, directory, symlink, xattr, or an error for a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Absolute `/`-separated pathname.
+    pub pathname: String,
+    /// Metadata; present iff this is neither an error nor an xattr record.
+    pub file_info: Option<FileInfo>,
+    /// Non-empty: this is an error record for `pathname`.
+    pub error: Option<String>,
+    /// Content follows or can be opened.
+    pub has_reader: bool,
+    /// Symlink target.
+    pub target: String,
+    /// This is an extended attribute of `pathname`.
+    pub is_xattr: bool,
+    /// Attribute name (xattr records).
+    pub xattr_name: String,
+    /// Attribute kind (xattr records).
+    pub xattr_type: XattrType,
+    /// Names of this file's extended attributes.
+    pub extended_attributes: Vec<String>,
+    /// Windows file attributes.
+    pub file_attributes: u32,
+}
+
+impl Record {
+    fn bare(pathname: String) -> Self {
+        Self {
+            pathname,
+            file_info: None,
+            error: None,
+            has_reader: false,
+            target: String::new(),
+            is_xattr: false,
+            xattr_name: String::new(),
+            xattr_type: XattrType::Extended,
+            extended_attributes: Vec::new(),
+            file_attributes: 0,
+        }
+    }
+    /// A regular file record with content (`has_reader`).
+    pub fn file(pathname: impl Into<String>, info: FileInfo) -> Self {
+        Self {
+            has_reader: true,
+            file_info: Some(info),
+            ..Self::bare(pathname.into())
+        }
+    }
+    /// A directory record.
+    pub fn directory(pathname: impl Into<String>, info: FileInfo) -> Self {
+        Self {
+            file_info: Some(info),
+            ..Self::bare(pathname.into())
+        }
+    }
+    /// A record of any other kind (no content).
+    pub fn entry(pathname: impl Into<String>, info: FileInfo) -> Self {
+        Self {
+            file_info: Some(info),
+            ..Self::bare(pathname.into())
+        }
+    }
+    /// An error record: the path could not be read (the scan goes on).
+    pub fn error(pathname: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            error: Some(message.into()),
+            ..Self::bare(pathname.into())
+        }
+    }
+    /// Whether this is an error record.
+    pub fn is_error(&self) -> bool {
+        self.error.is_some()
+    }
+
+    /// The proto message.
+    pub fn to_proto(&self) -> pbc::Record {
+        pbc::Record {
+            has_reader: self.has_reader,
+            pathname: self.pathname.clone(),
+            error: self.error.clone().unwrap_or_default(),
+            is_xattr: self.is_xattr,
+            xattr_name: self.xattr_name.clone(),
+            xattr_type: self.xattr_type.to_proto(),
+            target: self.target.clone(),
+            file_info: self.file_info.as_ref().map(FileInfo::to_proto),
+            extended_attributes: self.extended_attributes.clone(),
+            file_attributes: self.file_attributes,
+        }
+    }
+
+    /// From the proto message.
+    pub fn from_proto(record: &pbc::Record) -> Self {
+        Self {
+            pathname: record.pathname.clone(),
+            file_info: record.file_info.as_ref().map(FileInfo::from_proto),
+            error: (!record.error.is_empty()).then(|| record.error.clone()),
+            has_reader: record.has_reader,
+            target: record.target.clone(),
+            is_xattr: record.is_xattr,
+            xattr_name: record.xattr_name.clone(),
+            xattr_type: XattrType::from_proto(record.xattr_type),
+            extended_attributes: record.extended_attributes.clone(),
+            file_attributes: record.file_attributes,
+        }
+    }
+
+    /// Checks the §4.3 validity rule plakar enforces: a non-error, non-xattr record has info.
+    pub fn validate(&self) -> Result<()> {
+        if self.error.is_none() && !self.is_xattr && self.file_info.is_none() {
+            return Err(ConnectorError::invalid_input(format!(
+                "invalid record {}: missing fileinfo",
+                self.pathname
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_hex_round_trip_and_rejects_junk() {
+        let mac = Mac([0xab; 32]);
+        let hex = mac.to_string();
+        assert_eq!(hex.len(), 64);
+        assert_eq!(hex, hex.to_lowercase());
+        assert_eq!(hex.parse::<Mac>().unwrap(), mac);
+        assert!(Mac::from_name("CONFIG").is_none());
+        assert!(Mac::from_name(&"g".repeat(64)).is_none());
+        assert!(Mac::from_slice(&[0; 31]).is_err());
+    }
+
+    #[test]
+    fn file_modes_follow_go_bits() {
+        assert_eq!(FileMode::dir(0o700).0, 2_147_484_096);
+        assert_eq!(FileMode::regular(0o600).0, 384);
+        assert!(FileMode(0o644).is_regular());
+        assert!(!FileMode::dir(0o755).is_regular());
+        assert!(FileMode::dir(0o755).is_dir());
+        assert!(FileMode::symlink(0o777).is_symlink());
+        assert_eq!(
+            FileMode(0o040755).perm(),
+            0o755,
+            "POSIX S_IFDIR is not a Go dir bit"
+        );
+        assert!(!FileMode(0o040755).is_dir());
+    }
+
+    #[test]
+    fn times_round_trip_through_timestamps_and_millis() {
+        for ms in [0i64, 1, 999, 1_700_000_000_123, -1, -1001] {
+            let t = time_from_unix_millis(ms);
+            assert_eq!(unix_millis(t), ms);
+            let ts = system_time_to_timestamp(t);
+            assert!((0..1_000_000_000).contains(&ts.nanos));
+            assert_eq!(timestamp_to_system_time(&ts), t);
+        }
+        let ts = prost_types::Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 123_456_789,
+        };
+        assert_eq!(system_time_to_timestamp(timestamp_to_system_time(&ts)), ts);
+    }
+
+    #[test]
+    fn record_round_trips_through_proto() {
+        let info = FileInfo::file("a.txt", 5, 0o600, time_from_unix_millis(1234));
+        let rec = Record::file("/x/a.txt", info);
+        assert_eq!(Record::from_proto(&rec.to_proto()), rec);
+        let err = Record::error("/x/b", "denied");
+        assert_eq!(Record::from_proto(&err.to_proto()), err);
+        assert!(
+            Record {
+                file_info: None,
+                ..rec
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(err.validate().is_ok());
+    }
+}
