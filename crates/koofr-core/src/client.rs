@@ -685,10 +685,8 @@ fn ndjson_entries(body: ByteStream, dir: KoofrPath) -> BoxStream<'static, Result
                 continue;
             }
             match parse_recursive_line(text, &st.dir) {
-                Ok(Some(entry)) => {
-                    if matches!(entry, ListEntry::Error { .. }) {
-                        st.done = true;
-                    }
+                Ok(Some((entry, last))) => {
+                    st.done = last;
                     return Some((Ok(entry), st));
                 }
                 Ok(None) => continue,
@@ -702,7 +700,9 @@ fn ndjson_entries(body: ByteStream, dir: KoofrPath) -> BoxStream<'static, Result
     .boxed()
 }
 
-fn parse_recursive_line(line: &str, dir: &KoofrPath) -> Result<Option<ListEntry>> {
+/// One listing line as an entry, and whether the server ends the listing with it (an error
+/// line is always the last one).
+fn parse_recursive_line(line: &str, dir: &KoofrPath) -> Result<Option<(ListEntry, bool)>> {
     let bad = |message: String| {
         Error::permanent(ErrorKind::Unexpected, "list recursively", message).with_path(dir)
     };
@@ -720,24 +720,36 @@ fn parse_recursive_line(line: &str, dir: &KoofrPath) -> Result<Option<ListEntry>
             let info = item
                 .file
                 .ok_or_else(|| bad(format!("listing item {rel:?} has no file")))?;
-            Ok(Some(ListEntry::File {
-                path: join(&rel)?,
-                info,
-            }))
+            // One odd name must not abort a whole listing: it becomes an error item for the
+            // caller to report, and the listing goes on.
+            Ok(Some((
+                match join(&rel) {
+                    Ok(path) => ListEntry::File { path, info },
+                    Err(e) => ListEntry::Error {
+                        path: None,
+                        code: "InvalidPath".to_owned(),
+                        message: format!(
+                            "listing item {rel:?} has an unusable path: {}",
+                            e.message()
+                        ),
+                    },
+                },
+                false,
+            )))
         }
         "error" => {
             let detail = item.error;
-            Ok(Some(ListEntry::Error {
-                path: match item.path {
-                    Some(rel) => Some(join(&rel)?),
-                    None => None,
+            Ok(Some((
+                ListEntry::Error {
+                    path: item.path.and_then(|rel| join(&rel).ok()),
+                    code: detail
+                        .as_ref()
+                        .and_then(|d| d.code.clone())
+                        .unwrap_or_default(),
+                    message: detail.and_then(|d| d.message).unwrap_or_default(),
                 },
-                code: detail
-                    .as_ref()
-                    .and_then(|d| d.code.clone())
-                    .unwrap_or_default(),
-                message: detail.and_then(|d| d.message).unwrap_or_default(),
-            }))
+                true,
+            )))
         }
         other => {
             tracing::debug!(
@@ -793,6 +805,36 @@ mod tests {
         assert_eq!(
             entries[1].as_ref().unwrap_err().kind(),
             ErrorKind::Transport
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unusable_item_path_is_an_error_item_and_the_listing_goes_on() {
+        let lines = concat!(
+            r#"{"type":"file","path":"/a/../b","file":{"name":"..","type":"file","modified":1,"size":0,"contentType":""}}"#,
+            "\n",
+            r#"{"type":"file","path":"/ok","file":{"name":"ok","type":"file","modified":2,"size":1,"contentType":""}}"#,
+            "\n",
+        );
+        let body = futures::stream::iter([Ok(Bytes::from_static(lines.as_bytes()))]).boxed();
+        let entries: Vec<_> = ndjson_entries(body, KoofrPath::parse("/r").unwrap())
+            .collect()
+            .await;
+        assert_eq!(entries.len(), 2, "{entries:?}");
+        match &entries[0] {
+            Ok(ListEntry::Error {
+                path,
+                code,
+                message,
+            }) => {
+                assert!(path.is_none());
+                assert_eq!(code, "InvalidPath");
+                assert!(message.contains("/a/../b"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(&entries[1], Ok(ListEntry::File { path, .. }) if path.as_str() == "/r/ok")
         );
     }
 

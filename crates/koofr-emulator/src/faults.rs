@@ -69,6 +69,20 @@ pub const ENDPOINTS: &[&str] = &[
     "unknown",
 ];
 
+/// The methods each endpoint serves, so that a rule that could never match is refused.
+fn endpoint_methods(endpoint: &str) -> &'static [&'static str] {
+    match endpoint {
+        "files/put" | "files/folder" | "oauth2/token" => &["POST"],
+        "files/remove" => &["DELETE"],
+        "files/copy" | "files/move" | "files/rename" => &["PUT"],
+        "links" => &["GET", "POST"],
+        "token" => &["GET", "POST", "DELETE"],
+        "oauth2/auth" => &["GET", "POST"],
+        "unknown" => &["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"],
+        _ => &["GET", "HEAD"],
+    }
+}
+
 /// Maps an endpoint name to its `'static` spelling, or None if unknown.
 pub fn endpoint_name(name: &str) -> Option<&'static str> {
     ENDPOINTS.iter().copied().find(|e| *e == name)
@@ -186,7 +200,7 @@ impl FromStr for FaultRule {
     type Err = FaultParseError;
 
     /// Parses `METHOD ENDPOINT ACTION [key=value ...]`, e.g.
-    /// `PUT files/put 503 retry-after=1 times=3`. METHOD and ENDPOINT may be `*`. ACTION is a
+    /// `POST files/put 503 retry-after=1 times=3`. METHOD and ENDPOINT may be `*`. ACTION is a
     /// status code, `drop`, `truncate=N`, `abort-upload=N` or `delay-ms=N`. Options: `times=N`
     /// (default 1), `skip=N`, `retry-after=S`, `path=PREFIX`, `body=TEXT`.
     fn from_str(text: &str) -> Result<FaultRule, FaultParseError> {
@@ -241,6 +255,12 @@ impl FromStr for FaultRule {
                     ENDPOINTS.join(", ")
                 ))
             })?;
+            if method != "*" && !endpoint_methods(known).contains(&method) {
+                return Err(err(format!(
+                    "{known} is never called with {method} (it takes {})",
+                    endpoint_methods(known).join(" or ")
+                )));
+            }
             rule = rule.endpoint(known);
         }
         for option in words {

@@ -42,7 +42,7 @@ struct Args {
     #[arg(long, default_value_t = 0.0)]
     fail_rate: f64,
     /// A scripted fault, repeatable: `METHOD ENDPOINT ACTION [key=value ...]`, e.g.
-    /// 'PUT files/put 503 retry-after=1 times=3'. METHOD and ENDPOINT may be `*`; ACTION is a
+    /// 'POST files/put 503 retry-after=1 times=3'. METHOD and ENDPOINT may be `*`; ACTION is a
     /// status, `drop`, `truncate=N`, `abort-upload=N` or `delay-ms=N`; options are times=N,
     /// skip=N, retry-after=S, path=PREFIX, body=TEXT.
     #[arg(long = "fault", value_parser = parse_fault)]

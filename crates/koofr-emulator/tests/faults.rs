@@ -63,8 +63,14 @@ async fn scripted_status_with_skip_times_and_retry_after() {
 
 #[test]
 fn fault_rule_parsing() {
-    let rule: FaultRule = "PUT files/put 503 retry-after=1 times=3".parse().unwrap();
-    assert_eq!(rule.method.as_deref(), Some("PUT"));
+    let never: Result<FaultRule, _> = "PUT files/put 503".parse();
+    let message = never.unwrap_err().to_string();
+    assert!(
+        message.contains("files/put is never called with PUT"),
+        "{message}"
+    );
+    let rule: FaultRule = "POST files/put 503 retry-after=1 times=3".parse().unwrap();
+    assert_eq!(rule.method.as_deref(), Some("POST"));
     assert_eq!(rule.endpoint, Some("files/put"));
     assert_eq!(rule.times, 3);
     assert_eq!(
