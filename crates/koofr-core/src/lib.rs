@@ -39,6 +39,8 @@ pub mod config;
 mod download;
 pub mod error;
 pub mod path;
+#[cfg(feature = "plakar")]
+pub mod plakar;
 pub mod retry;
 #[cfg(feature = "testing")]
 pub mod testing;

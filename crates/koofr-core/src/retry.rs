@@ -104,7 +104,12 @@ where
                         err
                     });
                 }
-                if !retryable || attempt >= policy.max_attempts {
+                if !retryable {
+                    // Not retried because it is unsafe here, not because retries ran out: the
+                    // caller may still retry it in a way it knows to be safe.
+                    return Err(err);
+                }
+                if attempt >= policy.max_attempts {
                     return Err(err.exhausted(attempt));
                 }
                 let wait = policy.delay(attempt, err.retry_after());
@@ -173,11 +178,14 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::NotFound);
 
         calls.store(0, Ordering::SeqCst);
-        let _ = retry(&RetryPolicy::fast_for_tests(3), false, |_| async {
+        let err = retry(&RetryPolicy::fast_for_tests(3), false, |_| async {
             calls.fetch_add(1, Ordering::SeqCst);
             Err::<(), _>(Error::new(ErrorKind::Server, true, "upload", "boom"))
         })
-        .await;
+        .await
+        .unwrap_err();
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // Not retried because unsafe, not because retries ran out: still temporary.
+        assert!(err.is_temporary());
     }
 }

@@ -10,13 +10,13 @@ use kloset_plugin::{
     ByteStream, ConnectorError, Exporter, FileInfo, FileMode, InitContext, LocationInfo, Record,
     Result, safe_relative_path, unix_millis,
 };
-use koofr_core::{Client, KoofrConfig, KoofrPath, OverwritePolicy, UploadBody, UploadOptions};
+use koofr_core::{Client, KoofrPath, OverwritePolicy, UploadBody, UploadOptions};
 
-use crate::errors::connector_error;
 use crate::names::{Claim, RestoredNames};
+use koofr_core::plakar::connector_error;
 
 /// The connector type reported to Plakar.
-pub const KOOFR_TYPE: &str = "koofr";
+pub const KOOFR_TYPE: &str = koofr_core::plakar::CONNECTOR_TYPE;
 
 /// Files up to this size are gathered (as the pipeline's own chunks, no copy) into a replayable
 /// body, so that a 5xx or 429 on their upload is retried; larger ones stream once.
@@ -51,12 +51,7 @@ impl KoofrExporter {
     pub fn new(client: Client) -> Self {
         let config = client.config();
         let root = config.location().clone();
-        let location = LocationInfo {
-            origin: config.plakar_origin(),
-            r#type: KOOFR_TYPE.to_owned(),
-            root: root.as_str().to_owned(),
-            flags: 0,
-        };
+        let location = koofr_core::plakar::location_info(config, 0);
         Self {
             client,
             root,
@@ -68,12 +63,7 @@ impl KoofrExporter {
     /// Parses a Plakar config map with koofr-core's parser (warnings go to the log) and builds
     /// the exporter. No network I/O.
     pub fn from_config_map(config: &HashMap<String, String>) -> Result<Self> {
-        let (config, warnings) = KoofrConfig::from_plakar(config).map_err(|e| {
-            ConnectorError::invalid_input(format!("koofr exporter configuration: {e}"))
-        })?;
-        for warning in &warnings {
-            tracing::warn!("koofr exporter configuration: {warning}");
-        }
+        let config = koofr_core::plakar::config_from_init(config, &[])?;
         Ok(Self::new(Client::new(config).map_err(connector_error)?))
     }
 

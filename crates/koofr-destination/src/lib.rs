@@ -15,10 +15,9 @@
 //!
 //! [`testkit`] holds the kloset-plugin exporter-suite fixture for this connector.
 
-mod errors;
 mod exporter;
 mod names;
 pub mod testkit;
 
-pub use errors::connector_error;
 pub use exporter::{KOOFR_TYPE, KoofrExporter, REPLAYABLE_MAX};
+pub use koofr_core::plakar::connector_error;

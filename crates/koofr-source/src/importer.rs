@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use kloset_plugin::{
-    ByteStream, ConnectorError, ErrorKind, Importer, InitContext, LocationFlags, LocationInfo,
-    RecordStream, Result,
+    ByteStream, ConnectorError, Importer, InitContext, LocationFlags, LocationInfo, RecordStream,
+    Result,
 };
 use koofr_core::{Client, KoofrPath};
 use md5::{Digest, Md5};
@@ -17,7 +17,6 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::config::SourceConfig;
 use crate::index::{FileIndex, Listed};
-use crate::records::KOOFR_TYPE;
 use crate::scan;
 
 /// Records produced ahead of the consumer; the listing is read no faster than this drains.
@@ -32,33 +31,18 @@ pub struct KoofrImporter {
     index: Arc<FileIndex>,
 }
 
-/// Maps a Koofr client error to a connector error; the message names the operation and path.
-pub(crate) fn connector_error(e: koofr_core::Error) -> ConnectorError {
-    use koofr_core::ErrorKind as K;
-    let kind = match e.kind() {
-        K::NotFound => ErrorKind::NotFound,
-        K::Unauthenticated | K::PermissionDenied => ErrorKind::PermissionDenied,
-        K::InvalidInput => ErrorKind::InvalidInput,
-        K::RangeNotSatisfiable => ErrorKind::RangeNotSatisfiable,
-        _ => ErrorKind::Other,
-    };
-    ConnectorError::new(kind, e.to_string())
-}
+pub(crate) use koofr_core::plakar::connector_error;
 
 impl KoofrImporter {
     /// An importer for `config` (no network request).
     pub fn new(config: SourceConfig) -> Result<KoofrImporter> {
         let root = config.koofr.location().clone();
-        let location = LocationInfo {
-            origin: config.koofr.plakar_origin(),
-            r#type: KOOFR_TYPE.to_owned(),
-            root: root.as_str().to_owned(),
-            flags: if config.stream {
-                LocationFlags::STREAM
-            } else {
-                0
-            },
+        let flags = if config.stream {
+            LocationFlags::STREAM
+        } else {
+            0
         };
+        let location = koofr_core::plakar::location_info(&config.koofr, flags);
         let client = Client::new(config.koofr).map_err(connector_error)?;
         Ok(KoofrImporter {
             client,

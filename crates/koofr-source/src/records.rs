@@ -9,7 +9,7 @@ use kloset_plugin::{FileInfo, FileMode, Record, time_from_unix_millis};
 use koofr_core::{KoofrPath, validate_name};
 
 /// The connector type reported to Plakar.
-pub const KOOFR_TYPE: &str = "koofr";
+pub const KOOFR_TYPE: &str = koofr_core::plakar::CONNECTOR_TYPE;
 
 /// Mode of every file: `0o600` (384), as the rclone integration (spec §8.1).
 pub const FILE_MODE: FileMode = FileMode::regular(0o600);

@@ -1,0 +1,125 @@
+//! Glue between the Koofr client and Plakar's connector types (feature `plakar`): the one
+//! config-from-`Init` path, error mapping and location answer that all three Koofr connectors
+//! share.
+
+use std::collections::HashMap;
+
+use futures::StreamExt;
+use kloset_plugin::{ConnectorError, ErrorKind as PluginKind, LocationInfo};
+
+use crate::config::KoofrConfig;
+use crate::error::{Error, ErrorKind};
+
+/// The connector type every Koofr connector reports to Plakar (`InitResponse.type`).
+pub const CONNECTOR_TYPE: &str = "koofr";
+
+impl From<Error> for ConnectorError {
+    /// Only the message crosses the wire (protocol §2.6); it names the operation and the Koofr
+    /// path, never credentials. The kind picks the gRPC status code.
+    fn from(err: Error) -> ConnectorError {
+        let kind = match err.kind() {
+            ErrorKind::NotFound => PluginKind::NotFound,
+            ErrorKind::AlreadyExists | ErrorKind::Conflict => PluginKind::AlreadyExists,
+            ErrorKind::Unauthenticated | ErrorKind::PermissionDenied => {
+                PluginKind::PermissionDenied
+            }
+            ErrorKind::InvalidInput | ErrorKind::NotADirectory | ErrorKind::NotAFile => {
+                PluginKind::InvalidInput
+            }
+            ErrorKind::RangeNotSatisfiable => PluginKind::RangeNotSatisfiable,
+            _ => PluginKind::Other,
+        };
+        ConnectorError::new(kind, err.to_string())
+    }
+}
+
+/// A koofr-core error as a connector error (for `map_err`).
+pub fn connector_error(err: Error) -> ConnectorError {
+    ConnectorError::from(err)
+}
+
+/// A client byte stream as a connector byte stream.
+pub fn connector_stream(stream: crate::ByteStream) -> kloset_plugin::ByteStream {
+    stream
+        .map(|item| item.map_err(ConnectorError::from))
+        .boxed()
+}
+
+/// Parses the `Init` config map (plus `KOOFR_*` variables) without network I/O. `own_keys`
+/// are the connector's extra keys, which are neither Koofr keys nor typos. Warnings about
+/// unknown keys go to stderr through `tracing`.
+pub fn config_from_init(
+    config: &HashMap<String, String>,
+    own_keys: &[&str],
+) -> Result<KoofrConfig, ConnectorError> {
+    let koofr_keys: HashMap<String, String> = config
+        .iter()
+        .filter(|(key, _)| !own_keys.contains(&key.as_str()))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    let (parsed, warnings) = KoofrConfig::from_plakar(&koofr_keys)
+        .map_err(|e| ConnectorError::invalid_input(e.to_string()))?;
+    for warning in &warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(parsed)
+}
+
+/// The `Init` answer: type `koofr`, origin [`KoofrConfig::plakar_origin`], root the location
+/// path. Stable for a configuration, so Plakar finds the parent snapshot of a backup.
+pub fn location_info(config: &KoofrConfig, flags: u32) -> LocationInfo {
+    LocationInfo {
+        origin: config.plakar_origin(),
+        r#type: CONNECTOR_TYPE.to_owned(),
+        root: config.location().as_str().to_owned(),
+        flags,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_keep_the_path_and_map_the_kind() {
+        let err = Error::permanent(ErrorKind::NotAFile, "upload", "Not a file").with_path("/d/a");
+        let mapped = ConnectorError::from(err);
+        assert_eq!(mapped.kind(), PluginKind::InvalidInput);
+        assert!(mapped.message().contains("/d/a"), "{mapped}");
+        let missing = Error::permanent(ErrorKind::NotFound, "info", "File not found");
+        assert_eq!(connector_error(missing).kind(), PluginKind::NotFound);
+        let integrity = Error::permanent(ErrorKind::Integrity, "upload", "MD5 mismatch");
+        assert_eq!(ConnectorError::from(integrity).kind(), PluginKind::Other);
+    }
+
+    #[test]
+    fn init_config_skips_own_keys_and_names_bad_keys() {
+        let map = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let good = map(&[
+            ("location", "koofr:///Photos"),
+            ("username", "me@example.com"),
+            ("password", "pw"),
+            ("stream", "true"),
+        ]);
+        let config = config_from_init(&good, &["stream"]).unwrap();
+        let info = location_info(&config, 4);
+        assert_eq!(info.r#type, "koofr");
+        assert_eq!(info.root, "/Photos");
+        assert_eq!(info.origin, "me@example.com@app.koofr.net");
+        assert_eq!(info.flags, 4);
+        let bad = map(&[
+            ("location", "koofr:///a"),
+            ("username", "u"),
+            ("password", "pw"),
+            ("concurrency", "0"),
+        ]);
+        let err = config_from_init(&bad, &[]).unwrap_err();
+        assert!(err.message().contains("concurrency"), "{err}");
+        assert!(!err.message().contains("pw"), "{err}");
+    }
+}

@@ -1,0 +1,502 @@
+//! Connector behaviour beyond the shared suite: request counts from the emulator's log (put = 1,
+//! ranged get = 1, list = 1, mode = 0), Init without I/O, messages, racing creators, klosets
+//! made by other tools (flat rclone layout, bucket layout, missing folders), failed incoming
+//! streams, two plugin processes on one kloset, and (ignored) the plugin's peak RSS.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use kloset_plugin::suites::{pattern_bytes, pattern_stream, read_all, verify_pattern};
+use kloset_plugin::{ByteRange, ConnectorError, ErrorKind, Mac, Resource, Store, StoreMode};
+use koofr_core::testing::{Harness, count};
+use koofr_core::{KoofrPath, UploadOptions};
+use koofr_emulator::RequestRecord;
+use koofr_storage::KoofrStore;
+use koofr_storage::testkit::{StoreSite, Transport};
+
+const CONFIG: &[u8] = b"kloset config \x00\xff";
+
+fn mac(seed: u8) -> Mac {
+    let mut raw = [0u8; 32];
+    for (i, b) in raw.iter_mut().enumerate() {
+        *b = seed
+            .wrapping_mul(37)
+            .wrapping_add((i as u8).wrapping_mul(11));
+    }
+    Mac(raw)
+}
+
+fn store(harness: &Harness) -> KoofrStore {
+    let site = StoreSite::new(
+        harness.client.clone(),
+        harness.plugin_config("kloset"),
+        Transport::Direct,
+    )
+    .expect("fixture");
+    KoofrStore::from_init(&site.init_context()).expect("init")
+}
+
+fn kloset(harness: &Harness) -> KoofrPath {
+    harness.path("kloset")
+}
+
+/// Endpoints of the logged requests, for assertion messages.
+fn endpoints(requests: &[RequestRecord]) -> Vec<String> {
+    requests
+        .iter()
+        .map(|r| format!("{} {} {:?} -> {}", r.method, r.endpoint, r.path, r.status))
+        .collect()
+}
+
+#[tokio::test]
+async fn init_makes_no_request_and_reports_the_location() {
+    let harness = Harness::emulator().await;
+    harness.take_requests();
+    let store = store(&harness);
+    assert_eq!(store.mode(), StoreMode::READ_WRITE);
+    let location = store.location();
+    assert_eq!(location.r#type, "koofr");
+    assert_eq!(location.root, "/test/kloset");
+    assert_eq!(location.origin, harness.client.config().plakar_origin());
+    assert_eq!(location.flags, 0);
+    let requests = harness.take_requests();
+    assert!(
+        requests.is_empty(),
+        "Init/Mode made requests: {:?}",
+        endpoints(&requests)
+    );
+}
+
+#[tokio::test]
+async fn init_rejects_a_bad_config_naming_the_key() {
+    let harness = Harness::emulator().await;
+    let mut config = harness.plugin_config("kloset");
+    config.insert("retries".to_owned(), "many".to_owned());
+    let ctx = kloset_plugin::InitContext {
+        proto: "koofr".to_owned(),
+        config,
+        options: None,
+    };
+    let err = KoofrStore::from_init(&ctx).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.message().contains("retries"), "{err}");
+    let (_, password) = harness.credentials();
+    assert!(!err.message().contains(&password), "secret in {err}");
+}
+
+#[tokio::test]
+async fn each_operation_costs_the_documented_number_of_requests() {
+    let harness = Harness::emulator().await;
+    let store = store(&harness);
+    store.create(Bytes::from_static(CONFIG)).await.unwrap();
+    harness.take_requests();
+
+    for (seed, len) in [(1u8, 10u64), (2, 3 << 20)] {
+        let written = store
+            .put(
+                Resource::Packfile,
+                mac(seed),
+                pattern_stream(u64::from(seed), len),
+            )
+            .await
+            .unwrap();
+        assert_eq!(written, len);
+        let requests = harness.take_requests();
+        assert_eq!(
+            requests.len(),
+            1,
+            "put of {len} bytes: {:?}",
+            endpoints(&requests)
+        );
+        assert_eq!(count(&requests, "files/put"), 1);
+    }
+
+    let range = ByteRange {
+        offset: 1_000_000,
+        length: 70_000,
+    };
+    let stream = store
+        .get(Resource::Packfile, mac(2), Some(range))
+        .await
+        .unwrap();
+    verify_pattern(stream, 2, 1_000_000, 70_000).await.unwrap();
+    let requests = harness.take_requests();
+    assert_eq!(requests.len(), 1, "ranged get: {:?}", endpoints(&requests));
+    assert_eq!(count(&requests, "files/get"), 1);
+
+    let zero = ByteRange {
+        offset: 5,
+        length: 0,
+    };
+    let stream = store
+        .get(Resource::Packfile, mac(2), Some(zero))
+        .await
+        .unwrap();
+    assert!(read_all(stream).await.unwrap().is_empty());
+    let stream = store.get(Resource::Packfile, mac(1), None).await.unwrap();
+    verify_pattern(stream, 1, 0, 10).await.unwrap();
+    let requests = harness.take_requests();
+    assert_eq!(
+        requests.len(),
+        1,
+        "zero-length + whole get: {:?}",
+        endpoints(&requests)
+    );
+
+    let listed = store.list(Resource::Packfile).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    let requests = harness.take_requests();
+    assert_eq!(requests.len(), 1, "list: {:?}", endpoints(&requests));
+    assert_eq!(count(&requests, "files/listrecursive"), 1);
+
+    let size = store.size().await.unwrap();
+    assert_eq!(size, (CONFIG.len() + 10 + (3 << 20)) as i64);
+    assert_eq!(harness.take_requests().len(), 1, "size is one listing");
+
+    assert_eq!(store.mode(), StoreMode::READ_WRITE);
+    assert!(harness.take_requests().is_empty(), "mode made a request");
+}
+
+#[tokio::test]
+async fn create_and_open_messages_name_the_location() {
+    let harness = Harness::any().await;
+    let store = store(&harness);
+    assert_eq!(store.size().await.unwrap(), 0, "no kloset folder yet");
+    let missing = store.open().await.unwrap_err();
+    assert_eq!(missing.kind(), ErrorKind::NotFound);
+    assert!(
+        missing.message().contains("no kloset found at koofr:///"),
+        "{missing}"
+    );
+    assert!(missing.message().ends_with("/kloset"), "{missing}");
+    store.create(Bytes::from_static(CONFIG)).await.unwrap();
+    assert_eq!(store.open().await.unwrap(), Bytes::from_static(CONFIG));
+    let again = store
+        .create(Bytes::from_static(b"other"))
+        .await
+        .unwrap_err();
+    assert!(
+        again
+            .message()
+            .contains("kloset already initialized at koofr:///"),
+        "{again}"
+    );
+    assert_eq!(store.open().await.unwrap(), Bytes::from_static(CONFIG));
+    for resource in Resource::ALL {
+        let folder = kloset(&harness).child(resource.folder()).unwrap();
+        assert!(
+            harness.client.info(&folder).await.unwrap().is_dir(),
+            "{folder}"
+        );
+    }
+    harness.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_racing_creators_exactly_one_wins() {
+    let harness = Harness::any().await;
+    let stores: Vec<KoofrStore> = (0..4).map(|_| store(&harness)).collect();
+    let creates = stores.iter().enumerate().map(|(i, s)| {
+        let config = Bytes::from(format!("config of creator {i}"));
+        async move { (config.clone(), s.create(config).await) }
+    });
+    let outcomes = futures::future::join_all(creates).await;
+    let winners: Vec<&Bytes> = outcomes
+        .iter()
+        .filter(|(_, r)| r.is_ok())
+        .map(|(c, _)| c)
+        .collect();
+    assert_eq!(winners.len(), 1, "outcomes: {outcomes:?}");
+    for (_, outcome) in &outcomes {
+        if let Err(e) = outcome {
+            assert!(e.message().contains("already initialized"), "{e}");
+        }
+    }
+    assert_eq!(&stores[0].open().await.unwrap(), winners[0]);
+    harness.finish().await;
+}
+
+#[tokio::test]
+async fn create_retries_the_config_upload_after_a_server_error() {
+    let harness = Harness::emulator().await;
+    let faults = harness.emu().faults();
+    faults.inject(koofr_emulator::FaultRule::status("files/put", 503).times(2));
+    let store = store(&harness);
+    store.create(Bytes::from_static(CONFIG)).await.unwrap();
+    assert_eq!(store.open().await.unwrap(), Bytes::from_static(CONFIG));
+}
+
+#[tokio::test]
+async fn a_kloset_made_by_rclone_or_a_bucket_layout_is_read_and_written() {
+    let harness = Harness::any().await;
+    let client = &harness.client;
+    let root = kloset(&harness);
+    // What Plakar's rclone integration leaves: CONFIG and flat packfiles, no other folders.
+    let packfiles = root.child("packfiles").unwrap();
+    client.create_folder_all(&packfiles).await.unwrap();
+    client
+        .upload(
+            &root,
+            "CONFIG",
+            Bytes::from_static(CONFIG).into(),
+            UploadOptions::default(),
+        )
+        .await
+        .unwrap();
+    let flat = mac(10);
+    client
+        .upload(
+            &packfiles,
+            &flat.to_hex(),
+            pattern_bytes(10, 0, 5000).into(),
+            UploadOptions::default(),
+        )
+        .await
+        .unwrap();
+    // A bucket-layout packfile, a state in a bucket folder, and a MAC in the wrong bucket.
+    let bucketed = mac(11);
+    let bucket_dir = packfiles.child(&bucketed.to_hex()[..2]).unwrap();
+    client.create_folder_all(&bucket_dir).await.unwrap();
+    client
+        .upload(
+            &bucket_dir,
+            &bucketed.to_hex(),
+            pattern_bytes(11, 0, 3000).into(),
+            UploadOptions::default(),
+        )
+        .await
+        .unwrap();
+    let misplaced = mac(12);
+    let wrong_dir = packfiles.child("zz").unwrap();
+    client.create_folder_all(&wrong_dir).await.unwrap();
+    client
+        .upload(
+            &wrong_dir,
+            &misplaced.to_hex(),
+            Bytes::from_static(b"x").into(),
+            UploadOptions::default(),
+        )
+        .await
+        .unwrap();
+
+    let store = store(&harness);
+    assert_eq!(store.open().await.unwrap(), Bytes::from_static(CONFIG));
+    let create = store.create(Bytes::from_static(b"new")).await.unwrap_err();
+    assert!(create.message().contains("already initialized"), "{create}");
+    let mut listed = store.list(Resource::Packfile).await.unwrap();
+    listed.sort();
+    let mut expected = vec![flat, bucketed];
+    expected.sort();
+    assert_eq!(listed, expected);
+    verify_pattern(
+        store.get(Resource::Packfile, bucketed, None).await.unwrap(),
+        11,
+        0,
+        3000,
+    )
+    .await
+    .unwrap();
+    let range = ByteRange {
+        offset: 100,
+        length: 50,
+    };
+    verify_pattern(
+        store
+            .get(Resource::Packfile, bucketed, Some(range))
+            .await
+            .unwrap(),
+        11,
+        100,
+        50,
+    )
+    .await
+    .unwrap();
+
+    // The states folder is missing: the first put creates it.
+    let state = mac(13);
+    assert_eq!(
+        store
+            .put(Resource::State, state, pattern_stream(13, 700))
+            .await
+            .unwrap(),
+        700
+    );
+    assert_eq!(store.list(Resource::State).await.unwrap(), vec![state]);
+    let written = client
+        .info(&root.join(&format!("states/{}", state.to_hex())).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(written.size, 700, "written flat, as rclone does");
+
+    store.delete(Resource::Packfile, bucketed).await.unwrap();
+    store.delete(Resource::Packfile, bucketed).await.unwrap();
+    assert_eq!(store.list(Resource::Packfile).await.unwrap(), vec![flat]);
+    let gone = store.get(Resource::Packfile, bucketed, None).await.err();
+    assert_eq!(gone.map(|e| e.kind()), Some(ErrorKind::NotFound));
+    harness.finish().await;
+}
+
+#[tokio::test]
+async fn a_broken_incoming_stream_never_reaches_koofr() {
+    let harness = Harness::emulator().await;
+    let store = store(&harness);
+    store.create(Bytes::from_static(CONFIG)).await.unwrap();
+    harness.take_requests();
+    for good in [1000u64, 5 << 20] {
+        let data = pattern_stream(1, good)
+            .chain(futures::stream::once(async {
+                Err(ConnectorError::other("plakar went away"))
+            }))
+            .boxed();
+        let err = store
+            .put(Resource::Packfile, mac(20), data)
+            .await
+            .unwrap_err();
+        assert!(err.message().contains("plakar went away"), "{err}");
+    }
+    let requests = harness.take_requests();
+    assert!(
+        requests.is_empty(),
+        "uploads were attempted: {:?}",
+        endpoints(&requests)
+    );
+}
+
+#[tokio::test]
+async fn an_upload_cut_off_by_the_network_leaves_the_old_object() {
+    let harness = Harness::emulator().await;
+    let store = store(&harness);
+    store.create(Bytes::from_static(CONFIG)).await.unwrap();
+    store
+        .put(Resource::Lock, mac(30), pattern_stream(30, 2000))
+        .await
+        .unwrap();
+    // Every attempt of the overwrite is cut off: it fails, and the old lock stays intact.
+    harness
+        .emu()
+        .faults()
+        .inject(koofr_emulator::FaultRule::abort_upload(1 << 20).times(10));
+    let err = store
+        .put(Resource::Lock, mac(30), pattern_stream(31, 3 << 20))
+        .await
+        .unwrap_err();
+    assert!(err.message().contains(&mac(30).to_hex()), "{err}");
+    verify_pattern(
+        store.get(Resource::Lock, mac(30), None).await.unwrap(),
+        30,
+        0,
+        2000,
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_plugin_processes_share_one_kloset() {
+    let harness = Harness::any().await;
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_koofr-storage"));
+    let site = StoreSite::new(
+        harness.client.clone(),
+        harness.plugin_config("kloset"),
+        Transport::Binary(binary),
+    )
+    .unwrap();
+    let first = Arc::new(site.connect_remote().await.unwrap());
+    let second = Arc::new(site.connect_remote().await.unwrap());
+    first.create(Bytes::from_static(CONFIG)).await.unwrap();
+    let work = |store: Arc<kloset_plugin::host::RemoteStore>, base: u8| async move {
+        for i in 0..6u8 {
+            let m = mac(base + i);
+            let len = 1000 + u64::from(i) * 400_000;
+            store
+                .put(
+                    Resource::Packfile,
+                    m,
+                    pattern_stream(u64::from(base + i), len),
+                )
+                .await?;
+            // Both processes rewrite the same lock, as Plakar's cache process and command do.
+            store
+                .put(Resource::Lock, mac(99), pattern_stream(99, 4096))
+                .await?;
+            store.list(Resource::Packfile).await?;
+        }
+        Ok::<(), ConnectorError>(())
+    };
+    let (a, b) = tokio::join!(work(first.clone(), 40), work(second.clone(), 60));
+    a.unwrap();
+    b.unwrap();
+    let listed = second.list(Resource::Packfile).await.unwrap();
+    assert_eq!(listed.len(), 12);
+    for base in [40u8, 60] {
+        for i in 0..6u8 {
+            let len = 1000 + u64::from(i) * 400_000;
+            let stream = first
+                .get(Resource::Packfile, mac(base + i), None)
+                .await
+                .unwrap();
+            verify_pattern(stream, u64::from(base + i), 0, len)
+                .await
+                .unwrap();
+        }
+    }
+    verify_pattern(
+        second.get(Resource::Lock, mac(99), None).await.unwrap(),
+        99,
+        0,
+        4096,
+    )
+    .await
+    .unwrap();
+    for store in [first, second] {
+        assert_eq!(store.plugin().shutdown().await.unwrap(), 0);
+    }
+    harness.finish().await;
+}
+
+/// Peak RSS of the plugin process while a 256 MiB object goes through it.
+/// Run with `cargo test -p koofr-storage --test behaviour -- --ignored --nocapture peak_rss`.
+#[ignore]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peak_rss_while_putting_256_mib_through_the_binary() {
+    const LEN: u64 = 256 << 20;
+    let harness = Harness::emulator().await;
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_koofr-storage"));
+    let site = StoreSite::new(
+        harness.client.clone(),
+        harness.plugin_config("kloset"),
+        Transport::Binary(binary),
+    )
+    .unwrap();
+    let remote = site.connect_remote().await.unwrap();
+    let pid = remote.plugin().pid().expect("a child process");
+    remote.create(Bytes::from_static(CONFIG)).await.unwrap();
+    let vm_hwm = || {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .map(|l| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap())
+            .unwrap()
+    };
+    let before = vm_hwm();
+    let written = remote
+        .put(Resource::Packfile, mac(1), pattern_stream(7, LEN))
+        .await
+        .unwrap();
+    assert_eq!(written, LEN);
+    let after_put = vm_hwm();
+    let stream = remote.get(Resource::Packfile, mac(1), None).await.unwrap();
+    verify_pattern(stream, 7, 0, LEN).await.unwrap();
+    let after_get = vm_hwm();
+    eprintln!(
+        "koofr-storage VmHWM: {before} KiB after Init, {after_put} KiB after a 256 MiB put, {after_get} KiB after reading it back"
+    );
+    assert!(
+        after_get < 128 * 1024,
+        "peak RSS {after_get} KiB: the object was held in memory"
+    );
+    assert_eq!(remote.plugin().shutdown().await.unwrap(), 0);
+}
