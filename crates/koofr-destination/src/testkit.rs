@@ -6,14 +6,13 @@
 //! next to it (an escape) is visible to [`ExporterFixture::outside_root`].
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use kloset_plugin::host::{InitArgs, PluginConnection, RemoteExporter};
-use kloset_plugin::suites::{ExporterCapabilities, ExporterFixture, ReadBackEntry};
+use kloset_plugin::host::{InitArgs, RemoteExporter};
+use kloset_plugin::suites::{Connections, ExporterCapabilities, ExporterFixture, ReadBackEntry};
 use kloset_plugin::{ConnectorError, ExportPipeline, Exporter, Result, time_from_unix_millis};
 use koofr_core::{Client, KoofrPath, ListEntry};
 
@@ -22,16 +21,8 @@ use crate::{KoofrExporter, connector_error};
 /// Where the destination lives below the fixture's base folder.
 pub const DESTINATION: &str = "restore/dest";
 
-/// How the fixture reaches the connector.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Transport {
-    /// Trait calls straight into a [`KoofrExporter`].
-    Direct,
-    /// gRPC over an in-process pipe, through kloset-plugin's exporter pipelining.
-    Duplex,
-    /// gRPC over stdin/stdout of the `koofr-exporter` binary at this path.
-    Binary(PathBuf),
-}
+/// How the fixture reaches a [`KoofrExporter`]; a binary is the `koofr-exporter` executable.
+pub use kloset_plugin::suites::Transport;
 
 /// An exporter fixture on a Koofr account.
 pub struct DestinationSite {
@@ -39,9 +30,8 @@ pub struct DestinationSite {
     base: KoofrPath,
     dest: KoofrPath,
     config: HashMap<String, String>,
-    transport: Transport,
     pipeline: ExportPipeline,
-    live: Mutex<Vec<Arc<RemoteExporter>>>,
+    connections: Connections<RemoteExporter>,
 }
 
 impl std::fmt::Debug for DestinationSite {
@@ -53,14 +43,10 @@ impl std::fmt::Debug for DestinationSite {
             .field("base", &self.base)
             .field("dest", &self.dest)
             .field("config_keys", &keys)
-            .field("transport", &self.transport)
+            .field("transport", self.connections.transport())
             .field("pipeline", &self.pipeline)
             .finish_non_exhaustive()
     }
-}
-
-fn same<T: ?Sized, U: ?Sized>(a: &Arc<T>, b: &Arc<U>) -> bool {
-    std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
 }
 
 impl DestinationSite {
@@ -80,9 +66,8 @@ impl DestinationSite {
             base,
             dest,
             config,
-            transport,
             pipeline: ExportPipeline::default(),
-            live: Mutex::default(),
+            connections: Connections::new("koofr-exporter", transport),
         }
     }
 
@@ -119,27 +104,11 @@ impl DestinationSite {
 
     /// A connector over gRPC (in-process or the binary), kept for [`ExporterFixture::release`].
     pub async fn connect_remote(&self) -> Result<Arc<RemoteExporter>> {
-        let connection = match &self.transport {
-            Transport::Binary(program) => {
-                PluginConnection::spawn(program, Vec::<String>::new()).await
-            }
-            Transport::Direct | Transport::Duplex => {
-                let pipeline = self.pipeline;
-                PluginConnection::in_process(move |io| {
-                    kloset_plugin::serve_exporter_on(io, pipeline, |ctx| async move {
-                        KoofrExporter::from_init(&ctx)
-                    })
-                })
-                .await
-            }
-        }
-        .map_err(ConnectorError::from)?;
-        let exporter = Arc::new(RemoteExporter::init(connection, &self.init_args()).await?);
-        self.live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(exporter.clone());
-        Ok(exporter)
+        let exporter = self
+            .connections
+            .open_exporter(&self.init_args(), self.pipeline, factory)
+            .await?;
+        Ok(self.connections.track(exporter))
     }
 
     /// Everything below `dir` (not `dir` itself), or nothing when `dir` is missing.
@@ -199,32 +168,13 @@ impl ExporterFixture for DestinationSite {
     }
 
     async fn connect(&self) -> Result<Arc<dyn Exporter>> {
-        if self.transport == Transport::Direct {
-            return Ok(Arc::new(KoofrExporter::from_config_map(&self.config)?));
-        }
-        Ok(self.connect_remote().await?)
+        self.connections
+            .connect_exporter(&self.init_args(), self.pipeline, factory)
+            .await
     }
 
     async fn release(&self, exporter: Arc<dyn Exporter>) -> Result<()> {
-        let found = {
-            let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-            let pos = live.iter().position(|s| same(s, &exporter));
-            pos.map(|p| live.remove(p))
-        };
-        let Some(remote) = found else {
-            return Ok(());
-        };
-        let code = remote
-            .plugin()
-            .shutdown()
-            .await
-            .map_err(|e| ConnectorError::other(e.to_string()))?;
-        if code != 0 {
-            return Err(ConnectorError::other(format!(
-                "koofr-exporter exited with status {code} after EOF"
-            )));
-        }
-        Ok(())
+        self.connections.release(&exporter).await
     }
 
     async fn read_tree(&self) -> Result<Vec<ReadBackEntry>> {
@@ -287,6 +237,11 @@ impl ExporterFixture for DestinationSite {
             rejects_special_files: true,
         }
     }
+}
+
+/// The plugin binary's factory: the exporter `Init` builds.
+async fn factory(ctx: kloset_plugin::InitContext) -> Result<KoofrExporter> {
+    KoofrExporter::from_init(&ctx)
 }
 
 /// Reads a koofr-core download stream (test-sized files only) into memory.

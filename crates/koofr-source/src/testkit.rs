@@ -6,36 +6,27 @@
 //! # async fn demo(client: koofr_core::Client, root: koofr_core::KoofrPath,
 //! #               config: std::collections::HashMap<String, String>) {
 //! use koofr_source::testkit::{KoofrImporterSite, Transport};
-//! let site = KoofrImporterSite::new(client, root, config, Transport::InProcess);
+//! let site = KoofrImporterSite::new(client, root, config, Transport::Direct);
 //! kloset_plugin::suites::run_importer_suite("koofr in-process", &site).await.assert_passed();
 //! # }
 //! ```
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use kloset_plugin::host::{InitArgs, PluginConnection, RemoteImporter};
+use kloset_plugin::host::{InitArgs, RemoteImporter};
 use kloset_plugin::suites::{
-    ImporterCapabilities, ImporterFixture, TreeEntry, TreeKind, pattern_stream,
+    Connections, ImporterCapabilities, ImporterFixture, TreeEntry, TreeKind, pattern_stream,
 };
 use kloset_plugin::{ConnectorError, Importer, Result, unix_millis};
 use koofr_core::{Client, KoofrPath, UploadBody, UploadOptions};
 
 use crate::importer::{KoofrImporter, connector_error};
 
-/// How the fixture reaches the connector.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Transport {
-    /// Trait calls straight into a [`KoofrImporter`].
-    InProcess,
-    /// gRPC over an in-process pipe to a served [`KoofrImporter`].
-    Duplex,
-    /// gRPC over stdin/stdout of this `koofr-importer` executable.
-    Binary(PathBuf),
-}
+/// How the fixture reaches a [`KoofrImporter`]; a binary is the `koofr-importer` executable.
+pub use kloset_plugin::suites::Transport;
 
 /// Replaces the folder `root` with `tree` (files uploaded with their mtimes; folders created).
 pub async fn write_tree(client: &Client, root: &KoofrPath, tree: &[TreeEntry]) -> Result<()> {
@@ -98,8 +89,7 @@ pub struct KoofrImporterSite {
     client: Client,
     root: KoofrPath,
     config: HashMap<String, String>,
-    transport: Transport,
-    live: Mutex<Vec<Arc<RemoteImporter>>>,
+    connections: Connections<RemoteImporter>,
 }
 
 impl std::fmt::Debug for KoofrImporterSite {
@@ -107,7 +97,7 @@ impl std::fmt::Debug for KoofrImporterSite {
         // The config map holds the password: show only where the fixture points.
         f.debug_struct("KoofrImporterSite")
             .field("root", &self.root)
-            .field("transport", &self.transport)
+            .field("transport", self.connections.transport())
             .finish_non_exhaustive()
     }
 }
@@ -125,8 +115,7 @@ impl KoofrImporterSite {
             client,
             root,
             config,
-            transport,
-            live: Mutex::default(),
+            connections: Connections::new("koofr-importer", transport),
         }
     }
 
@@ -137,7 +126,7 @@ impl KoofrImporterSite {
 
     /// The plugin handles of the importers still connected (for pid and RSS checks).
     pub fn live_plugins(&self) -> Vec<Arc<RemoteImporter>> {
-        self.live.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.connections.live()
     }
 
     /// Starts an importer as the fixture's transport dictates, with `extra` config keys.
@@ -148,26 +137,9 @@ impl KoofrImporterSite {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
         );
-        let connection = match &self.transport {
-            Transport::InProcess => return Ok(Arc::new(KoofrImporter::from_config_map(&config)?)),
-            Transport::Binary(program) => {
-                PluginConnection::spawn(program, Vec::<String>::new()).await
-            }
-            Transport::Duplex => {
-                PluginConnection::in_process(|io| {
-                    kloset_plugin::serve_importer_on(io, KoofrImporter::from_init)
-                })
-                .await
-            }
-        }
-        .map_err(ConnectorError::from)?;
-        let importer =
-            Arc::new(RemoteImporter::init(connection, &InitArgs::new("koofr", config)).await?);
-        self.live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(importer.clone());
-        Ok(importer)
+        self.connections
+            .connect_importer(&InitArgs::new("koofr", config), KoofrImporter::from_init)
+            .await
     }
 }
 
@@ -182,27 +154,7 @@ impl ImporterFixture for KoofrImporterSite {
     }
 
     async fn release(&self, importer: Arc<dyn Importer>) -> Result<()> {
-        let found = {
-            let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-            let position = live
-                .iter()
-                .position(|r| std::ptr::addr_eq(Arc::as_ptr(r), Arc::as_ptr(&importer)));
-            position.map(|p| live.remove(p))
-        };
-        let Some(remote) = found else {
-            return Ok(());
-        };
-        let code = remote
-            .plugin()
-            .shutdown()
-            .await
-            .map_err(|e| ConnectorError::other(e.to_string()))?;
-        if code != 0 {
-            return Err(ConnectorError::other(format!(
-                "koofr-importer exited with status {code} after EOF"
-            )));
-        }
-        Ok(())
+        self.connections.release(&importer).await
     }
 
     async fn break_entry(&self, _path: &str) -> Result<bool> {

@@ -21,7 +21,7 @@ fn site(h: &Harness, transport: Transport) -> KoofrImporterSite {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn importer_suite_in_process() {
     let h = Harness::any().await;
-    let report = run_importer_suite("koofr in-process", &site(&h, Transport::InProcess)).await;
+    let report = run_importer_suite("koofr in-process", &site(&h, Transport::Direct)).await;
     eprintln!("{report}");
     h.finish().await;
     report.assert_passed();

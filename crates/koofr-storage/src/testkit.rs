@@ -4,38 +4,28 @@
 //! runs against the emulator and against real Koofr.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use kloset_plugin::host::{InitArgs, PluginConnection, RemoteStore};
-use kloset_plugin::suites::{StoreCapabilities, StoreFixture};
+use kloset_plugin::host::{InitArgs, RemoteStore};
+use kloset_plugin::suites::{Connections, StoreCapabilities, StoreFixture};
 use kloset_plugin::{ConnectorError, InitContext, Resource, Result, Store};
 use koofr_core::{Client, KoofrConfig, KoofrPath, UploadOptions};
 
 use crate::store::{KoofrStore, connector_error};
 
-/// How the fixture reaches the connector.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Transport {
-    /// Trait calls straight into a [`KoofrStore`] built as `Init` would build it.
-    Direct,
-    /// gRPC over an in-process pipe to the connector served by `kloset_plugin::serve_store_on`.
-    Duplex,
-    /// gRPC over stdin/stdout of the `koofr-storage` binary at this path (e.g.
-    /// `env!("CARGO_BIN_EXE_koofr-storage")`); one process per connection.
-    Binary(PathBuf),
-}
+/// How the fixture reaches a [`KoofrStore`]; a binary is the `koofr-storage` executable (e.g.
+/// `env!("CARGO_BIN_EXE_koofr-storage")`).
+pub use kloset_plugin::suites::Transport;
 
 /// A kloset location on Koofr (or the emulator) for the store suite.
 pub struct StoreSite {
     client: Client,
     root: KoofrPath,
     config: HashMap<String, String>,
-    transport: Transport,
     capabilities: StoreCapabilities,
-    live: Mutex<Vec<Arc<RemoteStore>>>,
+    connections: Connections<RemoteStore>,
 }
 
 impl std::fmt::Debug for StoreSite {
@@ -43,7 +33,7 @@ impl std::fmt::Debug for StoreSite {
         // The config map holds the password: show the location only.
         f.debug_struct("StoreSite")
             .field("root", &self.root)
-            .field("transport", &self.transport)
+            .field("transport", self.connections.transport())
             .finish_non_exhaustive()
     }
 }
@@ -64,9 +54,8 @@ impl StoreSite {
             client,
             root: parsed.location().clone(),
             config,
-            transport,
             capabilities: StoreCapabilities::default(),
-            live: Mutex::default(),
+            connections: Connections::new("koofr-storage", transport),
         })
     }
 
@@ -90,23 +79,17 @@ impl StoreSite {
         }
     }
 
-    /// A connection to the connector over gRPC (duplex pipe or binary), after `Init`.
+    /// The `Init` arguments sent to plugin connectors.
+    pub fn init_args(&self) -> InitArgs {
+        InitArgs::new("koofr", self.config.clone())
+    }
+
+    /// A connection to the connector over gRPC (duplex pipe or binary), after `Init`; the
+    /// caller shuts it down.
     pub async fn connect_remote(&self) -> Result<RemoteStore> {
-        let connection = match &self.transport {
-            Transport::Binary(program) => {
-                PluginConnection::spawn(program, std::iter::empty::<&str>()).await
-            }
-            Transport::Direct | Transport::Duplex => {
-                PluginConnection::in_process(|io| {
-                    kloset_plugin::serve_store_on(io, |ctx: InitContext| async move {
-                        KoofrStore::from_init(&ctx)
-                    })
-                })
-                .await
-            }
-        }
-        .map_err(ConnectorError::from)?;
-        RemoteStore::init(connection, &InitArgs::new("koofr", self.config.clone())).await
+        self.connections
+            .open_store(&self.init_args(), factory)
+            .await
     }
 
     fn junk_folder(&self, resource: Resource) -> Result<KoofrPath> {
@@ -119,39 +102,13 @@ impl StoreSite {
 #[async_trait]
 impl StoreFixture for StoreSite {
     async fn connect(&self) -> Result<Arc<dyn Store>> {
-        if self.transport == Transport::Direct {
-            return Ok(Arc::new(KoofrStore::from_init(&self.init_context())?));
-        }
-        let store = Arc::new(self.connect_remote().await?);
-        self.live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(store.clone());
-        Ok(store)
+        self.connections
+            .connect_store(&self.init_args(), factory)
+            .await
     }
 
     async fn release(&self, store: Arc<dyn Store>) -> Result<()> {
-        let found = {
-            let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-            let position = live
-                .iter()
-                .position(|s| std::ptr::addr_eq(Arc::as_ptr(s), Arc::as_ptr(&store)));
-            position.map(|p| live.remove(p))
-        };
-        let Some(remote) = found else {
-            return Ok(());
-        };
-        let code = remote
-            .plugin()
-            .shutdown()
-            .await
-            .map_err(ConnectorError::from)?;
-        if code != 0 {
-            return Err(ConnectorError::other(format!(
-                "koofr-storage exited with status {code} after EOF"
-            )));
-        }
-        Ok(())
+        self.connections.release(&store).await
     }
 
     async fn add_junk(&self, resource: Resource, name: &str) -> Result<()> {
@@ -186,4 +143,9 @@ impl StoreFixture for StoreSite {
     fn capabilities(&self) -> StoreCapabilities {
         self.capabilities
     }
+}
+
+/// The plugin binary's factory: the store `Init` builds.
+async fn factory(ctx: InitContext) -> Result<KoofrStore> {
+    KoofrStore::from_init(&ctx)
 }

@@ -1,9 +1,8 @@
 //! Suite fixtures for the reference connectors: in-process, over an in-process duplex pipe,
-//! and over stdin/stdout of a plugin binary (e.g. `kloset-reference-plugin`).
+//! and over stdin/stdout of a plugin binary (e.g. `kloset-reference-plugin`, whose argv[1] is
+//! importer|exporter|store and whose backend is then a temporary directory).
 
-use std::sync::{Arc, Mutex};
-
-use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -12,26 +11,17 @@ use super::{
     parse_location,
 };
 use crate::error::{ConnectorError, Result};
-use crate::host::{
-    InitArgs, PluginConnection, PluginHandle, RemoteExporter, RemoteImporter, RemoteStore,
-};
+use crate::host::{InitArgs, RemoteExporter, RemoteImporter, RemoteStore};
 use crate::suites::{
-    ExporterFixture, ImporterFixture, ReadBackEntry, StoreFixture, TreeEntry, TreeKind,
-    pattern_stream, read_all,
+    Connections, ExporterFixture, ImporterFixture, ReadBackEntry, StoreFixture, TreeEntry,
+    TreeKind, pattern_stream, read_all,
 };
 use crate::{ExportPipeline, Exporter, Importer, Resource, Store};
 
-/// How a fixture reaches the connector.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Transport {
-    /// Trait calls straight into the connector.
-    Direct,
-    /// gRPC over a `tokio::io::duplex` pipe to an in-process server.
-    Duplex,
-    /// gRPC over stdin/stdout of this plugin binary (argv[1] = importer|exporter|store),
-    /// using a temporary directory as its backend.
-    Binary(PathBuf),
-}
+pub use crate::suites::Transport;
+
+/// Names the reference plugin in release errors.
+const PLUGIN_NAME: &str = "kloset-reference-plugin";
 
 /// A backend for one fixture, with the directory behind it for the binary.
 #[derive(Debug)]
@@ -73,23 +63,6 @@ impl Site {
         );
         InitArgs::new("ref", config)
     }
-}
-
-fn same<T: ?Sized, U: ?Sized>(a: &Arc<T>, b: &Arc<U>) -> bool {
-    std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
-}
-
-async fn shutdown_ok(handle: &PluginHandle) -> Result<()> {
-    let code = handle
-        .shutdown()
-        .await
-        .map_err(|e| ConnectorError::other(e.to_string()))?;
-    if code != 0 {
-        return Err(ConnectorError::other(format!(
-            "plugin exited with status {code} after EOF"
-        )));
-    }
-    Ok(())
 }
 
 /// Removes `path` and everything below it.
@@ -158,9 +131,8 @@ pub async fn walk(
 /// The store suite's fixture for the reference store.
 #[derive(Debug)]
 pub struct StoreSite {
-    transport: Transport,
     site: Site,
-    live: Mutex<Vec<Arc<RemoteStore>>>,
+    connections: Connections<RemoteStore>,
 }
 
 const STORE_ROOT: &str = "/klosets/main";
@@ -170,72 +142,31 @@ impl StoreSite {
     pub fn new(transport: Transport) -> std::io::Result<Self> {
         Ok(Self {
             site: Site::new(&transport)?,
-            transport,
-            live: Mutex::default(),
+            connections: Connections::new(PLUGIN_NAME, transport).with_binary_args(["store"]),
         })
     }
-}
-
-/// A reference store reached over `transport` (not [`Transport::Direct`]).
-pub async fn connect_store(
-    transport: &Transport,
-    site: &Site,
-    args: &InitArgs,
-) -> Result<RemoteStore> {
-    let connection = match transport {
-        Transport::Binary(bin) => PluginConnection::spawn(bin, ["store"]).await,
-        _ => {
-            let backend = site.backend.clone();
-            PluginConnection::in_process(move |io| {
-                crate::serve_store_on(io, move |ctx| {
-                    let backend = backend.clone();
-                    async move {
-                        let location = ctx.config.get("location").ok_or_else(|| {
-                            ConnectorError::invalid_input("missing config key \"location\"")
-                        })?;
-                        let root = parse_location(location)?;
-                        Ok(ReferenceStore::new(backend, &root))
-                    }
-                })
-            })
-            .await
-        }
-    }
-    .map_err(ConnectorError::from)?;
-    RemoteStore::init(connection, args).await
 }
 
 #[async_trait]
 impl StoreFixture for StoreSite {
     async fn connect(&self) -> Result<Arc<dyn Store>> {
-        if self.transport == Transport::Direct {
-            return Ok(Arc::new(ReferenceStore::new(
-                self.site.backend.clone(),
-                STORE_ROOT,
-            )));
-        }
-        let store = Arc::new(
-            connect_store(
-                &self.transport,
-                &self.site,
-                &self.site.args(STORE_ROOT, &[]),
-            )
-            .await?,
-        );
-        self.live.lock().unwrap().push(store.clone());
-        Ok(store)
+        let backend = self.site.backend.clone();
+        self.connections
+            .connect_store(&self.site.args(STORE_ROOT, &[]), move |ctx| {
+                let backend = backend.clone();
+                async move {
+                    let location = ctx.config.get("location").ok_or_else(|| {
+                        ConnectorError::invalid_input("missing config key \"location\"")
+                    })?;
+                    let root = parse_location(location)?;
+                    Ok(ReferenceStore::new(backend, &root))
+                }
+            })
+            .await
     }
 
     async fn release(&self, store: Arc<dyn Store>) -> Result<()> {
-        let found = {
-            let mut live = self.live.lock().unwrap();
-            let pos = live.iter().position(|s| same(s, &store));
-            pos.map(|p| live.remove(p))
-        };
-        match found {
-            Some(remote) => shutdown_ok(remote.plugin()).await,
-            None => Ok(()),
-        }
+        self.connections.release(&store).await
     }
 
     async fn add_junk(&self, resource: Resource, name: &str) -> Result<()> {
@@ -264,9 +195,8 @@ const SOURCE_ROOT: &str = "/data/src";
 /// The importer suite's fixture for the reference importer.
 #[derive(Debug)]
 pub struct ImporterSite {
-    transport: Transport,
     site: Site,
-    live: Mutex<Vec<Arc<RemoteImporter>>>,
+    connections: Connections<RemoteImporter>,
 }
 
 impl ImporterSite {
@@ -274,8 +204,7 @@ impl ImporterSite {
     pub fn new(transport: Transport) -> std::io::Result<Self> {
         Ok(Self {
             site: Site::new(&transport)?,
-            transport,
-            live: Mutex::default(),
+            connections: Connections::new(PLUGIN_NAME, transport).with_binary_args(["importer"]),
         })
     }
 
@@ -312,42 +241,17 @@ impl ImporterFixture for ImporterSite {
     }
 
     async fn connect(&self) -> Result<Arc<dyn Importer>> {
-        if self.transport == Transport::Direct {
-            return Ok(Arc::new(ReferenceImporter::new(
-                self.site.backend.clone(),
-                SOURCE_ROOT,
-            )));
-        }
-        let connection = match &self.transport {
-            Transport::Binary(bin) => PluginConnection::spawn(bin, ["importer"]).await,
-            _ => {
-                let backend = self.site.backend.clone();
-                PluginConnection::in_process(move |io| {
-                    crate::serve_importer_on(io, move |_ctx| {
-                        let backend = backend.clone();
-                        async move { Ok(ReferenceImporter::new(backend, SOURCE_ROOT)) }
-                    })
-                })
-                .await
-            }
-        }
-        .map_err(ConnectorError::from)?;
-        let importer =
-            Arc::new(RemoteImporter::init(connection, &self.site.args(SOURCE_ROOT, &[])).await?);
-        self.live.lock().unwrap().push(importer.clone());
-        Ok(importer)
+        let backend = self.site.backend.clone();
+        self.connections
+            .connect_importer(&self.args(), move |_ctx| {
+                let backend = backend.clone();
+                async move { Ok(ReferenceImporter::new(backend, SOURCE_ROOT)) }
+            })
+            .await
     }
 
     async fn release(&self, importer: Arc<dyn Importer>) -> Result<()> {
-        let found = {
-            let mut live = self.live.lock().unwrap();
-            let pos = live.iter().position(|s| same(s, &importer));
-            pos.map(|p| live.remove(p))
-        };
-        match found {
-            Some(remote) => shutdown_ok(remote.plugin()).await,
-            None => Ok(()),
-        }
+        self.connections.release(&importer).await
     }
 
     async fn break_entry(&self, path: &str) -> Result<bool> {
@@ -365,11 +269,10 @@ const DEST_ROOT: &str = "/restore/dest";
 /// The exporter suite's fixture for the reference exporter.
 #[derive(Debug)]
 pub struct ExporterSite {
-    transport: Transport,
     site: Site,
     /// Pipelining limits of the duplex server.
     pub pipeline: ExportPipeline,
-    live: Mutex<Vec<Arc<RemoteExporter>>>,
+    connections: Connections<RemoteExporter>,
 }
 
 impl ExporterSite {
@@ -377,9 +280,8 @@ impl ExporterSite {
     pub fn new(transport: Transport) -> std::io::Result<Self> {
         Ok(Self {
             site: Site::new(&transport)?,
-            transport,
             pipeline: ExportPipeline::default(),
-            live: Mutex::default(),
+            connections: Connections::new(PLUGIN_NAME, transport).with_binary_args(["exporter"]),
         })
     }
 }
@@ -391,49 +293,21 @@ impl ExporterFixture for ExporterSite {
     }
 
     async fn connect(&self) -> Result<Arc<dyn Exporter>> {
-        if self.transport == Transport::Direct {
-            return Ok(Arc::new(ReferenceExporter::new(
-                self.site.backend.clone(),
-                DEST_ROOT,
-                4,
-            )));
-        }
-        let connection = match &self.transport {
-            Transport::Binary(bin) => PluginConnection::spawn(bin, ["exporter"]).await,
-            _ => {
-                let backend = self.site.backend.clone();
-                let pipeline = self.pipeline;
-                PluginConnection::in_process(move |io| {
-                    crate::serve_exporter_on(io, pipeline, move |_ctx| {
-                        let backend = backend.clone();
-                        async move { Ok(ReferenceExporter::new(backend, DEST_ROOT, 4)) }
-                    })
-                })
-                .await
-            }
-        }
-        .map_err(ConnectorError::from)?;
-        let exporter = Arc::new(
-            RemoteExporter::init(
-                connection,
+        let backend = self.site.backend.clone();
+        self.connections
+            .connect_exporter(
                 &self.site.args(DEST_ROOT, &[("concurrency", "4")]),
+                self.pipeline,
+                move |_ctx| {
+                    let backend = backend.clone();
+                    async move { Ok(ReferenceExporter::new(backend, DEST_ROOT, 4)) }
+                },
             )
-            .await?,
-        );
-        self.live.lock().unwrap().push(exporter.clone());
-        Ok(exporter)
+            .await
     }
 
     async fn release(&self, exporter: Arc<dyn Exporter>) -> Result<()> {
-        let found = {
-            let mut live = self.live.lock().unwrap();
-            let pos = live.iter().position(|s| same(s, &exporter));
-            pos.map(|p| live.remove(p))
-        };
-        match found {
-            Some(remote) => shutdown_ok(remote.plugin()).await,
-            None => Ok(()),
-        }
+        self.connections.release(&exporter).await
     }
 
     async fn read_tree(&self) -> Result<Vec<ReadBackEntry>> {

@@ -8,6 +8,7 @@ mod data;
 mod exporter;
 mod importer;
 mod store;
+mod transport;
 
 use std::fmt;
 use std::panic::AssertUnwindSafe;
@@ -25,6 +26,7 @@ pub use importer::{
     sample_tree,
 };
 pub use store::{StoreCapabilities, StoreFixture, run_store_suite, store_cases};
+pub use transport::{Connections, RemotePlugin, Transport};
 
 /// Why a case failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
