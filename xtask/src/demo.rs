@@ -1,189 +1,126 @@
-//! The interim `cargo xtask demo`: starts the Koofr emulator in-process, seeds a small tree and
-//! acts as a client over real HTTP (mounts, recursive listing, one verified download).
+//! `cargo xtask demo`: builds the three plugin binaries, seeds a realistic tree on the
+//! in-process Koofr emulator (or a fresh folder on real Koofr), backs it up and restores it
+//! through the real plugins exactly as Plakar drives them, verifies, and prints a summary.
 
-use std::collections::BTreeMap;
+use anyhow::{Context, bail};
+use koofr_e2e::pipeline::{PipelineOptions, run_demo};
+use koofr_e2e::{EmulatorOptions, LiveCredentials, Progress, Site, TreeSpec, build_plugins};
 
-use anyhow::{Context, bail, ensure};
-use koofr_emulator::{Emulator, EmulatorConfig};
-use md5::{Digest, Md5};
-use serde_json::Value;
-
-/// Files the demo seeds: (path, content, modified ms). Names have spaces and accents.
-const SEED: &[(&str, &str, i64)] = &[
-    (
-        "/Documents/Quarterly Report.txt",
-        "Revenue went up.\n",
-        1_700_000_000_000,
-    ),
-    (
-        "/Documents/Notes/todo list.md",
-        "- back up the laptop\n- test a restore\n",
-        1_700_000_100_000,
-    ),
-    (
-        "/Photos/Été 2024/plage à Nice.jpg",
-        "not really a JPEG, but bytes all the same",
-        1_720_000_000_000,
-    ),
-    (
-        "/Photos/Été 2024/Čevapi.png",
-        "another image stand-in",
-        1_720_000_200_000,
-    ),
-    (
-        "/readme.txt",
-        "Seeded by cargo xtask demo.\n",
-        1_690_000_000_000,
-    ),
-];
-
-/// The file the demo downloads and verifies.
-const DOWNLOAD: &str = "/Photos/Été 2024/plage à Nice.jpg";
-
-pub async fn run() -> anyhow::Result<()> {
-    let emulator = Emulator::start(EmulatorConfig::default())
-        .await
-        .context("starting the Koofr emulator")?;
-    println!("Koofr emulator listening on {}", emulator.endpoint());
-    emulator.create_folder_all("/Music");
-    for (path, content, modified) in SEED {
-        emulator.put_file(path, content.as_bytes().to_vec(), *modified);
-    }
-    println!("Seeded {} files and 1 empty folder.\n", SEED.len());
-
-    let http = reqwest::Client::new();
-    let base = emulator.endpoint();
-    let get = |url: String| {
-        http.get(url)
-            .basic_auth(emulator.email(), Some(emulator.password()))
-            .header("Accept", "application/json")
-    };
-
-    // 1. Mounts: find the primary one, as rclone does.
-    let response = get(format!("{base}/api/v2/mounts")).send().await?;
-    ensure!(
-        response.status() == 200,
-        "GET mounts answered {}",
-        response.status()
-    );
-    let mounts: Value = serde_json::from_slice(&response.bytes().await?)?;
-    let mounts = mounts["mounts"]
-        .as_array()
-        .context("mounts response has no `mounts` array")?;
-    println!("Mounts:");
-    for mount in mounts {
-        println!(
-            "  {} {:<12} primary={:<5} space {} of {} MiB used",
-            mount["id"].as_str().unwrap_or("?"),
-            mount["name"].as_str().unwrap_or("?"),
-            mount["isPrimary"],
-            mount["spaceUsed"],
-            mount["spaceTotal"],
-        );
-    }
-    let primary = mounts
-        .iter()
-        .find(|m| m["isPrimary"] == true)
-        .and_then(|m| m["id"].as_str())
-        .context("failed to find primary mount")?
-        .to_string();
-
-    // 2. Recursive listing, parsed line by line as it streams.
-    let mut response = get(format!(
-        "{base}/content/api/v2/mounts/{primary}/files/listrecursive?path=%2F"
-    ))
-    .send()
-    .await?;
-    ensure!(
-        response.status() == 200,
-        "listrecursive answered {}",
-        response.status()
-    );
-    let mut pending = Vec::new();
-    let mut hashes = BTreeMap::new();
-    println!("\nRecursive listing of / (NDJSON, streamed):");
-    while let Some(chunk) = response.chunk().await? {
-        pending.extend_from_slice(&chunk);
-        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=end).collect();
-            let item: Value = serde_json::from_slice(&line).context("listrecursive line")?;
-            if item["type"] == "error" {
-                bail!("listrecursive reported an error: {}", item["error"]);
-            }
-            let path = item["path"]
-                .as_str()
-                .context("item without path")?
-                .to_string();
-            let file = &item["file"];
-            let kind = file["type"].as_str().unwrap_or("?");
-            if kind == "file" {
-                println!(
-                    "  {:<40} {:>4} bytes  md5 {}",
-                    path,
-                    file["size"],
-                    file["hash"].as_str().unwrap_or("-")
-                );
-                if let Some(hash) = file["hash"].as_str() {
-                    hashes.insert(path, hash.to_string());
-                }
-            } else {
-                println!("  {path:<40} (folder)");
-            }
-        }
-    }
-    ensure!(pending.is_empty(), "listing ended with a partial line");
-
-    // 3. Download one file and verify its MD5 against the listing.
-    let encoded: String = url_encode(DOWNLOAD);
-    let response = get(format!(
-        "{base}/content/api/v2/mounts/{primary}/files/get?path={encoded}"
-    ))
-    .send()
-    .await?;
-    ensure!(
-        response.status() == 200,
-        "download answered {}",
-        response.status()
-    );
-    let body = response.bytes().await?;
-    let actual = hex::encode(Md5::digest(&body));
-    let expected = hashes
-        .get(DOWNLOAD)
-        .with_context(|| format!("{DOWNLOAD} is missing from the listing"))?;
-    println!(
-        "\nDownloaded {DOWNLOAD}: {} bytes, md5 {actual}",
-        body.len()
-    );
-    if &actual != expected {
-        bail!("MD5 mismatch for {DOWNLOAD}: listing says {expected}, content hashes to {actual}");
-    }
-    println!("MD5 matches the listing.");
-
-    // 4. What the server saw.
-    let mut counts: BTreeMap<(&str, String, u16), (usize, u64)> = BTreeMap::new();
-    for record in emulator.requests() {
-        let entry = counts
-            .entry((record.endpoint, record.method.clone(), record.status))
-            .or_default();
-        entry.0 += 1;
-        entry.1 += record.bytes_out;
-    }
-    println!("\nRequest log (endpoint, method, status: count, response bytes):");
-    for ((endpoint, method, status), (count, bytes)) in counts {
-        println!("  {endpoint:<22} {method:<6} {status}: {count} request(s), {bytes} bytes");
-    }
-    Ok(())
+/// Options of `cargo xtask demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Number of files in the seeded tree.
+    #[arg(long, default_value_t = 1000)]
+    pub files: usize,
+    /// Largest file in MiB (one file has exactly this size).
+    #[arg(long, default_value_t = 24)]
+    pub max_file_mib: u64,
+    /// Seed of the tree (names, sizes, times, contents).
+    #[arg(long, default_value_t = 2024)]
+    pub seed: u64,
+    /// Latency the emulator adds to every request, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Packfile target size in MiB.
+    #[arg(long, default_value_t = 16)]
+    pub packfile_mib: u64,
+    /// Build and run the plugins in release mode.
+    #[arg(long)]
+    pub release: bool,
+    /// No progress bars.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Real Koofr endpoint (with --username and --password: run on real Koofr).
+    #[arg(long, env = "KOOFR_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// Real Koofr account e-mail.
+    #[arg(long, env = "KOOFR_USERNAME")]
+    pub username: Option<String>,
+    /// Real Koofr application password.
+    #[arg(long, env = "KOOFR_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
 }
 
-/// Percent-encodes a query value (everything but unreserved characters).
-fn url_encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
+/// The live credentials when all three are given; an error when only some are.
+pub fn live_credentials(
+    endpoint: &Option<String>,
+    username: &Option<String>,
+    password: &Option<String>,
+) -> anyhow::Result<Option<LiveCredentials>> {
+    let given = |v: &Option<String>| v.as_deref().filter(|s| !s.is_empty()).map(str::to_owned);
+    match (given(endpoint), given(username), given(password)) {
+        (Some(endpoint), Some(username), Some(password)) => Ok(Some(LiveCredentials {
+            endpoint,
+            username,
+            password,
+        })),
+        (None, None, None) => Ok(None),
+        (e, u, p) => {
+            let missing: Vec<&str> = [
+                ("--endpoint/KOOFR_ENDPOINT", e.is_none()),
+                ("--username/KOOFR_USERNAME", u.is_none()),
+                ("--password/KOOFR_PASSWORD", p.is_none()),
+            ]
+            .into_iter()
+            .filter_map(|(name, missing)| missing.then_some(name))
+            .collect();
+            bail!(
+                "a real Koofr run needs all three credentials; missing {}",
+                missing.join(", ")
+            )
+        }
+    }
+}
+
+/// Runs the demo.
+pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let live = live_credentials(&args.endpoint, &args.username, &args.password)?;
+    anyhow::ensure!(args.files >= 3, "--files must be at least 3");
+    anyhow::ensure!(args.max_file_mib >= 1, "--max-file-mib must be at least 1");
+    anyhow::ensure!(
+        (1..=1024).contains(&args.packfile_mib),
+        "--packfile-mib must be 1..=1024"
+    );
+    eprintln!("Building the plugin binaries…");
+    let binaries = build_plugins(args.release).context("phase build")?;
+    let progress = if args.no_progress {
+        Progress::hidden()
+    } else {
+        Progress::stderr()
+    };
+    let mut options = PipelineOptions::new(binaries, progress);
+    options.packfile_bytes = args.packfile_mib << 20;
+    let spec = TreeSpec {
+        files: args.files,
+        max_file_bytes: args.max_file_mib << 20,
+        seed: args.seed,
+    };
+    tokio::runtime::Runtime::new()?.block_on(async move {
+        let site = match &live {
+            Some(credentials) => Site::live(credentials, "demo").await?,
+            None => {
+                Site::start_emulator(EmulatorOptions {
+                    latency: std::time::Duration::from_millis(args.latency_ms),
+                    // Contents on disk: the account holds the tree three times over.
+                    on_disk: true,
+                })
+                .await?
             }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+        };
+        eprintln!(
+            "Backend: {} (base folder {}); tree: {} files up to {} MiB, seed {}",
+            site.backend_name(),
+            site.base(),
+            spec.files,
+            args.max_file_mib,
+            spec.seed
+        );
+        let outcome = run_demo(&site, &spec, &options).await;
+        // The live folder is removed whatever happened.
+        let cleanup = site.finish().await;
+        let run = outcome?;
+        cleanup?;
+        println!("{}", run.summary);
+        Ok(())
+    })
 }

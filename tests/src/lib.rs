@@ -1,0 +1,28 @@
+//! The cross-crate pipeline of the Koofr connectors for Plakar, driving the three real plugin
+//! binaries over stdin/stdout as Plakar does: seed a tree on the emulator (or real Koofr), back
+//! it up into a kloset through the importer and storage plugins, restore it through the storage
+//! and exporter plugins, verify, and summarise; plus the conformance matrix of `cargo xtask
+//! conformance`.
+//!
+//! * [`binaries`]: `cargo build` of the plugins and their paths.
+//! * [`site`]: the backend (emulator or live Koofr), config maps, listings, request log.
+//! * [`tree`]: the deterministic seeded tree and its upload.
+//! * [`pack`], [`index`]: packfiles and the state (index) the host writes.
+//! * [`pipeline`]: create, backup, restore and verify phases, and the whole demo.
+//! * [`summary`]: per-phase numbers, request counts and plugin peak memory.
+//! * [`conformance`]: the kloset-plugin suites × backends × faults matrix.
+
+pub mod binaries;
+pub mod conformance;
+pub mod index;
+pub mod pack;
+pub mod pipeline;
+pub mod progress;
+pub mod site;
+pub mod summary;
+pub mod tree;
+
+pub use binaries::{PluginBinaries, build_plugins, locate_plugins};
+pub use progress::Progress;
+pub use site::{EmulatorOptions, LiveCredentials, Site};
+pub use tree::TreeSpec;

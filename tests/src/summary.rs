@@ -1,0 +1,224 @@
+//! What a pipeline run measured: per-phase files, bytes, wall time and throughput, HTTP
+//! requests by endpoint (from the emulator's log), and each plugin process's peak memory.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use koofr_emulator::RequestRecord;
+
+/// Peak resident memory (VmHWM, KiB) of a process, from `/proc/<pid>/status`.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// One plugin process of the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessPeak {
+    /// What it did, e.g. `storage (backup)`.
+    pub role: String,
+    /// Its pid.
+    pub pid: Option<u32>,
+    /// VmHWM read just before shutdown, KiB.
+    pub peak_kib: Option<u64>,
+    /// Exit status after EOF on its input.
+    pub exit_code: i32,
+}
+
+/// Requests counted by `(endpoint, method)`.
+pub fn requests_by_endpoint(requests: &[RequestRecord]) -> BTreeMap<(&'static str, String), usize> {
+    let mut counts = BTreeMap::new();
+    for r in requests {
+        *counts.entry((r.endpoint, r.method.clone())).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Requests of `endpoint` whose path lies in `folder` (or is it).
+pub fn count_below(requests: &[RequestRecord], endpoint: &str, folder: &str) -> usize {
+    let prefix = format!("{}/", folder.trim_end_matches('/'));
+    requests
+        .iter()
+        .filter(|r| r.endpoint == endpoint)
+        .filter(|r| {
+            r.path
+                .as_deref()
+                .is_some_and(|p| p == folder || p.starts_with(&prefix))
+        })
+        .count()
+}
+
+/// One phase of the run.
+#[derive(Debug, Clone)]
+pub struct PhaseSummary {
+    /// `seed`, `create`, `backup`, `restore`, `verify`, `backup again`.
+    pub name: &'static str,
+    /// Files handled.
+    pub files: u64,
+    /// Content bytes handled.
+    pub bytes: u64,
+    /// Wall time.
+    pub duration: Duration,
+    /// Whether `bytes` were transferred (else they were only compared, e.g. by hash).
+    pub transferred: bool,
+    /// Requests the emulator logged during the phase (empty when live).
+    pub requests: Vec<RequestRecord>,
+}
+
+impl PhaseSummary {
+    /// MiB/s over the wall time.
+    pub fn mib_per_sec(&self) -> f64 {
+        let secs = self.duration.as_secs_f64();
+        if secs <= 0.0 {
+            0.0
+        } else {
+            self.bytes as f64 / (1024.0 * 1024.0) / secs
+        }
+    }
+}
+
+/// The whole run.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// `emulator` or `koofr`.
+    pub backend: &'static str,
+    /// Phases in order.
+    pub phases: Vec<PhaseSummary>,
+    /// Plugin processes in start order.
+    pub processes: Vec<ProcessPeak>,
+    /// Free-form facts (packfiles, records, results, ...), in order.
+    pub facts: Vec<(String, String)>,
+    /// Total wall time.
+    pub total: Duration,
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+impl fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "Summary ({} backend)", self.backend)?;
+        writeln!(
+            f,
+            "  {:<14} {:>7} {:>12} {:>10} {:>11}",
+            "phase", "files", "bytes", "wall", "throughput"
+        )?;
+        for p in &self.phases {
+            let throughput = if p.transferred && p.bytes > 0 {
+                format!("{:.1} MiB/s", p.mib_per_sec())
+            } else {
+                "-".to_owned()
+            };
+            writeln!(
+                f,
+                "  {:<14} {:>7} {:>12} {:>9.2}s {:>11}",
+                p.name,
+                p.files,
+                mib(p.bytes),
+                p.duration.as_secs_f64(),
+                throughput
+            )?;
+        }
+        writeln!(f, "  total wall time {:.2}s", self.total.as_secs_f64())?;
+        for (key, value) in &self.facts {
+            writeln!(f, "  {key}: {value}")?;
+        }
+        if self.phases.iter().any(|p| !p.requests.is_empty()) {
+            let mut endpoints: BTreeMap<(&'static str, String), Vec<usize>> = BTreeMap::new();
+            for (i, phase) in self.phases.iter().enumerate() {
+                for (key, count) in requests_by_endpoint(&phase.requests) {
+                    endpoints
+                        .entry(key)
+                        .or_insert_with(|| vec![0; self.phases.len()])[i] = count;
+                }
+            }
+            writeln!(f, "HTTP requests by endpoint and phase (emulator log)")?;
+            write!(f, "  {:<28}", "endpoint")?;
+            for p in &self.phases {
+                write!(f, " {:>12}", p.name)?;
+            }
+            writeln!(f)?;
+            for ((endpoint, method), counts) in &endpoints {
+                write!(f, "  {:<28}", format!("{method} {endpoint}"))?;
+                for c in counts {
+                    write!(f, " {c:>12}")?;
+                }
+                writeln!(f)?;
+            }
+            let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
+            for r in self.phases.iter().flat_map(|p| &p.requests) {
+                if r.status >= 400 || r.status == 0 {
+                    *statuses.entry(r.status).or_insert(0) += 1;
+                }
+            }
+            let statuses: Vec<String> = statuses
+                .iter()
+                .map(|(status, count)| format!("{count} × {status}"))
+                .collect();
+            writeln!(
+                f,
+                "  non-2xx responses: {} (404s are existence checks; 0 = connection dropped)",
+                if statuses.is_empty() {
+                    "none".to_owned()
+                } else {
+                    statuses.join(", ")
+                }
+            )?;
+        } else {
+            writeln!(f, "HTTP requests: not available on real Koofr")?;
+        }
+        writeln!(f, "Plugin processes (peak memory = VmHWM before shutdown)")?;
+        for p in &self.processes {
+            let peak = p
+                .peak_kib
+                .map(|k| format!("{:.1} MiB", k as f64 / 1024.0))
+                .unwrap_or_else(|| "n/a".to_owned());
+            let pid = p.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+            writeln!(
+                f,
+                "  {:<22} pid {:>7}  peak {:>10}  exit {}",
+                p.role, pid, peak, p.exit_code
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_peak_memory_is_readable() {
+        let kib = peak_rss_kib(std::process::id()).expect("VmHWM of this process");
+        assert!(kib > 100, "peak {kib} KiB");
+        assert_eq!(peak_rss_kib(u32::MAX), None);
+    }
+
+    #[test]
+    fn counts_requests_below_a_folder_only() {
+        let record = |endpoint: &'static str, path: &str| RequestRecord {
+            method: "GET".into(),
+            endpoint,
+            path: Some(path.into()),
+            api_version: "v2",
+            status: 200,
+            bytes_in: 0,
+            bytes_out: 0,
+        };
+        let log = vec![
+            record("files/get", "/e2e/kloset/packfiles/ab"),
+            record("files/get", "/e2e/kloset"),
+            record("files/get", "/e2e/kloset2/x"),
+            record("files/put", "/e2e/kloset/states"),
+        ];
+        assert_eq!(count_below(&log, "files/get", "/e2e/kloset"), 2);
+        assert_eq!(count_below(&log, "files/put", "/e2e/kloset"), 1);
+        assert_eq!(requests_by_endpoint(&log).len(), 2);
+    }
+}

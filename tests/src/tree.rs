@@ -1,0 +1,391 @@
+//! The seeded source tree: a deterministic, realistic Koofr folder tree (nested folders, names
+//! with spaces, accents, Cyrillic, Greek and CJK, sizes from 0 B to the maximum) and its upload.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::Context;
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use koofr_core::{KoofrPath, UploadBody, UploadOptions};
+use md5::{Digest, Md5};
+use rand::rngs::SmallRng;
+use rand::{Rng, RngCore, SeedableRng};
+
+use crate::progress::Progress;
+use crate::site::Site;
+
+/// Size of the generated content chunks.
+const CONTENT_CHUNK: usize = 256 * 1024;
+/// Uploads running at once while seeding.
+const SEED_CONCURRENCY: usize = 4;
+
+/// What tree to generate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeSpec {
+    /// Number of files.
+    pub files: usize,
+    /// Largest file size in bytes (one file has exactly this size).
+    pub max_file_bytes: u64,
+    /// Seed of every choice (names, sizes, times, contents).
+    pub seed: u64,
+}
+
+impl TreeSpec {
+    /// The demo's default: about a thousand files up to 24 MiB, ~200 MiB in total.
+    pub fn demo() -> TreeSpec {
+        TreeSpec {
+            files: 1000,
+            max_file_bytes: 24 << 20,
+            seed: 2024,
+        }
+    }
+
+    /// The e2e tests' small tree: 60 files up to 3 MiB.
+    pub fn small() -> TreeSpec {
+        TreeSpec {
+            files: 60,
+            max_file_bytes: 3 << 20,
+            seed: 7,
+        }
+    }
+}
+
+/// One generated file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeedFile {
+    /// Path relative to the tree's root.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, Unix milliseconds.
+    pub mtime_ms: i64,
+    /// Seed of the content.
+    pub content_seed: u64,
+}
+
+/// A generated tree: folders (parents first, one of them left empty) and files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeedTree {
+    /// Relative folder paths, parents before children.
+    pub folders: Vec<String>,
+    /// Files in generation order.
+    pub files: Vec<SeedFile>,
+}
+
+impl SeedTree {
+    /// Total file bytes.
+    pub fn total_bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+}
+
+const FOLDER_STEMS: &[&str] = &[
+    "Documents",
+    "Photos",
+    "Été 2024",
+    "Проекты",
+    "Фотографии",
+    "Έγγραφα",
+    "Αρχείο",
+    "資料",
+    "写真 アルバム",
+    "音楽",
+    "Année scolaire",
+    "Zürich Reise",
+    "backup old",
+    "Ñandú",
+    "Øresund",
+];
+
+const FILE_STEMS: &[&str] = &[
+    "Quarterly Report",
+    "notes",
+    "plage à Nice",
+    "Čevapi recept",
+    "naïve café",
+    "Отчёт за год",
+    "список дел",
+    "Σημειώσεις",
+    "λογαριασμός",
+    "会议记录",
+    "日本語のメモ",
+    "한국어 문서",
+    "résumé final",
+    "Smørrebrød",
+    "Straße",
+    "año nuevo",
+    "data-set_v2",
+    "IMG 0042",
+    "lecture (draft)",
+    "to do list",
+];
+
+const EXTENSIONS: &[&str] = &[".txt", ".jpg", ".pdf", ".bin", ".md", ".csv", ".tar", ""];
+
+/// Generates the tree of `spec` (a pure function of it).
+pub fn generate(spec: &TreeSpec) -> SeedTree {
+    let mut rng = SmallRng::seed_from_u64(spec.seed);
+    let folder_count = (spec.files / 12).max(3);
+    let mut folders: Vec<(String, usize)> = Vec::with_capacity(folder_count);
+    for index in 0..folder_count {
+        let stem = FOLDER_STEMS[rng.random_range(0..FOLDER_STEMS.len())];
+        let name = format!("{stem} {index:02}");
+        // The first three are top-level; the others hang below a random folder (depth ≤ 5).
+        let parent = if index < 3 || rng.random_bool(0.25) {
+            None
+        } else {
+            let candidate = rng.random_range(0..folders.len());
+            (folders[candidate].1 < 5).then_some(candidate)
+        };
+        match parent {
+            None => folders.push((name, 1)),
+            Some(p) => {
+                let (parent_path, depth) = folders[p].clone();
+                folders.push((format!("{parent_path}/{name}"), depth + 1));
+            }
+        }
+    }
+    // The last folder stays empty: only folders before it receive files.
+    let fillable = folder_count - 1;
+    let empty_folder = folders[fillable].0.clone();
+    let mut files = Vec::with_capacity(spec.files);
+    let max = spec.max_file_bytes;
+    for index in 0..spec.files {
+        let size = match index {
+            0 => 0,
+            1 => max,
+            2 => ((1 << 20) + 1).min(max),
+            _ => {
+                let roll: f64 = rng.random();
+                if roll < 0.02 {
+                    0
+                } else if roll < 0.02 + 1.0 / 200.0 {
+                    rng.random_range(max / 4..=max)
+                } else if roll < 0.20 {
+                    rng.random_range((16 << 10).min(max)..=(640 << 10).min(max))
+                } else {
+                    rng.random_range(1..=(16 << 10).min(max).max(1))
+                }
+            }
+        };
+        let folder = rng.random_range(0..=fillable);
+        let stem = FILE_STEMS[rng.random_range(0..FILE_STEMS.len())];
+        let extension = EXTENSIONS[rng.random_range(0..EXTENSIONS.len())];
+        let name = format!("{stem} {index:04}{extension}");
+        let path = if folder == fillable {
+            name // The root gets the files drawn for the empty folder's slot.
+        } else {
+            format!("{}/{name}", folders[folder].0)
+        };
+        files.push(SeedFile {
+            path,
+            size,
+            mtime_ms: 1_500_000_000_000 + rng.random_range(0..250_000_000_000i64),
+            content_seed: rng.random(),
+        });
+    }
+    let mut folder_paths: Vec<String> = folders.into_iter().map(|(p, _)| p).collect();
+    folder_paths.sort();
+    debug_assert!(folder_paths.contains(&empty_folder));
+    SeedTree {
+        folders: folder_paths,
+        files,
+    }
+}
+
+/// The content of a file: `size` bytes from a generator seeded with `seed`, in 256 KiB chunks.
+pub fn content_stream(seed: u64, size: u64) -> impl futures::Stream<Item = Bytes> + Send + 'static {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut left = size;
+    futures::stream::iter(std::iter::from_fn(move || {
+        if left == 0 {
+            return None;
+        }
+        let take = left.min(CONTENT_CHUNK as u64) as usize;
+        let mut chunk = vec![0u8; take];
+        rng.fill_bytes(&mut chunk);
+        left -= take as u64;
+        Some(Bytes::from(chunk))
+    }))
+}
+
+/// The MD5 of a file's content, computed by generating it again.
+pub async fn content_md5(seed: u64, size: u64) -> String {
+    let mut hasher = Md5::new();
+    let mut stream = std::pin::pin!(content_stream(seed, size));
+    while let Some(chunk) = stream.next().await {
+        hasher.update(&chunk);
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// What the source should hold after seeding: relative path → (size, MD5, mtime).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Manifest {
+    /// Files by relative path.
+    pub files: BTreeMap<String, ManifestFile>,
+    /// Folders by relative path.
+    pub folders: Vec<String>,
+}
+
+/// The expected state of one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestFile {
+    /// Size in bytes.
+    pub size: u64,
+    /// Lowercase hex MD5.
+    pub md5: String,
+    /// Modification time, Unix milliseconds.
+    pub mtime_ms: i64,
+}
+
+impl Manifest {
+    /// Total file bytes.
+    pub fn total_bytes(&self) -> u64 {
+        self.files.values().map(|f| f.size).sum()
+    }
+}
+
+/// Creates the tree's folders and uploads its files (streamed, 4 at a time, with their mtimes)
+/// into `root` on `site`; returns the manifest (MD5s computed locally).
+pub async fn seed(
+    site: &Site,
+    root: &KoofrPath,
+    tree: &SeedTree,
+    progress: &Progress,
+) -> anyhow::Result<Manifest> {
+    let client = site.client();
+    client
+        .create_folder_all(root)
+        .await
+        .with_context(|| format!("seeding: creating {root}"))?;
+    for folder in &tree.folders {
+        let path = root
+            .join(folder)
+            .with_context(|| format!("seeding: folder {folder}"))?;
+        client
+            .create_folder_all(&path)
+            .await
+            .with_context(|| format!("seeding: creating {path}"))?;
+    }
+    let bar = progress.bytes("seed", tree.total_bytes());
+    let files = futures::stream::iter(tree.files.iter().cloned())
+        .map(|file| {
+            let bar = bar.clone();
+            async move {
+                let path = root
+                    .join(&file.path)
+                    .with_context(|| format!("seeding: file {}", file.path))?;
+                let (parent, name) = path.split().context("seeding: a file at the root")?;
+                let (seed, size) = (file.content_seed, file.size);
+                let replay: koofr_core::ReplayFn = Arc::new(move || {
+                    content_stream(seed, size)
+                        .map(Ok::<Bytes, koofr_core::Error>)
+                        .boxed()
+                });
+                let options = UploadOptions {
+                    modified_ms: Some(file.mtime_ms),
+                    size_hint: Some(size),
+                    ..UploadOptions::default()
+                };
+                let (uploaded, md5) = tokio::join!(
+                    client.upload(&parent, name, UploadBody::Replayable(replay), options),
+                    content_md5(seed, size)
+                );
+                let uploaded = uploaded.with_context(|| format!("seeding: uploading {path}"))?;
+                anyhow::ensure!(
+                    uploaded.size == size,
+                    "seeding: {path} stored with {} bytes instead of {size}",
+                    uploaded.size
+                );
+                bar.inc(size);
+                Ok::<_, anyhow::Error>((
+                    file.path.clone(),
+                    ManifestFile {
+                        size,
+                        md5,
+                        mtime_ms: file.mtime_ms,
+                    },
+                ))
+            }
+        })
+        .buffer_unordered(SEED_CONCURRENCY)
+        .try_collect::<BTreeMap<_, _>>()
+        .await?;
+    bar.finish_and_clear();
+    Ok(Manifest {
+        files,
+        folders: tree.folders.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generation_is_deterministic_and_covers_the_edges() {
+        let spec = TreeSpec::small();
+        let tree = generate(&spec);
+        assert_eq!(tree, generate(&spec));
+        assert_eq!(tree.files.len(), 60);
+        assert!(tree.files.iter().any(|f| f.size == 0));
+        assert!(tree.files.iter().any(|f| f.size == spec.max_file_bytes));
+        assert!(tree.files.iter().all(|f| f.size <= spec.max_file_bytes));
+        let mut paths: Vec<&str> = tree.files.iter().map(|f| f.path.as_str()).collect();
+        paths.sort();
+        paths.dedup();
+        assert_eq!(paths.len(), 60, "file paths are unique");
+        let nested = tree.folders.iter().filter(|f| f.contains('/')).count();
+        assert!(nested > 0, "some folders are nested: {:?}", tree.folders);
+        let empty = tree.folders.iter().filter(|folder| {
+            !tree
+                .files
+                .iter()
+                .any(|f| f.path.starts_with(&format!("{folder}/")))
+                && !tree
+                    .folders
+                    .iter()
+                    .any(|o| o.starts_with(&format!("{folder}/")))
+        });
+        assert!(empty.count() >= 1, "one folder stays empty");
+        let other = generate(&TreeSpec { seed: 8, ..spec });
+        assert_ne!(tree, other);
+    }
+
+    #[test]
+    fn demo_tree_has_the_advertised_shape() {
+        let tree = generate(&TreeSpec::demo());
+        let total = tree.total_bytes();
+        assert!(
+            (150 << 20..=250 << 20).contains(&total),
+            "demo tree is {} MiB",
+            total >> 20
+        );
+        for script in ['é', 'Ф', 'Σ', '資'] {
+            assert!(
+                tree.files.iter().any(|f| f.path.contains(script))
+                    || tree.folders.iter().any(|f| f.contains(script)),
+                "no name with {script}"
+            );
+        }
+        assert!(
+            tree.files
+                .iter()
+                .chain(std::iter::empty())
+                .all(|f| f.path.chars().all(|c| (c as u32) < 0x10000)),
+            "no names outside the BMP (Koofr refuses emoji)"
+        );
+    }
+
+    #[tokio::test]
+    async fn content_is_reproducible() {
+        let a: Vec<Bytes> = content_stream(5, 600_000).collect().await;
+        let b: Vec<Bytes> = content_stream(5, 600_000).collect().await;
+        assert_eq!(a, b);
+        assert_eq!(a.iter().map(|c| c.len()).sum::<usize>(), 600_000);
+        assert_eq!(content_md5(5, 0).await, "d41d8cd98f00b204e9800998ecf8427e");
+        assert_ne!(content_md5(5, 10).await, content_md5(6, 10).await);
+    }
+}

@@ -1,0 +1,151 @@
+//! `cargo xtask bench`: speed and memory of the three release plugin binaries on the in-process
+//! emulator with injected latency, against baselines measured in the same run (naive and ideal
+//! reqwest clients); prints a table and writes `target/bench/report.md` (and, for a full run of
+//! every scenario, `BENCHMARKS.md`).
+
+mod raw;
+mod report;
+mod scenarios;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use report::{Machine, Row, markdown_report, markdown_table};
+use scenarios::{Bench, Sizes};
+
+/// Every scenario, in order.
+const ALL_SCENARIOS: [u8; 6] = [1, 2, 3, 4, 5, 6];
+
+/// Options of `cargo xtask bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// CI-sized run: smaller trees, files and packfiles (seconds instead of minutes).
+    #[arg(long)]
+    pub quick: bool,
+    /// Latency the emulator adds to every request, in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    pub latency_ms: u64,
+    /// Scenarios to run, e.g. `--only 1,3` (1 scan, 2 backup, 3 restore, 4 large file,
+    /// 5 storage, 6 cold start).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<u8>,
+    /// Use the release binaries already in the target directory instead of building them.
+    #[arg(long)]
+    pub no_build: bool,
+}
+
+/// Runs the bench; fails only if something failed outright (a missed target is reported).
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let scenarios: Vec<u8> = if args.only.is_empty() {
+        ALL_SCENARIOS.to_vec()
+    } else {
+        args.only.clone()
+    };
+    if let Some(bad) = scenarios.iter().find(|s| !ALL_SCENARIOS.contains(s)) {
+        bail!("--only: no scenario {bad} (scenarios are 1 to 6)");
+    }
+    let binaries = if args.no_build {
+        koofr_e2e::locate_plugins(true).context("--no-build: release plugins not found")?
+    } else {
+        eprintln!("building the plugins in release mode");
+        koofr_e2e::build_plugins(true)?
+    };
+    let sizes = if args.quick {
+        Sizes::quick()
+    } else {
+        Sizes::full()
+    };
+    let bench = Bench {
+        binaries,
+        sizes,
+        latency: Duration::from_millis(args.latency_ms),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let started = Instant::now();
+    let rows = runtime.block_on(run_scenarios(&bench, &scenarios))?;
+    let elapsed = started.elapsed();
+
+    let machine = Machine::detect();
+    let settings = format!(
+        "{} run, scenarios {}, emulator latency {} ms per request (0 ms for scenario 6), \
+         release plugins driven through kloset-plugin's host; bench wall time {:.0} s",
+        if args.quick { "quick" } else { "full" },
+        scenarios
+            .iter()
+            .map(u8::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+        args.latency_ms,
+        elapsed.as_secs_f64()
+    );
+    let notes = vec![
+        "Ratios are baseline time / our time: above 1x we are faster than the baseline.".to_owned(),
+        "Naive = one request at a time (a folder-by-folder `files/list` walk for the scan); \
+         limit = the same bytes with plain reqwest at the plugins' concurrency, no protocol \
+         overhead."
+            .to_owned(),
+        "HTTP requests come from the emulator's log for our run of the operation; peak RSS is \
+         the plugin's VmHWM from /proc/<pid>/status just before shutdown."
+            .to_owned(),
+    ];
+    println!("{}", markdown_table(&rows));
+    let missed = rows.iter().filter(|r| !r.met()).count();
+    println!(
+        "{} of {} rows met their targets; wall time {:.0} s",
+        rows.len() - missed,
+        rows.len(),
+        elapsed.as_secs_f64()
+    );
+
+    let report = markdown_report(&rows, &machine, &settings, &notes);
+    let dir = koofr_e2e::binaries::target_directory()?.join("bench");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("report.md");
+    std::fs::write(&path, &report).with_context(|| format!("writing {}", path.display()))?;
+    println!("report: {}", path.display());
+    if !args.quick && scenarios == ALL_SCENARIOS {
+        let benchmarks = koofr_e2e::binaries::workspace_root().join("BENCHMARKS.md");
+        std::fs::write(&benchmarks, benchmarks_md(&report))
+            .with_context(|| format!("writing {}", benchmarks.display()))?;
+        println!("updated {}", benchmarks.display());
+    }
+    Ok(())
+}
+
+async fn run_scenarios(bench: &Bench, scenarios: &[u8]) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for &scenario in scenarios {
+        let outcome = match scenario {
+            1 => scenarios::scan(bench).await,
+            2 => scenarios::backup(bench).await,
+            3 => scenarios::restore(bench).await,
+            4 => scenarios::large_file(bench).await,
+            5 => scenarios::storage(bench).await,
+            _ => scenarios::cold_start(bench).await,
+        };
+        rows.extend(outcome.with_context(|| format!("scenario {scenario}"))?);
+    }
+    Ok(rows)
+}
+
+/// BENCHMARKS.md: how to run the bench, then the latest full report.
+fn benchmarks_md(report: &str) -> String {
+    let body = report
+        .strip_prefix("# `cargo xtask bench` report\n\n")
+        .unwrap_or(report);
+    format!(
+        "# Benchmarks\n\n\
+         `cargo xtask bench` (about 5 minutes; `--quick` for a CI-sized run, `--only 1,3` to pick \
+         scenarios, `--latency-ms N` for another injected latency) measures the release plugin \
+         binaries on the in-process Koofr emulator against baselines measured in the same run, and \
+         writes `target/bench/report.md`. A full run of every scenario rewrites this file.\n\n\
+         Scenarios (issue 9): 1 scan 20,000 files in 2,000 folders; 2 back up 2,000 files of 16 KiB; \
+         3 restore them; 4 one 1 GiB file up and down (disk backend); 5 storage: 64 packfiles of \
+         16 MiB, then 1,000 ranged gets; 6 cold start.\n\n\
+         ## Latest full run\n\n{body}"
+    )
+}
