@@ -235,3 +235,62 @@ impl RawKoofr {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use koofr_emulator::{Emulator, EmulatorConfig};
+
+    #[tokio::test]
+    async fn baseline_client_lists_walks_transfers_over_http() {
+        let emu = Emulator::start(EmulatorConfig::default())
+            .await
+            .expect("emulator");
+        emu.put_file("/t/a/one.bin", &b"0123456789"[..], 1_700_000_000_000);
+        emu.put_file("/t/a/b/two.bin", &b"xy"[..], 1_700_000_000_000);
+        emu.put_file("/t/three.bin", &b""[..], 1_700_000_000_000);
+        let raw = RawKoofr::new(&emu.endpoint(), emu.email(), emu.password()).expect("client");
+
+        let mut top = raw.list("/t").await.expect("list");
+        top.sort_by(|x, y| x.name.cmp(&y.name));
+        assert_eq!(
+            top,
+            [
+                RawEntry {
+                    name: "a".into(),
+                    is_dir: true
+                },
+                RawEntry {
+                    name: "three.bin".into(),
+                    is_dir: false
+                }
+            ]
+        );
+        emu.clear_requests();
+        assert_eq!(raw.walk_sequential("/t").await.expect("walk"), (3, 2));
+        assert_eq!(emu.requests().len(), 3, "one files/list per folder");
+        assert_eq!(
+            raw.list_recursive("/t").await.expect("listrecursive"),
+            (3, 2)
+        );
+
+        let mut seen = Vec::new();
+        let read = raw
+            .get("/t/a/one.bin", Some((2, 5)), |offset, chunk| {
+                seen.push((offset, chunk.to_vec()));
+                Ok(())
+            })
+            .await
+            .expect("ranged get");
+        assert_eq!(read, 5);
+        assert_eq!(seen.first().map(|(offset, _)| *offset), Some(0));
+        let bytes: Vec<u8> = seen.iter().flat_map(|(_, c)| c.iter().copied()).collect();
+        assert_eq!(bytes, b"23456");
+
+        raw.create_folder("/t", "new").await.expect("folder");
+        let body = futures::stream::iter([Bytes::from_static(b"ab"), Bytes::from_static(b"c")]);
+        raw.put("/t/new", "up.bin", body).await.expect("put");
+        assert_eq!(emu.read_file("/t/new/up.bin").as_deref(), Some(&b"abc"[..]));
+        assert!(raw.list("/t/missing").await.is_err(), "a 404 is an error");
+    }
+}

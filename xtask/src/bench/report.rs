@@ -86,6 +86,9 @@ pub struct Machine {
     pub cpu: String,
     /// UTC date and time of the run.
     pub date: String,
+    /// The 1-minute load average when the bench started (other work on the machine skews
+    /// the numbers).
+    pub load_at_start: String,
 }
 
 impl Machine {
@@ -113,11 +116,16 @@ impl Machine {
             .ok()
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
             .unwrap_or_default();
+        let load_at_start = std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+            .unwrap_or_else(|| "unknown".to_owned());
         Machine {
             nproc,
             memory_mib,
             cpu,
             date,
+            load_at_start,
         }
     }
 }
@@ -136,6 +144,15 @@ fn baseline_cell(baseline: Option<&Baseline>) -> String {
         || "–".to_owned(),
         |b| format!("{} ({})", seconds(b.time), b.label),
     )
+}
+
+/// CPU time is counted in clock ticks of 10 ms: zero means "under one tick".
+fn cpu_cell(cpu: Option<Duration>) -> String {
+    match cpu {
+        None => "–".to_owned(),
+        Some(d) if d.is_zero() => "< 10 ms".to_owned(),
+        Some(d) => seconds(d),
+    }
 }
 
 fn ratio_cell(ratio: Option<f64>) -> String {
@@ -167,7 +184,7 @@ pub fn markdown_table(rows: &[Row]) -> String {
             ratio_cell(row.speedup(row.limit.as_ref())),
             row.requests,
             rss,
-            row.plugin_cpu.map_or_else(|| "–".to_owned(), seconds),
+            cpu_cell(row.plugin_cpu),
             targets.join("; "),
             row.result(),
         );
@@ -186,8 +203,8 @@ pub fn markdown_report(
     let _ = writeln!(out, "# `cargo xtask bench` report\n");
     let _ = writeln!(
         out,
-        "Machine: {} CPUs ({}), {} MiB memory; run {}.\n",
-        machine.nproc, machine.cpu, machine.memory_mib, machine.date
+        "Machine: {} CPUs ({}), {} MiB memory; run {}, load average {} at the start.\n",
+        machine.nproc, machine.cpu, machine.memory_mib, machine.date, machine.load_at_start
     );
     let _ = writeln!(out, "Settings: {settings}.\n");
     out.push_str(&markdown_table(rows));
