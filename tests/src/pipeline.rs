@@ -106,7 +106,8 @@ pub fn kloset_config(packfile_bytes: u64) -> Vec<u8> {
     .into_bytes()
 }
 
-async fn spawn(program: &std::path::Path) -> anyhow::Result<PluginConnection> {
+/// Starts a plugin binary with no arguments, as Plakar does.
+pub async fn spawn_plugin(program: &std::path::Path) -> anyhow::Result<PluginConnection> {
     PluginConnection::spawn(program, std::iter::empty::<&str>())
         .await
         .with_context(|| format!("starting {}", program.display()))
@@ -117,7 +118,7 @@ async fn start_store(
     options: &PipelineOptions,
     kloset: &KoofrPath,
 ) -> anyhow::Result<RemoteStore> {
-    let connection = spawn(&options.binaries.storage).await?;
+    let connection = spawn_plugin(&options.binaries.storage).await?;
     RemoteStore::init(
         connection,
         &InitArgs::new("koofr", site.plugin_config(kloset)),
@@ -126,10 +127,12 @@ async fn start_store(
     .context("storage Init")
 }
 
-/// Reads the plugin's peak memory, closes its input and checks it exits with status 0.
-async fn end_process(role: &str, plugin: &PluginHandle) -> anyhow::Result<ProcessPeak> {
+/// Reads the plugin's peak memory and CPU time, closes its input and checks it exits with
+/// status 0.
+pub async fn end_process(role: &str, plugin: &PluginHandle) -> anyhow::Result<ProcessPeak> {
     let pid = plugin.pid();
     let peak_kib = pid.and_then(peak_rss_kib);
+    let cpu = pid.and_then(crate::summary::cpu_time);
     let exit_code = plugin
         .shutdown()
         .await
@@ -142,6 +145,7 @@ async fn end_process(role: &str, plugin: &PluginHandle) -> anyhow::Result<Proces
         role: role.to_owned(),
         pid,
         peak_kib,
+        cpu,
         exit_code,
     })
 }
@@ -277,7 +281,7 @@ pub async fn backup(
     let mut init = InitArgs::new("koofr", site.plugin_config(&locations.source));
     init.options = host_options(options.open_concurrency as i64);
     let importer = Arc::new(
-        RemoteImporter::init(spawn(&options.binaries.importer).await?, &init)
+        RemoteImporter::init(spawn_plugin(&options.binaries.importer).await?, &init)
             .await
             .context("importer Init")?,
     );
@@ -558,7 +562,7 @@ pub async fn restore(
     let mut init = InitArgs::new("koofr", site.plugin_config(&locations.restore));
     init.options = host_options(options.open_concurrency as i64);
     let exporter = Arc::new(
-        RemoteExporter::init(spawn(&options.binaries.exporter).await?, &init)
+        RemoteExporter::init(spawn_plugin(&options.binaries.exporter).await?, &init)
             .await
             .context("exporter Init")?,
     );

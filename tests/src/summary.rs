@@ -16,8 +16,19 @@ pub fn peak_rss_kib(pid: u32) -> Option<u64> {
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// CPU time (user + system) a process has used, from `/proc/<pid>/stat`.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name (which may hold spaces); utime and stime are
+    // the 14th and 15th fields of the line, counted in clock ticks (USER_HZ, 100 on Linux).
+    let after_name = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
 /// One plugin process of the run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcessPeak {
     /// What it did, e.g. `storage (backup)`.
     pub role: String,
@@ -25,6 +36,8 @@ pub struct ProcessPeak {
     pub pid: Option<u32>,
     /// VmHWM read just before shutdown, KiB.
     pub peak_kib: Option<u64>,
+    /// CPU time used, read just before shutdown.
+    pub cpu: Option<Duration>,
     /// Exit status after EOF on its input.
     pub exit_code: i32,
 }

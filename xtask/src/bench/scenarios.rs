@@ -10,15 +10,15 @@ use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use kloset_plugin::host::{
-    InitArgs, PluginConnection, PluginHandle, RemoteExporter, RemoteImporter, RemoteStore,
-    host_options,
+    InitArgs, PluginHandle, RemoteExporter, RemoteImporter, RemoteStore, host_options,
 };
 use kloset_plugin::{
     ByteRange, ByteStream, Exporter, FileInfo, Importer, Mac, Resource, Store,
     time_from_unix_millis,
 };
 use koofr_core::KoofrPath;
-use koofr_e2e::summary::peak_rss_kib;
+use koofr_e2e::pipeline::spawn_plugin;
+use koofr_e2e::summary::ProcessPeak;
 use koofr_e2e::{EmulatorOptions, PluginBinaries, Site};
 use koofr_emulator::{Emulator, RequestRecord};
 use rand::rngs::SmallRng;
@@ -125,18 +125,12 @@ fn init_args(site: &Site, location: &KoofrPath) -> InitArgs {
     args
 }
 
-async fn spawn(program: &std::path::Path) -> anyhow::Result<PluginConnection> {
-    PluginConnection::spawn(program, std::iter::empty::<&str>())
-        .await
-        .with_context(|| format!("starting {}", program.display()))
-}
-
 async fn start_importer(
     bench: &Bench,
     site: &Site,
     location: &KoofrPath,
 ) -> anyhow::Result<RemoteImporter> {
-    let connection = spawn(&bench.binaries.importer).await?;
+    let connection = spawn_plugin(&bench.binaries.importer).await?;
     RemoteImporter::init(connection, &init_args(site, location))
         .await
         .with_context(|| format!("importer Init at {location}"))
@@ -147,7 +141,7 @@ async fn start_exporter(
     site: &Site,
     location: &KoofrPath,
 ) -> anyhow::Result<RemoteExporter> {
-    let connection = spawn(&bench.binaries.exporter).await?;
+    let connection = spawn_plugin(&bench.binaries.exporter).await?;
     RemoteExporter::init(connection, &init_args(site, location))
         .await
         .with_context(|| format!("exporter Init at {location}"))
@@ -158,43 +152,19 @@ async fn start_store(
     site: &Site,
     location: &KoofrPath,
 ) -> anyhow::Result<RemoteStore> {
-    let connection = spawn(&bench.binaries.storage).await?;
+    let connection = spawn_plugin(&bench.binaries.storage).await?;
     RemoteStore::init(connection, &init_args(site, location))
         .await
         .with_context(|| format!("storage Init at {location}"))
 }
 
-/// CPU time (user + system) a process has used, from `/proc/<pid>/stat`.
-fn cpu_time(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name (which may hold spaces); utime and stime are
-    // the 14th and 15th fields of the line, counted in clock ticks (USER_HZ, 100 on Linux).
-    let after_name = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(Duration::from_millis(ticks * 10))
-}
-
 /// What a plugin process cost, read just before its shutdown.
-#[derive(Debug, Clone, Copy, Default)]
-struct ProcessCost {
-    peak_rss_kib: Option<u64>,
-    cpu: Option<Duration>,
-}
+type ProcessCost = ProcessPeak;
 
 /// Peak RSS and CPU time of the plugin (read now, before shutdown), then EOF on its input and a
 /// clean exit.
 async fn end_plugin(role: &str, plugin: &PluginHandle) -> anyhow::Result<ProcessCost> {
-    let cost = ProcessCost {
-        peak_rss_kib: plugin.pid().and_then(peak_rss_kib),
-        cpu: plugin.pid().and_then(cpu_time),
-    };
-    let code = plugin
-        .shutdown()
-        .await
-        .with_context(|| format!("{role}: shutting the plugin down"))?;
-    ensure!(code == 0, "{role}: plugin exited with status {code}");
-    Ok(cost)
+    koofr_e2e::pipeline::end_process(role, plugin).await
 }
 
 fn count(log: &[RequestRecord], endpoint: &str) -> usize {
@@ -339,7 +309,7 @@ pub async fn scan(bench: &Bench) -> anyhow::Result<Vec<Row>> {
             time: limit,
         }),
         requests: describe(&log),
-        peak_rss_kib: peak.peak_rss_kib,
+        peak_rss_kib: peak.peak_kib,
         plugin_cpu: peak.cpu,
         checks: vec![
             speedup_check("≥ 20x walk", walk, ours, 20.0),
@@ -461,7 +431,7 @@ pub async fn backup(bench: &Bench) -> anyhow::Result<Vec<Row>> {
             describe(&log),
             gets as f64 / files as f64
         ),
-        peak_rss_kib: peak.peak_rss_kib,
+        peak_rss_kib: peak.peak_kib,
         plugin_cpu: peak.cpu,
         checks: vec![speedup_check("≥ 0.8x limit", limit, ours, 0.8)],
     }])
@@ -595,7 +565,7 @@ pub async fn restore(bench: &Bench) -> anyhow::Result<Vec<Row>> {
             describe(&log),
             puts as f64 / files as f64
         ),
-        peak_rss_kib: peak.peak_rss_kib,
+        peak_rss_kib: peak.peak_kib,
         plugin_cpu: peak.cpu,
         checks: vec![
             speedup_check("≥ 5x naive", naive, ours, 5.0),
@@ -737,11 +707,11 @@ pub async fn large_file(bench: &Bench) -> anyhow::Result<Vec<Row>> {
                 time: raw_up,
             }),
             requests: describe(&up_log),
-            peak_rss_kib: up_peak.peak_rss_kib,
+            peak_rss_kib: up_peak.peak_kib,
             plugin_cpu: up_peak.cpu,
             checks: vec![
                 speedup_check("≥ 0.8x raw", raw_up, up, 0.8),
-                rss_check(up_peak.peak_rss_kib),
+                rss_check(up_peak.peak_kib),
             ],
         },
         Row {
@@ -758,11 +728,11 @@ pub async fn large_file(bench: &Bench) -> anyhow::Result<Vec<Row>> {
                 describe(&down_log),
                 read as f64 / chunks.max(1) as f64 / 1024.0
             ),
-            peak_rss_kib: down_peak.peak_rss_kib,
+            peak_rss_kib: down_peak.peak_kib,
             plugin_cpu: down_peak.cpu,
             checks: vec![
                 speedup_check("≥ 0.8x raw", raw_down, down, 0.8),
-                rss_check(down_peak.peak_rss_kib),
+                rss_check(down_peak.peak_kib),
             ],
         },
         Row {
@@ -778,7 +748,7 @@ pub async fn large_file(bench: &Bench) -> anyhow::Result<Vec<Row>> {
                 time: raw_down,
             }),
             requests: "1 (files/get ×1)".to_owned(),
-            peak_rss_kib: unverified_cost.peak_rss_kib,
+            peak_rss_kib: unverified_cost.peak_kib,
             plugin_cpu: unverified_cost.cpu,
             checks: Vec::new(),
         },
@@ -840,7 +810,7 @@ pub async fn storage(bench: &Bench) -> anyhow::Result<Vec<Row>> {
         .await?;
     let ours_put = started.elapsed();
     let put_log = site.requests();
-    let put_cpu = store.plugin().pid().and_then(cpu_time);
+    let put_cpu = store.plugin().pid().and_then(koofr_e2e::summary::cpu_time);
     site.clear_requests();
     let started = Instant::now();
     futures::stream::iter(ranges.iter().copied())
@@ -962,7 +932,7 @@ pub async fn storage(bench: &Bench) -> anyhow::Result<Vec<Row>> {
                 time: raw_get,
             }),
             requests: describe(&get_log),
-            peak_rss_kib: peak.peak_rss_kib,
+            peak_rss_kib: peak.peak_kib,
             // The same process did the puts: count only what it spent since.
             plugin_cpu: peak
                 .cpu
@@ -1020,8 +990,9 @@ pub async fn cold_start(bench: &Bench) -> anyhow::Result<Vec<Row>> {
                 }
             };
             peak = ProcessCost {
-                peak_rss_kib: peak.peak_rss_kib.max(plugin.peak_rss_kib),
+                peak_kib: peak.peak_kib.max(plugin.peak_kib),
                 cpu: peak.cpu.max(plugin.cpu),
+                ..ProcessCost::default()
             };
         }
         let requests = site.requests();
@@ -1037,7 +1008,7 @@ pub async fn cold_start(bench: &Bench) -> anyhow::Result<Vec<Row>> {
                 requests.len() as f64 / runs as f64,
                 describe(&requests)
             ),
-            peak_rss_kib: peak.peak_rss_kib,
+            peak_rss_kib: peak.peak_kib,
             plugin_cpu: peak.cpu,
             checks: vec![Check {
                 target: "< 50 ms".to_owned(),
