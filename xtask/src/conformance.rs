@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use koofr_e2e::build_plugins;
 use koofr_e2e::conformance::{MatrixOptions, MatrixTable, Suite, run_matrix};
 
-use crate::demo::live_credentials;
+use crate::demo::{LiveArgs, live_credentials};
 
 /// Which fault settings to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -45,20 +45,14 @@ pub struct ConformanceArgs {
     /// Build and run the plugins in release mode.
     #[arg(long)]
     pub release: bool,
-    /// Real Koofr endpoint (with --username and --password: run on real Koofr too).
-    #[arg(long, env = "KOOFR_ENDPOINT")]
-    pub endpoint: Option<String>,
-    /// Real Koofr account e-mail.
-    #[arg(long, env = "KOOFR_USERNAME")]
-    pub username: Option<String>,
-    /// Real Koofr application password.
-    #[arg(long, env = "KOOFR_PASSWORD", hide_env_values = true)]
-    pub password: Option<String>,
+    /// Where to run: the emulator, or real Koofr too.
+    #[command(flatten)]
+    pub live: LiveArgs,
 }
 
 /// Runs the matrix; fails when any case failed.
 pub fn run(args: ConformanceArgs) -> anyhow::Result<()> {
-    let live = live_credentials(&args.endpoint, &args.username, &args.password)?;
+    let live = live_credentials(&args.live)?;
     eprintln!("Building the plugin binaries…");
     let binaries = build_plugins(args.release).context("building the plugins")?;
     let suites = if args.suites.is_empty() {

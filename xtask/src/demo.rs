@@ -30,6 +30,14 @@ pub struct DemoArgs {
     /// No progress bars.
     #[arg(long)]
     pub no_progress: bool,
+    /// Where to run: the emulator, or real Koofr.
+    #[command(flatten)]
+    pub live: LiveArgs,
+}
+
+/// Real Koofr credentials, shared by the commands that can run against it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LiveArgs {
     /// Real Koofr endpoint (with --username and --password: run on real Koofr).
     #[arg(long, env = "KOOFR_ENDPOINT")]
     pub endpoint: Option<String>,
@@ -42,13 +50,13 @@ pub struct DemoArgs {
 }
 
 /// The live credentials when all three are given; an error when only some are.
-pub fn live_credentials(
-    endpoint: &Option<String>,
-    username: &Option<String>,
-    password: &Option<String>,
-) -> anyhow::Result<Option<LiveCredentials>> {
+pub fn live_credentials(args: &LiveArgs) -> anyhow::Result<Option<LiveCredentials>> {
     let given = |v: &Option<String>| v.as_deref().filter(|s| !s.is_empty()).map(str::to_owned);
-    match (given(endpoint), given(username), given(password)) {
+    match (
+        given(&args.endpoint),
+        given(&args.username),
+        given(&args.password),
+    ) {
         (Some(endpoint), Some(username), Some(password)) => Ok(Some(LiveCredentials {
             endpoint,
             username,
@@ -74,7 +82,7 @@ pub fn live_credentials(
 
 /// Runs the demo.
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let live = live_credentials(&args.endpoint, &args.username, &args.password)?;
+    let live = live_credentials(&args.live)?;
     anyhow::ensure!(args.files >= 3, "--files must be at least 3");
     anyhow::ensure!(args.max_file_mib >= 1, "--max-file-mib must be at least 1");
     anyhow::ensure!(
