@@ -800,3 +800,56 @@ async fn plakar_config_reaches_the_emulator() {
 
 #[allow(dead_code)]
 fn unused(_: FaultAction) {}
+
+/// Overwrites the single blob an emulator stored under `data_dir` with same-sized other bytes,
+/// so that only the MD5 check can notice.
+fn corrupt_only_blob(data_dir: &std::path::Path, seed: u8) {
+    let blobs: Vec<_> = std::fs::read_dir(data_dir.join("blobs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(blobs.len(), 1, "{blobs:?}");
+    let len = std::fs::metadata(&blobs[0]).unwrap().len() as usize;
+    std::fs::write(&blobs[0], content(len, seed)).unwrap();
+}
+
+#[tokio::test]
+async fn a_corrupted_download_ends_with_an_md5_integrity_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = EmulatorConfig::default();
+    config.data_dir = Some(dir.path().to_owned());
+    let emu = start_emulator_with(config).await;
+    let client = Client::new(emulator_config(&emu)).unwrap();
+    let data = content(3_000_000, 1);
+    emu.put_file("/test/corrupt.bin", data.clone(), 1);
+    // Intact, the MD5 verified off the forwarding task agrees.
+    let download = client.download(&p("/test/corrupt.bin")).await.unwrap();
+    assert_eq!(collect(download.stream).await.unwrap(), data);
+
+    corrupt_only_blob(dir.path(), 2);
+    let download = client.download(&p("/test/corrupt.bin")).await.unwrap();
+    let mut stream = download.stream;
+    let mut delivered = 0;
+    let err = loop {
+        match stream.next().await {
+            Some(Ok(chunk)) => delivered += chunk.len(),
+            Some(Err(e)) => break e,
+            None => panic!("a corrupted download ended without an error"),
+        }
+    };
+    // Every byte came through, and the end of the stream turned into the error.
+    assert_eq!(delivered, data.len());
+    assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
+    assert!(err.to_string().contains("MD5 mismatch"), "{err}");
+    assert!(err.to_string().contains("/test/corrupt.bin"), "{err}");
+    assert!(stream.next().await.is_none());
+
+    // Same through a resume: the hash spans both responses.
+    emu.faults()
+        .inject(FaultRule::truncate_body("files/get", 1_000_000));
+    let download = client.download(&p("/test/corrupt.bin")).await.unwrap();
+    let err = collect(download.stream).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
+    assert!(err.to_string().contains("MD5 mismatch"), "{err}");
+    assert_eq!(count(&emu.requests(), "files/get"), 4);
+}
