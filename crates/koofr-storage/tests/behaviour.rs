@@ -339,29 +339,128 @@ async fn a_kloset_made_by_rclone_or_a_bucket_layout_is_read_and_written() {
 }
 
 #[tokio::test]
-async fn a_broken_incoming_stream_never_reaches_koofr() {
+async fn a_broken_incoming_stream_stores_nothing_new() {
     let harness = Harness::emulator().await;
     let store = store(&harness);
     store.create(Bytes::from_static(CONFIG)).await.unwrap();
+    // An old version of each object, which a broken overwrite must leave intact.
+    for seed in [20u8, 21] {
+        store
+            .put(
+                Resource::Packfile,
+                mac(seed),
+                pattern_stream(100 + u64::from(seed), 3000),
+            )
+            .await
+            .unwrap();
+    }
     harness.take_requests();
-    for good in [1000u64, 5 << 20] {
+    for (seed, good) in [(20u8, 1000u64), (21, 5 << 20)] {
         let data = pattern_stream(1, good)
             .chain(futures::stream::once(async {
                 Err(ConnectorError::other("plakar went away"))
             }))
             .boxed();
         let err = store
-            .put(Resource::Packfile, mac(20), data)
+            .put(Resource::Packfile, mac(seed), data)
             .await
             .unwrap_err();
         assert!(err.message().contains("plakar went away"), "{err}");
+        // The whole object is received before any upload starts: the break is seen first.
+        let requests = harness.take_requests();
+        assert!(
+            requests.is_empty(),
+            "uploads were attempted: {:?}",
+            endpoints(&requests)
+        );
+        // Nothing new is readable: the old version stays.
+        verify_pattern(
+            store
+                .get(Resource::Packfile, mac(seed), None)
+                .await
+                .unwrap(),
+            100 + u64::from(seed),
+            0,
+            3000,
+        )
+        .await
+        .unwrap();
+        harness.take_requests();
     }
+}
+
+#[tokio::test]
+async fn a_large_put_that_fails_mid_upload_is_resent_from_the_spool() {
+    let harness = Harness::emulator().await;
+    let store = store(&harness);
+    store.create(Bytes::from_static(CONFIG)).await.unwrap();
+    let len = 6u64 << 20;
+    let faults = [
+        koofr_emulator::FaultRule::abort_upload(2 << 20).times(1),
+        koofr_emulator::FaultRule::status("files/put", 503).times(1),
+    ];
+    for (seed, fault) in (40u8..).zip(faults) {
+        harness.take_requests();
+        harness.emu().faults().inject(fault);
+        let stored = store
+            .put(
+                Resource::Packfile,
+                mac(seed),
+                pattern_stream(u64::from(seed), len),
+            )
+            .await
+            .unwrap();
+        assert_eq!(stored, len);
+        let requests = harness.take_requests();
+        assert_eq!(
+            count(&requests, "files/put"),
+            2,
+            "one failed attempt and one replay from the spool: {:?}",
+            endpoints(&requests)
+        );
+        verify_pattern(
+            store
+                .get(Resource::Packfile, mac(seed), None)
+                .await
+                .unwrap(),
+            u64::from(seed),
+            0,
+            len,
+        )
+        .await
+        .unwrap();
+    }
+
+    // A missing resource folder: the first attempt is refused, the folder created and the
+    // object sent again from the spool.
+    harness
+        .client
+        .remove(&store.layout().folder(Resource::Lock))
+        .await
+        .unwrap();
+    // A new store (a new plugin process): this one's client remembers the folder it created.
+    let store = self::store(&harness);
+    harness.take_requests();
+    let stored = store
+        .put(Resource::Lock, mac(45), pattern_stream(45, len))
+        .await
+        .unwrap();
+    assert_eq!(stored, len);
     let requests = harness.take_requests();
-    assert!(
-        requests.is_empty(),
-        "uploads were attempted: {:?}",
+    assert_eq!(
+        count(&requests, "files/put"),
+        2,
+        "{:?}",
         endpoints(&requests)
     );
+    verify_pattern(
+        store.get(Resource::Lock, mac(45), None).await.unwrap(),
+        45,
+        0,
+        len,
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
