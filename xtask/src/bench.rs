@@ -140,31 +140,29 @@ const ANALYSIS: &str = "\
 Profiled with the request log (every operation costs exactly the requests it should), the
 plugin CPU column and the scenario-4 profiling row (the emulator omits the MD5, so nothing is
 verified). The bench machine has 2 cores shared by the emulator, the host (both in the bench
-process) and the plugin, so CPU spent anywhere slows everything.
+process) and the plugin, so CPU spent anywhere slows everything. Both misses come from the
+integrity checks the raw baselines skip: every download is verified against Koofr's MD5 and
+every upload's MD5 is compared with the hash Koofr returns (pure-Rust `md-5`, about 650 MB/s
+here, about 1.7 s of CPU per GiB).
 
-- **4, 1 GiB down (Open), 0.14x to 0.20x of a raw loopback stream.** The importer is CPU-bound.
-  koofr-core verifies the MD5 inline (`crates/koofr-core/src/download.rs`, `md5.update` on the
-  task that forwards the chunks): the pure-Rust `md-5` hashes about 600 MB/s here, about 1.7 s
-  of the plugin's ~2.3 s of CPU per GiB. Without verification (profiling row) it takes about
-  half the time; what remains is the second hop (protobuf framing, the stdout pipe and the
-  host's decode) against a loopback HTTP stream at about 2 GB/s. Fix (in koofr-core): hash on a
-  blocking thread fed by a small bounded channel of `Bytes` clones, so hashing overlaps the
-  forwarding; enable `md-5`'s `asm` feature on x86_64. Limit: the extra process hop alone keeps
-  a loopback download under 0.8x on 2 cores; against real Koofr (about 100 MB/s per stream at
-  best) the importer's several hundred MB/s is not the bottleneck.
-- **4, 1 GiB up (Export), around the 0.8x line (0.76x to 1.01x over runs).** The raw upload is
-  itself bound by the emulator's disk backend (hashing and writing at about 150 MB/s); the
-  exporter adds koofr-core's upload MD5 (`crates/koofr-core/src/upload.rs`, to compare with the
-  hash Koofr returns; about 1.7 s of CPU per GiB) and the gRPC receive, on the cores the
-  emulator needs. Same fix as above.
-- **5, packfile puts, 0.5x to 0.9x depending on the machine's load.** koofr-storage receives
-  each object completely before `files/put` starts (`crates/koofr-storage/src/spool.rs`: memory
-  up to 1 MiB, a temporary file above), so a 16 MiB Put is store-and-forward: written to and
-  read back from disk, and uploaded only after its last chunk, plus the client MD5. Fix (in
-  koofr-storage): start the upload while receiving, teeing the chunks into the request body
-  and the spool file, and replay from the spool only on a retry; a broken gRPC stream fails
-  the body, which aborts the upload, and Koofr (and the emulator) keep nothing of an aborted
-  upload, so the no-partial-object guarantee holds.
+- **4, 1 GiB down (Open), about 0.2x of a raw loopback stream.** The importer is CPU-bound
+  (about 2.3 s of plugin CPU per GiB, 1.7 s of it MD5). Without verification (profiling row) it
+  reaches about 0.4-0.5x; the rest is the second hop (protobuf framing, the stdout pipe and the
+  host's decode) against a loopback HTTP stream at about 2 GB/s. Tried and measured: hashing on
+  a blocking thread fed by a bounded channel, plus `md-5`'s `asm` feature: 0.17x-0.32x against
+  0.16x-0.26x before, within the noise (no spare core to overlap onto; `asm` is about 3%
+  faster), for +7 MiB of peak RSS, so it was not kept. Limit: on real Koofr a stream moves at
+  most about 100 MB/s, and the verified importer does several hundred MB/s.
+- **5, packfile puts, about 0.6x-0.9x depending on the machine's load.** About 2.9 s of plugin
+  CPU per GiB: the upload MD5 (1.7 s), the gRPC receive and the spool. Tried and measured:
+  starting the upload while the object arrives (teeing chunks into the request and the spool)
+  made no difference against the same client in alternating runs (3.7-5.2 s against
+  4.1-4.6 s): eight puts on two busy cores are CPU-bound. It was not kept, because receiving
+  first keeps the stronger guarantee that a broken Plakar stream never reaches Koofr at all.
+  Limit: MD5 and the emulator's own hashing on the same two cores.
+- **4, 1 GiB up (Export)** meets its target but sits near the line (0.76x-1.01x over runs): the
+  raw upload is itself bound by the emulator's disk backend (about 150 MB/s), and the exporter
+  pays the same upload MD5.
 - Scenario 6 runs without injected latency (\"locally\"); each start costs one request, so add
   the latency once for a remote endpoint.
 ";
