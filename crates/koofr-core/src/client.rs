@@ -556,6 +556,15 @@ impl Client {
         folders.insert(path.case_key());
     }
 
+    /// Drops `path` and each of its ancestors (not their other children) from the folder cache:
+    /// after a 404 under `path`, any of them may be the folder that is gone.
+    pub(crate) fn forget_folder_and_ancestors(&self, path: &KoofrPath) {
+        let mut folders = self.inner.folders.lock().unwrap_or_else(|e| e.into_inner());
+        for folder in path.ancestors_from_top() {
+            folders.remove(&folder.case_key());
+        }
+    }
+
     /// Drops `path` and everything below it from the folder cache.
     pub(crate) fn forget_folders(&self, path: &KoofrPath) {
         let base = path.case_key();

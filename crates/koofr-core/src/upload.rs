@@ -158,11 +158,18 @@ impl Client {
             exists_possible: false,
         };
         let (url, source) = (url.as_str(), &source);
-        let info = self
+        let uploaded = self
             .with_retry(retryable, |_| async move {
                 self.upload_once(ctx, url, source, opts.size_hint).await
             })
-            .await?;
+            .await;
+        let info = uploaded.inspect_err(|e| {
+            // Uploads never create their folder, so a 404 means it is gone (removed by another
+            // client): what this client remembers about it is stale.
+            if e.is_not_found() {
+                self.forget_folder_and_ancestors(dir);
+            }
+        })?;
         self.remember_folder(dir);
         Ok(info)
     }

@@ -451,6 +451,49 @@ async fn stalled_requests_fail_and_are_retried() {
 }
 
 #[tokio::test]
+async fn a_folder_removed_by_another_client_is_created_again() {
+    let h = Harness::emulator().await;
+    let dir = p("/test/gone/deeper");
+    h.client.create_folder_all(&dir).await.unwrap();
+    h.client
+        .upload(
+            &dir,
+            "a",
+            Bytes::from_static(b"1").into(),
+            UploadOptions::default(),
+        )
+        .await
+        .unwrap();
+    // Someone else removes the folder behind this client's back.
+    assert!(h.emu().remove("/test/gone"));
+    let err = h
+        .client
+        .upload(
+            &dir,
+            "b",
+            Bytes::from_static(b"2").into(),
+            UploadOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    // The 404 dropped the stale cache entry: the folder is created again, and the upload works.
+    h.take_requests();
+    h.client.create_folder_all(&dir).await.unwrap();
+    assert!(count(&h.take_requests(), "files/folder") >= 1);
+    h.client
+        .upload(
+            &dir,
+            "b",
+            Bytes::from_static(b"2").into(),
+            UploadOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(h.emu().read_file("/test/gone/deeper/b").unwrap(), b"2");
+}
+
+#[tokio::test]
 async fn folder_creation_races_are_tolerated() {
     let h = Harness::emulator().await;
     h.emu().faults().race_folder_create(3);

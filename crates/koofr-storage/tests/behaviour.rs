@@ -438,8 +438,6 @@ async fn a_large_put_that_fails_mid_upload_is_resent_from_the_spool() {
         .remove(&store.layout().folder(Resource::Lock))
         .await
         .unwrap();
-    // A new store (a new plugin process): this one's client remembers the folder it created.
-    let store = self::store(&harness);
     harness.take_requests();
     let stored = store
         .put(Resource::Lock, mac(45), pattern_stream(45, len))
