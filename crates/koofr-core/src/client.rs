@@ -201,14 +201,22 @@ impl Client {
         Ok(list.files)
     }
 
-    /// The whole subtree below `dir` (the first item is `dir` itself, parents before children),
-    /// parsed line by line as it streams in. A server error line becomes a
-    /// [`ListEntry::Error`] item and ends the stream; a transport failure mid-stream becomes an
-    /// `Err` item.
+    /// Streams the whole tree below `dir` (`dir` itself first, parents before children), parsed
+    /// line by line as it arrives. A server error line becomes a [`ListEntry::Error`] item and
+    /// ends the stream. A connection that breaks mid-listing is resumed: the listing
+    /// is requested again and the entries already yielded are skipped (checked by the path of
+    /// the last one, so a listing that changed order fails instead of skipping wrongly), within
+    /// the retry policy's attempts.
     pub async fn list_recursive(
         &self,
         dir: &KoofrPath,
     ) -> Result<BoxStream<'static, Result<ListEntry>>> {
+        let first = self.open_listing(dir).await?;
+        Ok(resuming_listing(self.clone(), dir.clone(), first))
+    }
+
+    /// One `files/listrecursive` request (retried until its response starts).
+    async fn open_listing(&self, dir: &KoofrPath) -> Result<BoxStream<'static, Result<ListEntry>>> {
         let url = self
             .files_url(Family::Content, "listrecursive", dir, "")
             .await?;
@@ -701,6 +709,94 @@ fn ndjson_entries(body: ByteStream, dir: KoofrPath) -> BoxStream<'static, Result
                 Ok(None) => continue,
                 Err(e) => {
                     st.done = true;
+                    return Some((Err(e), st));
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+/// Where a resumed listing stands.
+struct Resume {
+    client: Client,
+    dir: KoofrPath,
+    entries: Option<BoxStream<'static, Result<ListEntry>>>,
+    /// Entries handed to the caller so far.
+    yielded: u64,
+    /// The key of the last entry handed out (checked when skipping after a restart).
+    last: Option<String>,
+    /// Entries of a restarted listing still to skip.
+    skip: u64,
+    attempts: u32,
+}
+
+fn entry_key(entry: &ListEntry) -> String {
+    match entry {
+        ListEntry::File { path, .. } => path.as_str().to_owned(),
+        ListEntry::Error { message, .. } => format!("error: {message}"),
+    }
+}
+
+fn resuming_listing(
+    client: Client,
+    dir: KoofrPath,
+    first: BoxStream<'static, Result<ListEntry>>,
+) -> BoxStream<'static, Result<ListEntry>> {
+    let state = Resume {
+        client,
+        dir,
+        entries: Some(first),
+        yielded: 0,
+        last: None,
+        skip: 0,
+        attempts: 1,
+    };
+    futures::stream::unfold(state, |mut st| async move {
+        loop {
+            let item = st.entries.as_mut()?.next().await;
+            match item {
+                None => return None,
+                Some(Ok(entry)) if st.skip > 0 => {
+                    st.skip -= 1;
+                    if st.skip == 0 && st.last.as_deref() != Some(entry_key(&entry).as_str()) {
+                        st.entries = None;
+                        let e = Error::permanent(
+                            ErrorKind::Unexpected,
+                            "list recursively",
+                            "the listing changed order while it was resumed after a broken connection",
+                        )
+                        .with_path(&st.dir);
+                        return Some((Err(e), st));
+                    }
+                }
+                Some(Ok(entry)) => {
+                    st.yielded += 1;
+                    st.last = Some(entry_key(&entry));
+                    return Some((Ok(entry), st));
+                }
+                Some(Err(e)) if e.is_temporary() => {
+                    let policy = st.client.config().retry().clone();
+                    if st.attempts >= policy.max_attempts {
+                        st.entries = None;
+                        return Some((Err(e.exhausted(st.attempts)), st));
+                    }
+                    tokio::time::sleep(policy.delay(st.attempts, e.retry_after())).await;
+                    st.attempts += 1;
+                    tracing::debug!(error = %e, attempt = st.attempts, "koofr: resuming a broken listing");
+                    match st.client.open_listing(&st.dir).await {
+                        Ok(entries) => {
+                            st.entries = Some(entries);
+                            st.skip = st.yielded;
+                        }
+                        Err(e) => {
+                            st.entries = None;
+                            return Some((Err(e), st));
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    st.entries = None;
                     return Some((Err(e), st));
                 }
             }

@@ -315,15 +315,50 @@ async fn a_file_changed_during_a_resume_is_an_integrity_error() {
 }
 
 #[tokio::test]
-async fn truncated_listing_is_retried_or_ends_with_an_error_item() {
+async fn a_truncated_listing_is_resumed_without_duplicates() {
     let h = Harness::emulator().await;
     for i in 0..400 {
         h.emu()
             .put_file(&format!("/test/d/f{i:03}.txt"), vec![b'x'; i], 1);
     }
+    let paths = |items: Vec<koofr_core::Result<ListEntry>>| -> Vec<String> {
+        items
+            .into_iter()
+            .map(|item| match item {
+                Ok(ListEntry::File { path, .. }) => path.as_str().to_owned(),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    let reference = paths(
+        h.client
+            .list_recursive(&p("/test/d"))
+            .await
+            .unwrap()
+            .collect()
+            .await,
+    );
+    assert_eq!(reference.len(), 401);
+    for cut in [700, 40_000] {
+        h.take_requests();
+        h.emu()
+            .faults()
+            .inject(FaultRule::truncate_body("files/listrecursive", cut));
+        let items = h
+            .client
+            .list_recursive(&p("/test/d"))
+            .await
+            .unwrap()
+            .collect()
+            .await;
+        // Wherever the cut falls, the listing is requested again and continues where it broke.
+        assert_eq!(paths(items), reference, "cut after {cut} bytes");
+        assert_eq!(count(&h.take_requests(), "files/listrecursive"), 2);
+    }
+    // A listing that keeps breaking gives up after the policy's attempts, as a transport error.
     h.emu()
         .faults()
-        .inject(FaultRule::truncate_body("files/listrecursive", 40_000));
+        .inject(FaultRule::truncate_body("files/listrecursive", 700).times(20));
     let items: Vec<_> = h
         .client
         .list_recursive(&p("/test/d"))
@@ -331,30 +366,9 @@ async fn truncated_listing_is_retried_or_ends_with_an_error_item() {
         .unwrap()
         .collect()
         .await;
-    let requests = count(&h.emu().requests(), "files/listrecursive");
-    if requests == 2 {
-        // The emulator builds the listing as one body frame, so the cut happens before anything
-        // is flushed: the client sees a broken response before the headers and retries it.
-        assert_eq!(items.len(), 401);
-        assert!(
-            items
-                .iter()
-                .all(|i| matches!(i, Ok(ListEntry::File { .. })))
-        );
-    } else {
-        // Cut mid-stream: the items received so far, then a transport error.
-        assert_eq!(requests, 1);
-        assert!(items.len() > 1 && items.len() < 401, "{}", items.len());
-        assert_eq!(
-            items.last().unwrap().as_ref().unwrap_err().kind(),
-            ErrorKind::Transport
-        );
-        assert!(
-            items[..items.len() - 1]
-                .iter()
-                .all(|i| matches!(i, Ok(ListEntry::File { .. })))
-        );
-    }
+    let err = items.last().unwrap().as_ref().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Transport, "{err}");
+    assert!(!err.is_temporary(), "{err}");
 }
 
 #[tokio::test]

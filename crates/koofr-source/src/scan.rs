@@ -69,57 +69,31 @@ pub(crate) async fn produce(
         }
     }
     match listing {
-        Listing::Recursive(entries) => {
-            listing_with_restarts(&client, &root, entries, &index, &tx).await
-        }
+        Listing::Recursive(entries) => listing_to_records(&root, entries, &index, &tx).await,
         Listing::Walk(root_info) => walk(&client, &root, root_info, &index, &tx).await,
     }
 }
 
-/// Pumps the recursive listing; when it breaks off with a temporary error (a dropped
-/// connection, a stall), lists again and skips what was already sent, up to the client's retry
-/// attempts. Anything else ends the scan with a fatal error.
-async fn listing_with_restarts(
-    client: &Client,
+/// Pumps the recursive listing (koofr-core resumes a broken connection itself); an error
+/// that survives that ends the scan with a fatal error.
+async fn listing_to_records(
     root: &KoofrPath,
-    mut entries: BoxStream<'static, koofr_core::Result<ListEntry>>,
+    entries: BoxStream<'static, koofr_core::Result<ListEntry>>,
     index: &FileIndex,
     tx: &mpsc::Sender<Result<Record>>,
 ) {
-    let max_restarts = client.config().retry().max_attempts.saturating_sub(1);
-    let mut restarts = 0;
-    loop {
-        let Some(broken) = pump_listing(root, entries, index, tx).await else {
-            return;
-        };
-        if !broken.is_temporary() || restarts >= max_restarts {
-            let _ = tx
-                .send(Err(
-                    connector_error(broken).context("the Koofr listing broke off")
-                ))
-                .await;
-            return;
-        }
-        restarts += 1;
-        tracing::warn!(error = %broken, restarts, "koofr: the listing broke off; listing again, skipping what was sent");
-        tokio::time::sleep(client.config().retry().delay(restarts, None)).await;
-        entries = match client.list_recursive(root).await {
-            Ok(entries) => entries,
-            Err(e) => {
-                let _ = tx
-                    .send(Err(connector_error(e)
-                        .context("the Koofr listing broke off and could not restart")))
-                    .await;
-                return;
-            }
-        };
+    if let Some(broken) = pump_listing(root, entries, index, tx).await {
+        let _ = tx
+            .send(Err(
+                connector_error(broken).context("the Koofr listing broke off")
+            ))
+            .await;
     }
 }
 
 /// Turns listing items into records as they arrive. Files are indexed before they are sent, so
-/// an `Open` racing ahead of the next item always finds them. Items already sent (by an earlier,
-/// broken listing of this scan) are skipped. Returns the error that broke the listing off, if
-/// any; the caller decides whether to list again.
+/// an `Open` racing ahead of the next item always finds them. A path is never sent twice.
+/// Returns the error that broke the listing off, if any.
 pub(crate) async fn pump_listing(
     root: &KoofrPath,
     mut entries: BoxStream<'static, koofr_core::Result<ListEntry>>,

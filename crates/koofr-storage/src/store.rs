@@ -178,34 +178,20 @@ impl KoofrStore {
         }
     }
 
-    /// Folds a streamed recursive listing of `folder`, restarting it from scratch (with a fresh
-    /// accumulator) when it breaks off mid-stream: koofr-core retries only the request that
-    /// opens it. `visit` sees each entry below `folder` with its relative path; a missing
-    /// folder lists as empty.
+    /// Folds a streamed recursive listing of `folder` (koofr-core resumes a broken
+    /// connection itself). `visit` sees each entry below `folder` with its relative path; a
+    /// missing folder lists as empty.
     async fn fold_listing<T, F>(&self, folder: &KoofrPath, visit: F) -> koofr_core::Result<T>
     where
         T: Default + Send,
         F: Fn(&mut T, &str, &koofr_core::FileInfo) + Send + Sync,
     {
-        let policy = self.client.config().retry().clone();
-        let mut attempt = 1;
-        loop {
-            let mut acc = T::default();
-            let outcome = self
-                .walk_once(folder, &mut |relative, info| {
-                    visit(&mut acc, relative, info)
-                })
-                .await;
-            match outcome {
-                Ok(()) => return Ok(acc),
-                Err(e) if e.is_temporary() && attempt < policy.max_attempts => {
-                    tracing::debug!(error = %e, attempt, "koofr-storage: restarting a listing");
-                    tokio::time::sleep(policy.delay(attempt, e.retry_after())).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let mut acc = T::default();
+        self.walk_once(folder, &mut |relative, info| {
+            visit(&mut acc, relative, info)
+        })
+        .await?;
+        Ok(acc)
     }
 
     async fn walk_once(

@@ -445,9 +445,16 @@ async fn a_large_put_that_fails_mid_upload_is_resent_from_the_spool() {
         .unwrap();
     assert_eq!(stored, len);
     let requests = harness.take_requests();
+    // The 404 is answered before the 6 MiB body is read; depending on timing the client sees
+    // it, or a connection closed mid-body, which it retries once before seeing the 404.
+    assert!(
+        (2..=3).contains(&count(&requests, "files/put")),
+        "{:?}",
+        endpoints(&requests)
+    );
     assert_eq!(
-        count(&requests, "files/put"),
-        2,
+        count(&requests, "files/folder"),
+        1,
         "{:?}",
         endpoints(&requests)
     );
