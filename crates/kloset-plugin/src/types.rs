@@ -200,6 +200,44 @@ pub struct Options {
     pub no_xattr: bool,
 }
 
+/// Conversions between [`Options`] and the two generated `Options` messages, which are field for
+/// field the same but live in two proto packages (protocol §6.2).
+macro_rules! options_conversions {
+    ($($proto:ty),+) => {$(
+        impl From<$proto> for Options {
+            fn from(o: $proto) -> Options {
+                Options {
+                    hostname: o.hostname,
+                    os: o.os,
+                    arch: o.arch,
+                    cwd: o.cwd,
+                    max_concurrency: o.maxconcurrency,
+                    excludes: o.excludes,
+                    no_xattr: o.noxattr,
+                }
+            }
+        }
+        impl From<&Options> for $proto {
+            fn from(o: &Options) -> $proto {
+                Self {
+                    hostname: o.hostname.clone(),
+                    os: o.os.clone(),
+                    arch: o.arch.clone(),
+                    cwd: o.cwd.clone(),
+                    maxconcurrency: o.max_concurrency,
+                    excludes: o.excludes.clone(),
+                    noxattr: o.no_xattr,
+                }
+            }
+        }
+    )+};
+}
+
+options_conversions!(
+    crate::pb::importer::Options,
+    crate::pb::plakar::exporter::Options
+);
+
 /// What a connector factory receives from `Init`.
 #[derive(Clone, Default)]
 pub struct InitContext {

@@ -76,16 +76,7 @@ impl RemoteExporter {
         let mut client = ExporterClient::new(channel)
             .max_decoding_message_size(MAX_SEND_MESSAGE)
             .max_encoding_message_size(usize::MAX);
-        let o = &args.options;
-        let options = pb::Options {
-            hostname: o.hostname.clone(),
-            os: o.os.clone(),
-            arch: o.arch.clone(),
-            cwd: o.cwd.clone(),
-            maxconcurrency: o.max_concurrency,
-            excludes: o.excludes.clone(),
-            noxattr: o.no_xattr,
-        };
+        let options = pb::Options::from(&args.options);
         let init = client
             .init(pb::InitRequest {
                 options: Some(options),

@@ -107,16 +107,7 @@ impl RemoteImporter {
         let mut client = ImporterClient::new(channel)
             .max_decoding_message_size(MAX_SEND_MESSAGE)
             .max_encoding_message_size(usize::MAX);
-        let o = &args.options;
-        let options = pb::Options {
-            hostname: o.hostname.clone(),
-            os: o.os.clone(),
-            arch: o.arch.clone(),
-            cwd: o.cwd.clone(),
-            maxconcurrency: o.max_concurrency,
-            excludes: o.excludes.clone(),
-            noxattr: o.no_xattr,
-        };
+        let options = pb::Options::from(&args.options);
         let init = client
             .init(pb::InitRequest {
                 options: Some(options),

@@ -18,7 +18,6 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::importer::options_from_proto;
 use super::{ConnectorSlot, Factory, MAX_RECEIVE_MESSAGE, MAX_SEND_MESSAGE};
 use crate::error::{ConnectorError, Result};
 use crate::pb::plakar::connectors as pbc;
@@ -72,18 +71,6 @@ impl<E: Exporter> ExporterService<E> {
     }
 }
 
-fn exporter_options(o: pb::Options) -> Options {
-    options_from_proto(crate::pb::importer::Options {
-        hostname: o.hostname,
-        os: o.os,
-        arch: o.arch,
-        cwd: o.cwd,
-        maxconcurrency: o.maxconcurrency,
-        excludes: o.excludes,
-        noxattr: o.noxattr,
-    })
-}
-
 type ExportStream = Pin<Box<dyn Stream<Item = Result<pb::ExportResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -96,7 +83,7 @@ impl<E: Exporter> ExporterRpc for ExporterService<E> {
         let ctx = InitContext {
             proto: req.proto,
             config: req.config,
-            options: req.options.map(exporter_options),
+            options: req.options.map(Options::from),
         };
         let exporter = self.slot.init(ctx).await?;
         let loc = exporter.location();

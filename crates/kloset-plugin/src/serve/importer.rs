@@ -67,18 +67,6 @@ impl<I: Importer> ImporterService<I> {
     }
 }
 
-pub(crate) fn options_from_proto(o: pb::Options) -> Options {
-    Options {
-        hostname: o.hostname,
-        os: o.os,
-        arch: o.arch,
-        cwd: o.cwd,
-        max_concurrency: o.maxconcurrency,
-        excludes: o.excludes,
-        no_xattr: o.noxattr,
-    }
-}
-
 type ImportStream = Pin<Box<dyn Stream<Item = Result<pb::ImportResponse, Status>> + Send>>;
 type OpenStream = Pin<Box<dyn Stream<Item = Result<pb::OpenResponse, Status>> + Send>>;
 
@@ -92,7 +80,7 @@ impl<I: Importer> ImporterRpc for ImporterService<I> {
         let ctx = InitContext {
             proto: req.proto,
             config: req.config,
-            options: req.options.map(options_from_proto),
+            options: req.options.map(Options::from),
         };
         let importer = self.slot.init(ctx).await?;
         let loc = importer.location();
