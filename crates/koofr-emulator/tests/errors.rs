@@ -316,6 +316,16 @@ async fn strictness_unknown_endpoints_methods_and_families() {
     let r = send(c.req(Method::DELETE, "/api/v2/mounts")).await;
     r.assert_error(405, "BadRequest");
     assert_eq!(r.header("allow").unwrap(), "GET");
+    // HEAD is not among the methods of a GET endpoint; links take POST only.
+    let r = send(c.req(Method::HEAD, "/api/v2/mounts")).await;
+    assert_eq!((r.status, r.header("allow").as_deref()), (405, Some("GET")));
+    let r = send(c.req(Method::GET, "/api/v2/mounts/primary/links")).await;
+    r.assert_error(405, "BadRequest");
+    assert_eq!(r.header("allow").unwrap(), "POST");
+    let r = send(c.req(Method::POST, "/token")).await;
+    assert_ne!(r.status, 405);
+    let r = send(c.req(Method::PUT, "/token")).await;
+    assert_eq!(r.header("allow").unwrap(), "GET, POST, DELETE");
     let r = c.put_raw("v2", "path=/&filename=x", b"x").await;
     assert_eq!(r.status, 200);
     let r = send(
