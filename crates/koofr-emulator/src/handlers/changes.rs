@@ -207,7 +207,12 @@ pub(crate) async fn rename(ctx: &Ctx, req: Request<Incoming>) -> HandlerResult {
     if !children.contains_key(&old_key) {
         return Err(ApiError::not_found().into());
     }
-    if new_key != old_key && children.contains_key(&new_key) {
+    if new_key == old_key {
+        // A rename is a move within the folder; to Koofr another spelling of the same name
+        // (case, NFC/NFD) is the same path, so the node would move into itself.
+        return Err(ApiError::new(400, "MoveIntoSelf", "Cannot move into itself").into());
+    }
+    if children.contains_key(&new_key) {
         return Err(already_exists(ctx).into());
     }
     let mut node = children.remove(&old_key).expect("checked above");

@@ -12,6 +12,7 @@ pub(crate) mod upload;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use http::Request;
+use http::header::CONTENT_TYPE;
 use hyper::body::Incoming;
 use serde_json::Value;
 
@@ -107,7 +108,27 @@ async fn read_small_body(ctx: &Ctx, req: Request<Incoming>) -> Result<Bytes, Fai
     Ok(buf.freeze())
 }
 
+/// Reads a JSON object body. Like Koofr, refuses it with 415 unless `Content-Type` says
+/// `application/json` (parameters such as `; charset=utf-8` allowed), before reading it.
 async fn read_json(ctx: &Ctx, req: Request<Incoming>) -> Result<Value, Failure> {
+    let content_type = ctx
+        .headers
+        .get(CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let is_json = content_type.as_deref().is_some_and(|v| {
+        v.split(';')
+            .next()
+            .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+    });
+    if !is_json {
+        let given = content_type.map_or("none".to_string(), |v| format!("{v:?}"));
+        return Err(ApiError::new(
+            415,
+            "BadRequest",
+            format!("Expected request with `Content-Type: application/json` (given: {given})"),
+        )
+        .into());
+    }
     let body = read_small_body(ctx, req).await?;
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("Invalid JSON body: {e}")))?;
