@@ -227,9 +227,17 @@ impl Importer for KoofrImporter {
         let prefetched = self.readahead.open(pathname);
         Ok(futures::stream::once(async move {
             if let Some(prefetched) = prefetched
-                && let Some(content) = prefetched.content().await
+                && let Some((content, reservation)) = prefetched.content().await
             {
-                return Ok(futures::stream::iter(content.into_iter().map(Ok)).boxed());
+                // The bytes stay reserved until the stream is read or dropped.
+                let chunks = (content.into_iter(), reservation);
+                return Ok(
+                    futures::stream::unfold(chunks, |(mut chunks, reservation)| async {
+                        let chunk = chunks.next()?;
+                        Some((Ok(chunk), (chunks, reservation)))
+                    })
+                    .boxed(),
+                );
             }
             open_listed(client, path, listed).await
         })

@@ -16,8 +16,9 @@
 //!   the number of simultaneous fetches); an `Open` elsewhere (plakar skipped files) sets it
 //!   back to nothing, and files left behind are dropped, their downloads cancelled.
 //! * Only files up to `max_file` bytes are fetched ahead, whole, in memory; the sizes the scan
-//!   listed are reserved against the budget before a fetch starts and released when `Open`
-//!   takes the content, so the memory held never exceeds the budget. Larger files are
+//!   listed are reserved against the budget before a fetch starts and released when the content
+//!   served to `Open` has been consumed (or dropped), so the memory held never exceeds the
+//!   budget. Larger files are
 //!   streamed when opened, as without read-ahead.
 //! * Fetches run at most `concurrency - 1` at a time (one transfer slot is left to `Open`s of
 //!   files not fetched ahead), through the same verified download as `Open`: the size, time and
@@ -86,7 +87,7 @@ struct State {
     streak: u32,
     /// Fetches by `seq`.
     fetches: BTreeMap<u64, Fetch>,
-    /// Bytes reserved by `fetches`.
+    /// Bytes reserved by `fetches` and by the content they gave to `Open`s still being read.
     reserved: u64,
 }
 
@@ -110,9 +111,28 @@ impl Drop for Fetch {
     }
 }
 
-/// A file read ahead, taken by its `Open`.
+/// A file read ahead, taken by its `Open`; its bytes stay reserved until it is dropped.
 #[derive(Debug)]
-pub struct Prefetched(Fetch);
+pub struct Prefetched {
+    fetch: Fetch,
+    reservation: Reservation,
+}
+
+/// Bytes of the budget held by content served to an `Open`; released (and the next fetches
+/// started) when dropped.
+#[derive(Debug)]
+pub struct Reservation {
+    shared: Arc<Shared>,
+    size: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.reserved = state.reserved.saturating_sub(self.size);
+        self.shared.top_up(&mut state);
+    }
+}
 
 impl ReadAhead {
     /// A read-ahead on `client`, fetching up to `client.concurrency() - 1` files at once (at
@@ -136,10 +156,19 @@ impl ReadAhead {
         self.shared.limits.budget > 0
     }
 
-    /// Forgets everything and cancels every fetch (a new scan starts).
+    /// Forgets everything and cancels every fetch (a new scan starts); content already served
+    /// keeps its reservation until it is consumed.
     pub fn reset(&self) {
-        let old = std::mem::take(&mut *self.shared.lock());
-        drop(old);
+        let mut state = self.shared.lock();
+        let fetches = std::mem::take(&mut state.fetches);
+        let cancelled: u64 = fetches.values().map(|f| f.size).sum();
+        let reserved = state.reserved.saturating_sub(cancelled);
+        *state = State {
+            reserved,
+            ..State::default()
+        };
+        drop(state);
+        drop(fetches);
     }
 
     /// The scan sent the record of a file with content.
@@ -173,10 +202,18 @@ impl ReadAhead {
         let mut state = self.shared.lock();
         let taken = state.opened(pathname, self.shared.tolerance);
         self.shared.top_up(&mut state);
-        taken
+        drop(state);
+        taken.map(|fetch| Prefetched {
+            reservation: Reservation {
+                shared: self.shared.clone(),
+                size: fetch.size,
+            },
+            fetch,
+        })
     }
 
-    /// Files fetched ahead and not yet opened, and the bytes they reserve (for tests).
+    /// Files fetched ahead and not yet opened, and the bytes reserved by them and by content
+    /// served but not yet consumed (for tests).
     pub fn held(&self) -> (usize, u64) {
         let state = self.shared.lock();
         (state.fetches.len(), state.reserved)
@@ -184,11 +221,12 @@ impl ReadAhead {
 }
 
 impl Prefetched {
-    /// The verified content, or `None` if the fetch failed (the caller then downloads the file
-    /// itself, which reports the failure as `Open` always did).
-    pub async fn content(mut self) -> Option<Vec<Bytes>> {
-        match (&mut self.0.task).await {
-            Ok(Ok(content)) => Some(content),
+    /// The verified content and its reservation (to drop once the content is consumed), or
+    /// `None` if the fetch failed (the caller then downloads the file itself, which reports the
+    /// failure as `Open` always did).
+    pub async fn content(mut self) -> Option<(Vec<Bytes>, Reservation)> {
+        match (&mut self.fetch.task).await {
+            Ok(Ok(content)) => Some((content, self.reservation)),
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "koofr: a read-ahead fetch failed; downloading again");
                 None
@@ -258,8 +296,8 @@ impl Shared {
 }
 
 impl State {
-    /// Records the `Open` of `pathname` and takes its fetch, if any.
-    fn opened(&mut self, pathname: &str, tolerance: u64) -> Option<Prefetched> {
+    /// Records the `Open` of `pathname` and takes its fetch, if any (its bytes stay reserved).
+    fn opened(&mut self, pathname: &str, tolerance: u64) -> Option<Fetch> {
         let Some(index) = self.upcoming.iter().position(|u| &*u.pathname == pathname) else {
             // Not announced (or forgotten): nothing to learn from it.
             self.streak = 0;
@@ -291,10 +329,8 @@ impl State {
         taken
     }
 
-    fn take(&mut self, seq: u64) -> Option<Prefetched> {
-        let fetch = self.fetches.remove(&seq)?;
-        self.reserved -= fetch.size;
-        Some(Prefetched(fetch))
+    fn take(&mut self, seq: u64) -> Option<Fetch> {
+        self.fetches.remove(&seq)
     }
 
     fn cancel(&mut self, seq: u64) {

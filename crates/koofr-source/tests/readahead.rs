@@ -210,7 +210,7 @@ async fn the_budget_and_the_size_limit_hold() {
     };
     let limited = importer(&h, Some(limits), 1);
     let files = scan_files(&limited).await;
-    for file in &files {
+    for file in &files[..12] {
         open_and_verify(&limited, file, SIZE as u64).await;
         let (fetching, reserved) = limited.readahead().held();
         assert!(
@@ -218,7 +218,21 @@ async fn the_budget_and_the_size_limit_hold() {
             "{fetching} files, {reserved} bytes ahead"
         );
     }
-    assert_eq!(count(&h.take_requests(), "files/get"), 24);
+    // Content served but not yet read still counts: three unread files fill the budget, so
+    // nothing more is fetched until they are consumed or dropped.
+    let mut log = wait_for_download(&h, &files[14], SIZE as u64).await;
+    let mut unread = Vec::new();
+    for file in &files[12..15] {
+        unread.push(limited.open(file).await.unwrap());
+    }
+    assert_eq!(limited.readahead().held(), (0, 3 * SIZE as u64));
+    drop(unread);
+    assert!(limited.readahead().held().0 > 0, "fetching resumes");
+    for file in &files[15..] {
+        open_and_verify(&limited, file, SIZE as u64).await;
+    }
+    log.extend(h.take_requests());
+    assert_eq!(count(&log, "files/get"), 24, "{:?}", gets_by_path(&log));
     // Files above the size limit are never read ahead.
     let small = ReadAheadLimits {
         budget: 16 << 20,
