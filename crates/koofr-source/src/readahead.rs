@@ -18,11 +18,13 @@
 //! * Only files up to `max_file` bytes are fetched ahead, whole, in memory; the sizes the scan
 //!   listed are reserved against the budget before a fetch starts and released when the content
 //!   served to `Open` has been consumed (or dropped), so the memory held never exceeds the
-//!   budget. Larger files are
-//!   streamed when opened, as without read-ahead.
-//! * Fetches run at most `concurrency - 1` at a time (one transfer slot is left to `Open`s of
-//!   files not fetched ahead), through the same verified download as `Open`: the size, time and
-//!   MD5 the scan listed. A fetch that failed (the file changed or vanished after the listing, a
+//!   budget. Larger files are streamed when opened, as without read-ahead.
+//! * Fetches run at most `concurrency` at a time, sharing the client's transfer slots with the
+//!   `Open`s of files not fetched ahead (which wait at most for one fetch to end). The fetch
+//!   rate is then `concurrency` files per round trip: at 20 ms and the default 8, one small
+//!   file every ~3 ms, while plakar alone needs ~1.2 ms per file, so a higher `concurrency`
+//!   still speeds up backups of many small files. Fetches use the same verified download as
+//!   `Open`: the size, time and MD5 the scan listed. A fetch that failed (the file changed or vanished after the listing, a
 //!   network error) is forgotten and `Open` downloads the file itself, exactly as without
 //!   read-ahead; content fetched ahead is the version the scan listed, which is what the record
 //!   sent to plakar describes.
@@ -135,10 +137,10 @@ impl Drop for Reservation {
 }
 
 impl ReadAhead {
-    /// A read-ahead on `client`, fetching up to `client.concurrency() - 1` files at once (at
-    /// least one); `plakar_concurrency` is plakar's `-concurrency` (the `Init` options' hint).
+    /// A read-ahead on `client`, fetching up to `client.concurrency()` files at once;
+    /// `plakar_concurrency` is plakar's `-concurrency` (the `Init` options' hint).
     pub fn new(client: Client, limits: ReadAheadLimits, plakar_concurrency: i64) -> ReadAhead {
-        let slots = client.config().concurrency().saturating_sub(1).max(1);
+        let slots = client.config().concurrency().max(1);
         ReadAhead {
             shared: Arc::new(Shared {
                 client,
