@@ -10,7 +10,7 @@ use koofr_e2e::pipeline::compare_with_manifest;
 use koofr_e2e::plakar::{Plakar, PlakarPackage, PluginProcess, plakar_for};
 use koofr_e2e::plakar_demo::{Entry, PlakarSite};
 use koofr_e2e::summary::count_below;
-use koofr_e2e::tree::{Manifest, SeedTree, generate, seed, walk_local, write_local};
+use koofr_e2e::tree::{Manifest, generate, seed, walk_local, write_local};
 use koofr_e2e::{EmulatorOptions, Progress, Site, TreeSpec, build_plugins};
 use koofr_emulator::{FaultRule, RequestRecord};
 
@@ -51,9 +51,14 @@ fn path_str(path: &Path) -> String {
     path.display().to_string()
 }
 
-/// A local tree of `spec` plus a text file `notes ü 日本.txt` with `notes` in it.
-fn local_tree(dir: &Path, spec: &TreeSpec, notes: &str) -> (SeedTree, Manifest) {
-    let tree = generate(spec);
+/// A local tree of `files` files up to `max_file_bytes` (names with spaces, accents, CJK; an
+/// empty file and one of the maximum size), plus a text file [`NOTES`] holding `notes`.
+fn local_tree(dir: &Path, files: usize, max_file_bytes: u64, seed: u64, notes: &str) -> Manifest {
+    let tree = generate(&TreeSpec {
+        files,
+        max_file_bytes,
+        seed,
+    });
     let mut manifest = write_local(dir, &tree).unwrap();
     let text = dir.join(NOTES);
     std::fs::write(&text, notes).unwrap();
@@ -67,7 +72,7 @@ fn local_tree(dir: &Path, spec: &TreeSpec, notes: &str) -> (SeedTree, Manifest) 
             mtime_ms: entry.modified_ms,
         },
     );
-    (tree, manifest)
+    manifest
 }
 
 const NOTES: &str = "notes ü 日本.txt";
@@ -117,12 +122,7 @@ async fn real_plakar_keeps_a_kloset_on_koofr() {
     let site = emulator().await;
     let local = scratch();
     let tree_dir = local.path().join("tree");
-    let spec = TreeSpec {
-        files: 40,
-        max_file_bytes: 20 << 20,
-        seed: 13,
-    };
-    let (_, manifest) = local_tree(&tree_dir, &spec, "first version\n");
+    let manifest = local_tree(&tree_dir, 40, 20 << 20, 13, "first version\n");
     assert!(manifest.files.values().any(|f| f.size == 20 << 20));
     assert!(manifest.files.values().any(|f| f.size == 0));
     let kloset = site.path("kloset").unwrap();
@@ -317,12 +317,7 @@ async fn real_plakar_opens_an_encrypted_kloset_on_koofr() {
     let site = emulator().await;
     let local = scratch();
     let tree_dir = local.path().join("tree");
-    let spec = TreeSpec {
-        files: 12,
-        max_file_bytes: 2 << 20,
-        seed: 21,
-    };
-    let (_, manifest) = local_tree(&tree_dir, &spec, "secret notes\n");
+    let manifest = local_tree(&tree_dir, 12, 2 << 20, 21, "secret notes\n");
     let kloset = site.path("vault").unwrap();
     // PLAKAR_PASSPHRASE (set by PlakarSite) answers every passphrase prompt.
     let run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
@@ -442,12 +437,7 @@ async fn real_plakar_restores_into_koofr() {
     let site = emulator().await;
     let local = scratch();
     let tree_dir = local.path().join("tree");
-    let spec = TreeSpec {
-        files: 30,
-        max_file_bytes: 3 << 20,
-        seed: 8,
-    };
-    let (_, manifest) = local_tree(&tree_dir, &spec, "restored into Koofr\n");
+    let manifest = local_tree(&tree_dir, 30, 3 << 20, 8, "restored into Koofr\n");
     let target = site.path("restored").unwrap();
     let run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
     run.add_entry(Entry::Destination, "out", &target, &[])
@@ -559,7 +549,13 @@ async fn real_plakar_cycles_survive_faults() {
         .await
         .unwrap();
     let tree_dir = local.path().join("tree");
-    let (_, local_manifest) = local_tree(&tree_dir, &spec, "under faults\n");
+    let local_manifest = local_tree(
+        &tree_dir,
+        spec.files,
+        spec.max_file_bytes,
+        spec.seed,
+        "under faults\n",
+    );
     let run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
     run.add_entry(Entry::Store, "kloset", &kloset, &[])
         .await
@@ -643,12 +639,7 @@ async fn real_plakar_two_concurrent_backups_share_a_koofr_kloset() {
         .iter()
         .map(|&seed| {
             let dir = local.path().join(format!("tree {seed}"));
-            let spec = TreeSpec {
-                files: 20,
-                max_file_bytes: 1 << 20,
-                seed,
-            };
-            local_tree(&dir, &spec, &format!("tree {seed}\n"));
+            local_tree(&dir, 20, 1 << 20, seed, &format!("tree {seed}\n"));
             path_str(&dir)
         })
         .collect();
