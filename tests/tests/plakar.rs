@@ -655,3 +655,180 @@ async fn real_plakar_two_concurrent_backups_share_a_koofr_kloset() {
     assert_eq!(listed, expected);
     run.ok(&["at", "@kloset", "check"]).await.unwrap();
 }
+
+/// The obscured form of `password` among koofr-core's `rclone obscure` fixtures.
+fn rclone_obscured(password: &str) -> String {
+    let fixtures: serde_json::Value = serde_json::from_str(include_str!(
+        "../../crates/koofr-core/tests/fixtures/rclone-obscured.json"
+    ))
+    .unwrap();
+    fixtures["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|case| case["password"] == password)
+        .and_then(|case| case["obscured"].as_str())
+        .unwrap_or_else(|| panic!("no fixture obscures {password:?}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_plakar_uses_rclone_imported_entries() {
+    let Some((plakar, package)) = plakar("real_plakar_uses_rclone_imported_entries").await else {
+        return;
+    };
+    let site = emulator().await;
+    let emulator = site.emulator().unwrap();
+    let local = scratch();
+    let (source, kloset, target) = (
+        site.path("source").unwrap(),
+        site.path("kloset").unwrap(),
+        site.path("restored").unwrap(),
+    );
+    let spec = TreeSpec {
+        files: 12,
+        max_file_bytes: 256 << 10,
+        seed: 23,
+    };
+    let manifest = seed(&site, &source, &generate(&spec), &Progress::hidden())
+        .await
+        .unwrap();
+    // The rclone remote as `rclone config` writes it for a Koofr-compatible service.
+    let password = emulator.password().to_owned();
+    let obscured = rclone_obscured(&password);
+    let rclone_conf = local.path().join("rclone.conf");
+    std::fs::write(
+        &rclone_conf,
+        format!(
+            "[koofr]\ntype = koofr\nprovider = other\nendpoint = {}\nuser = {}\n\
+             password = {obscured}\nsetmtime = false\n",
+            emulator.endpoint(),
+            emulator.email()
+        ),
+    )
+    .unwrap();
+    let mut run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
+    // The connectors' debug logs are part of what must not show the password.
+    run.home.set_env("RUST_LOG", "koofr=debug");
+    let mut outputs = Vec::new();
+
+    // The guide's commands: import each entry from rclone, then point it at a Koofr folder.
+    let conf = path_str(&rclone_conf);
+    for (kind, name, folder) in [
+        (Entry::Store, "kstore", &kloset),
+        (Entry::Source, "kdocs", &source),
+        (Entry::Destination, "kout", &target),
+    ] {
+        let kind = kind.command();
+        let remote = format!("koofr:{name}");
+        let location = format!("location=koofr://{folder}");
+        outputs.push(
+            run.ok(&[kind, "import", "-rclone", "-config", &conf, &remote])
+                .await
+                .unwrap(),
+        );
+        outputs.push(run.ok(&[kind, "set", name, &location]).await.unwrap());
+        let shown = run.ok(&[kind, "show", name]).await.unwrap();
+        let text = shown.stdout_text();
+        for line in [
+            format!("location: koofr://{folder}"),
+            format!("rclone_user: {}", emulator.email()),
+            "rclone_password: '********'".to_owned(),
+            "rclone_type: koofr".to_owned(),
+        ] {
+            assert!(text.contains(&line), "{kind} show: no {line:?} in\n{text}");
+        }
+        outputs.push(shown);
+    }
+
+    // A kloset cycle on Koofr, a backup of the Koofr folder into it, and a restore into Koofr.
+    outputs.push(
+        run.ok(&["at", "@kstore", "create", "-plaintext"])
+            .await
+            .unwrap(),
+    );
+    let backup = run
+        .ok(&["at", "@kstore", "backup", "@kdocs"])
+        .await
+        .unwrap();
+    let id = koofr_e2e::plakar_demo::backup_id(&backup).unwrap();
+    assert!(
+        backup.stderr_text().contains("`rclone_setmtime`"),
+        "no warning about the ignored rclone key:\n{}",
+        backup.stderr_text()
+    );
+    outputs.push(backup);
+    outputs.push(run.ok(&["at", "@kstore", "check"]).await.unwrap());
+    outputs.push(
+        run.ok(&["at", "@kstore", "restore", "-to", "@kout", &id])
+            .await
+            .unwrap(),
+    );
+    assert_same(
+        &site.walk(&target).await.unwrap(),
+        &manifest,
+        "tree restored through rclone-imported entries",
+    );
+
+    // A wrong password (obscured by rclone, so it reveals fine): one failed login, a clear
+    // message. `-no-progress`: plakar's second, counting importer would try once more.
+    let wrong = "app-password-1234";
+    let wrong_obscured = rclone_obscured(wrong);
+    run.ok(&[
+        "source",
+        "set",
+        "kdocs",
+        &format!("rclone_password={wrong_obscured}"),
+    ])
+    .await
+    .unwrap();
+    site.clear_requests();
+    let refused = run
+        .home
+        .run(["at", "@kstore", "backup", "-no-progress", "@kdocs"])
+        .await
+        .unwrap();
+    assert!(!refused.succeeded(), "{}", refused.text());
+    assert!(
+        refused.text().contains("authentication failed"),
+        "{}",
+        refused.text()
+    );
+    let log = site.requests();
+    assert_eq!(statuses(&log, 401), 1, "{log:?}");
+    // A value rclone did not obscure: refused before any request, naming the key.
+    run.ok(&["source", "set", "kdocs", "rclone_password=not-obscured"])
+        .await
+        .unwrap();
+    site.clear_requests();
+    let garbled = run
+        .home
+        .run(["at", "@kstore", "backup", "-no-progress", "@kdocs"])
+        .await
+        .unwrap();
+    assert!(!garbled.succeeded(), "{}", garbled.text());
+    assert!(
+        garbled.text().contains("`rclone_password`"),
+        "{}",
+        garbled.text()
+    );
+    assert_eq!(statuses(&site.requests(), 401), 0);
+    outputs.extend([refused, garbled]);
+
+    for output in &outputs {
+        let text = output.text();
+        for secret in [
+            password.as_str(),
+            obscured.as_str(),
+            wrong,
+            wrong_obscured.as_str(),
+            "not-obscured",
+        ] {
+            assert!(
+                !text.contains(secret),
+                "`plakar {}` showed a password",
+                output.args.join(" ")
+            );
+        }
+    }
+}
