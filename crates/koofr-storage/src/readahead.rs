@@ -20,8 +20,10 @@
 //!   long, up to the configured window, and never shorter than the `Get`s), so it arrives while
 //!   the current one is consumed. A `Get` running past the last window extends them at once.
 //!   Windows ending more than [`TRAIL`] behind the latest `Get` are done with.
-//! * A `Get` far from every window of its object (the reads jumped elsewhere) drops them all;
-//!   a near one behind them is fetched on its own.
+//! * A `Get` far from every window of its object is fetched on its own; a second one in a row
+//!   (the reads moved elsewhere) drops the windows. A single one is usually a lookup (at each
+//!   folder, plakar reads its directory pack, stored elsewhere) after which the reads come back
+//!   to where they were. A near `Get` behind the windows is fetched on its own.
 //! * Memory: the bytes of every window count against one budget (a window that ended at the
 //!   object's end counts what it received). Read-ahead past a `Get` is at most the configured
 //!   window and half the object's fair share of the budget (it holds about two windows), and one
@@ -110,6 +112,10 @@ struct Walk {
     last: Option<(u64, u64)>,
     /// Near `Get`s in a row.
     streak: u32,
+    /// `Get`s far from the windows in a row.
+    away: u32,
+    /// Start of the latest `Get` served from (or extending) the windows.
+    position: u64,
     /// Length of the next window.
     next_len: u64,
     /// `clock` at the last `Get`.
@@ -215,6 +221,8 @@ impl ReadAhead {
             windows: VecDeque::new(),
             last: None,
             streak: 0,
+            away: 0,
+            position: 0,
             next_len: first_len,
             used: clock,
             size: None,
@@ -240,11 +248,15 @@ impl ReadAhead {
             }
             // Just behind them (a straggler at high concurrency): on its own.
             Some((low, _)) if start < low && low - start <= NEAR => return Plan::Exact,
-            // Far from them: the reads jumped elsewhere.
+            // Far from them: a lookup elsewhere, or (twice in a row) the reads moved on.
             Some(_) => {
-                walk.windows.clear();
-                walk.next_len = first_len;
-                walk.streak = 0;
+                walk.away += 1;
+                if walk.away >= 2 {
+                    // The streak is kept: it counts from the first read elsewhere, so a walk
+                    // there starts as soon as one from nowhere would.
+                    walk.windows.clear();
+                    walk.next_len = first_len;
+                }
                 return Plan::Exact;
             }
             None if walk.streak >= 2 => {
@@ -260,6 +272,8 @@ impl ReadAhead {
             }
             None => return Plan::Exact,
         };
+        walk.away = 0;
+        walk.position = start;
         walk.drop_done(start);
         // The next window, once the reads reach the middle of the last one.
         if wanted.is_none()
@@ -377,14 +391,13 @@ impl Walk {
         }
     }
 
-    /// Whether the front window can be dropped to make room: the latest `Get` of its object
-    /// starts past it, or nothing read this object for a while.
+    /// Whether the front window can be dropped to make room: the walk's reads are past it, or
+    /// nothing read this object for a while.
     fn evictable(&self, clock: u64) -> bool {
         let Some(front) = self.windows.front() else {
             return false;
         };
-        clock.saturating_sub(self.used) > IDLE_GETS
-            || self.last.is_some_and(|(start, _)| front.end <= start)
+        clock.saturating_sub(self.used) > IDLE_GETS || front.end <= self.position
     }
 }
 
