@@ -2,6 +2,11 @@
 //! mode, stages them with the manifest under `target/package/<name>_<version>/`, and prints the
 //! `plakar pkg create` and `plakar pkg add` commands that turn that folder into an installed
 //! Plakar package (Plakar itself is not run: it may not be installed where this builds).
+//!
+//! With `--api v1.0.0` the package is for plakar v1.0.x instead: the folder is
+//! `target/package/<name>_<version>_api-v1.0.0/`, and its `manifest.yaml` is derived from the
+//! repository's (plakar 1.0's fields only, `version:` set, every connector started with
+//! `--plakar-protocol v1`).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -19,7 +24,32 @@ pub struct PackageArgs {
     /// Rust target triple to build for (e.g. aarch64-unknown-linux-gnu); default: the host.
     #[arg(long)]
     pub target: Option<String>,
+    /// Plugin API of the package: v1.1.0 for plakar v1.1.x, v1.0.0 for plakar v1.0.x.
+    #[arg(long, value_enum, default_value = "v1.1.0")]
+    pub api: Api,
 }
+
+/// The plugin API a package is made for: one per plakar line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Api {
+    /// plakar v1.1.x: protocol v2; the repository's `manifest.yaml` as it is.
+    #[value(name = "v1.1.0")]
+    V1_1,
+    /// plakar v1.0.x: protocol v1; a manifest derived with [`plakar_1_0_manifest`].
+    #[value(name = "v1.0.0")]
+    V1_0,
+}
+
+/// Top-level keys plakar 1.0.6's `plugins.Manifest` reads and the repository's manifest has
+/// (`api_version` and `version` are written by [`plakar_1_0_manifest`] itself).
+const PLAKAR_1_0_KEYS: [&str; 6] = [
+    "name",
+    "display_name",
+    "description",
+    "homepage",
+    "license",
+    "tags",
+];
 
 /// The connector types Plakar v1.1 loads from a manifest. `store` is NOT one of them: plakar
 /// silently skips a connector declared with it.
@@ -52,6 +82,8 @@ pub struct Connector {
     pub executable: String,
     /// `class`.
     pub class: String,
+    /// `args`, None when the key is absent.
+    pub args: Option<Vec<String>>,
     /// Every key of the entry, in order of appearance.
     pub keys: Vec<String>,
 }
@@ -134,6 +166,7 @@ pub fn parse_manifest(text: &str) -> Result<Manifest> {
             "class" => connector.class = scalar(value, number)?,
             "protocols" => connector.protocols = flow_list(value, number)?,
             "location_flags" => connector.location_flags = Some(flow_list(value, number)?),
+            "args" => connector.args = Some(flow_list(value, number)?),
             _ => {}
         }
     }
@@ -259,6 +292,44 @@ pub fn manifest_problems(manifest: &Manifest, binaries: &BTreeMap<String, String
         }
     }
     problems
+}
+
+/// The `manifest.yaml` of the plakar v1.0.x package, from the repository's (v1.1) manifest:
+/// the keys plakar 1.0.6 reads, `api_version: v1.0.0`, `version:` (which its `pkg create`
+/// requires) and, per connector, its type, protocols, location flags and executable, with the
+/// `args` that select protocol v1 in kloset-plugin's serve entry points. Types stay `importer`,
+/// `exporter`, `storage`: plakar 1.0.6 fails to load a package with any other.
+pub fn plakar_1_0_manifest(manifest: &Manifest, version: &str) -> String {
+    let mut text = String::from(
+        "# Plakar package manifest for plakar v1.0.x (plugin API v1.0.0, protocol v1), generated\n\
+         # by `cargo xtask package --api v1.0.0` from the repository's manifest.yaml. Create the\n\
+         # package here with `plakar pkg create ./manifest.yaml`.\n",
+    );
+    for key in PLAKAR_1_0_KEYS {
+        if let Some(value) = manifest.top_level.get(key) {
+            text.push_str(&format!("{key}: {value}\n"));
+        }
+    }
+    text.push_str(&format!(
+        "api_version: v1.0.0\nversion: {version}\nconnectors:\n"
+    ));
+    // Quoted: a plain YAML scalar may not start with `-`.
+    let args: Vec<String> = kloset_plugin::Protocol::V1
+        .args()
+        .iter()
+        .map(|arg| format!("\"{arg}\""))
+        .collect();
+    for connector in &manifest.connectors {
+        text.push_str(&format!(
+            "  - type: {}\n    protocols: [{}]\n    location_flags: [{}]\n    executable: {}\n    args: [{}]\n",
+            connector.kind,
+            connector.protocols.join(", "),
+            connector.location_flags.iter().flatten().cloned().collect::<Vec<_>>().join(", "),
+            connector.executable,
+            args.join(", "),
+        ));
+    }
+    text
 }
 
 /// Go's `GOOS` and `GOARCH` for a Rust target triple, as Plakar names packages
@@ -462,13 +533,20 @@ pub fn run(args: PackageArgs) -> Result<()> {
         Some(target) => workspace.target_dir.join(target).join("release"),
         None => workspace.target_dir.join("release"),
     };
-    let stage = workspace
-        .target_dir
-        .join("package")
-        .join(format!("{}_{version}", manifest.name));
+    let (folder, manifest_out) = match args.api {
+        Api::V1_1 => (
+            format!("{}_{version}", manifest.name),
+            manifest_text.clone(),
+        ),
+        Api::V1_0 => (
+            format!("{}_{version}_api-v1.0.0", manifest.name),
+            plakar_1_0_manifest(&manifest, &version),
+        ),
+    };
+    let stage = workspace.target_dir.join("package").join(folder);
     stage_package(
         &stage,
-        &manifest_path,
+        &manifest_out,
         &release_dir,
         &executables,
         exe_suffix,
@@ -481,26 +559,54 @@ pub fn run(args: PackageArgs) -> Result<()> {
         executables.join(", ")
     );
     println!();
-    println!("This task does not run plakar. With plakar v1.1.x installed, create the package:");
-    println!();
-    println!("    cd {}", stage.display());
-    println!("    GOOS={goos} GOARCH={goarch} plakar pkg create ./manifest.yaml {version}");
-    println!();
-    println!("which writes {ptar} in that folder. Then install it:");
-    println!();
-    println!("    plakar pkg add ./{ptar}");
-    println!();
-    println!(
-        "(`plakar pkg add -u ./{ptar}` upgrades an installed version; `plakar pkg rm {}` removes it.)",
-        manifest.name
-    );
+    match args.api {
+        Api::V1_1 => {
+            println!(
+                "This task does not run plakar. With plakar v1.1.x installed, create the package:"
+            );
+            println!();
+            println!("    cd {}", stage.display());
+            println!("    GOOS={goos} GOARCH={goarch} plakar pkg create ./manifest.yaml {version}");
+            println!();
+            println!("which writes {ptar} in that folder. Then install it:");
+            println!();
+            println!("    plakar pkg add ./{ptar}");
+            println!();
+            println!(
+                "(`plakar pkg add -u ./{ptar}` upgrades an installed version; `plakar pkg rm {}` removes it.)",
+                manifest.name
+            );
+        }
+        Api::V1_0 => {
+            println!(
+                "This task does not run plakar. With plakar v1.0.x installed, create the package \
+                 (the version comes from the manifest's `version: {version}`):"
+            );
+            println!();
+            println!("    cd {}", stage.display());
+            println!("    GOOS={goos} GOARCH={goarch} plakar pkg create ./manifest.yaml");
+            println!();
+            println!(
+                "which writes {ptar} in that folder. Then install it (keep the `./`: plakar 1.0 \
+                 looks any other name up online):"
+            );
+            println!();
+            println!("    plakar pkg add ./{ptar}");
+            println!();
+            println!(
+                "(plakar 1.0 installs one version of a package: `plakar pkg rm {}` before adding another.)",
+                manifest.name
+            );
+        }
+    }
     Ok(())
 }
 
-/// Recreates `stage` holding `manifest.yaml` and the executables, copied from `release_dir`.
+/// Recreates `stage` holding `manifest.yaml` (with `manifest` as its text) and the
+/// executables, copied from `release_dir`.
 fn stage_package(
     stage: &Path,
-    manifest_path: &Path,
+    manifest: &str,
     release_dir: &Path,
     executables: &[&str],
     exe_suffix: &str,
@@ -509,13 +615,9 @@ fn stage_package(
         fs::remove_dir_all(stage).with_context(|| format!("removing old {}", stage.display()))?;
     }
     fs::create_dir_all(stage).with_context(|| format!("creating {}", stage.display()))?;
-    fs::copy(manifest_path, stage.join("manifest.yaml")).with_context(|| {
-        format!(
-            "copying {} into {}",
-            manifest_path.display(),
-            stage.display()
-        )
-    })?;
+    let manifest_path = stage.join("manifest.yaml");
+    fs::write(&manifest_path, manifest)
+        .with_context(|| format!("writing {}", manifest_path.display()))?;
     for executable in executables {
         let file = format!("{executable}{exe_suffix}");
         let from = release_dir.join(&file);
