@@ -4,7 +4,6 @@
 //! (set `MEASURE_FILES` for another size; folders are files / 10).
 
 use futures::StreamExt;
-use kloset_plugin::suites::RemotePlugin;
 use koofr_core::testing::{Harness, count};
 use koofr_source::testkit::{KoofrImporterSite, Transport};
 
