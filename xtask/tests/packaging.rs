@@ -38,7 +38,7 @@ fn manifest_declares_the_three_koofr_connectors() {
         !manifest.top_level.contains_key("flags"),
         "plakar does not read a `flags` key"
     );
-    let by_type: BTreeMap<&str, &package::Connector> = manifest
+    let by_type: BTreeMap<&str, &koofr_e2e::manifest::Connector> = manifest
         .connectors
         .iter()
         .map(|c| (c.kind.as_str(), c))
