@@ -440,7 +440,7 @@ async fn init_reports_origin_type_root_and_the_optional_stream_flag() {
         .await
         .map(|_| ())
         .unwrap_err();
-    let (_, password) = h.credentials();
+    let password = h.secret();
     assert!(
         err.message().contains("stream") && !err.message().contains(&password),
         "{err}"
