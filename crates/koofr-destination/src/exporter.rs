@@ -28,6 +28,9 @@ pub struct KoofrExporter {
     root: KoofrPath,
     location: LocationInfo,
     restored: RestoredNames,
+    /// The outcome of the one check of endpoint, credentials and mount, made before the first
+    /// record is restored (see [`KoofrExporter::ready`]).
+    checked: tokio::sync::OnceCell<Result<()>>,
 }
 
 impl std::fmt::Debug for KoofrExporter {
@@ -57,7 +60,25 @@ impl KoofrExporter {
             root,
             location,
             restored: RestoredNames::default(),
+            checked: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// Checks the endpoint, the credentials and the mount with one request, once: the first
+    /// record waits for it, and every record after a failed check gets the same fatal error,
+    /// which ends the export (one clear error instead of one per record, and no repeated
+    /// failed logins).
+    async fn ready(&self) -> Result<()> {
+        self.checked
+            .get_or_init(|| async {
+                self.client.check_mount().await.map(drop).map_err(|e| {
+                    connector_error(e)
+                        .context(format_args!("cannot restore to koofr://{}", self.root))
+                        .fatal()
+                })
+            })
+            .await
+            .clone()
     }
 
     /// Parses a Plakar config map with koofr-core's parser (warnings go to the log) and builds
@@ -202,7 +223,7 @@ impl Exporter for KoofrExporter {
     }
 
     async fn ping(&self) -> Result<()> {
-        self.client.mount_info().await.map_err(connector_error)?;
+        self.client.check_mount().await.map_err(connector_error)?;
         Ok(())
     }
 
@@ -212,6 +233,7 @@ impl Exporter for KoofrExporter {
     }
 
     async fn create_directory(&self, pathname: &str, _info: &FileInfo) -> Result<()> {
+        self.ready().await?;
         // `/` is the location itself, whatever the record's name says.
         let target = self.target(pathname)?;
         let claim = self.claim(pathname, &target)?;
@@ -225,6 +247,7 @@ impl Exporter for KoofrExporter {
     }
 
     async fn store_file(&self, pathname: &str, info: &FileInfo, content: ByteStream) -> Result<()> {
+        self.ready().await?;
         let target = self.target(pathname)?;
         if target.segments.is_empty() {
             return Err(ConnectorError::invalid_input(
