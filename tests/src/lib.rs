@@ -9,6 +9,9 @@
 //! * [`tree`]: the deterministic seeded tree and its upload.
 //! * [`pack`], [`index`]: packfiles and the state (index) the host writes.
 //! * [`pipeline`]: create, backup, restore and verify phases, and the whole demo.
+//! * [`plakar`]: a real plakar in the loop: finding it, isolated homes with the package
+//!   installed, commands, plugin memory, and ending every process a test started.
+//! * [`plakar_demo`]: Koofr entries in a plakar home, and the demo's story through plakar.
 //! * [`summary`]: per-phase numbers, request counts and plugin peak memory.
 //! * [`conformance`]: the kloset-plugin suites × backends × faults matrix.
 
@@ -17,6 +20,8 @@ pub mod conformance;
 pub mod index;
 pub mod pack;
 pub mod pipeline;
+pub mod plakar;
+pub mod plakar_demo;
 pub mod progress;
 pub mod site;
 pub mod summary;

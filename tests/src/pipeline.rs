@@ -146,7 +146,7 @@ pub async fn end_process(role: &str, plugin: &PluginHandle) -> anyhow::Result<Pr
         pid,
         peak_kib,
         cpu,
-        exit_code,
+        exit_code: Some(exit_code),
     })
 }
 

@@ -143,6 +143,18 @@ impl Site {
         map
     }
 
+    /// The account keys of a Plakar entry on this site (endpoint, username, password and the
+    /// retry settings) as the `key=value` arguments of `plakar store|source|destination add`.
+    pub fn entry_args(&self) -> Vec<String> {
+        let mut args: Vec<String> = self
+            .account
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        args.sort();
+        args
+    }
+
     /// The request log since the last [`Site::clear_requests`] (empty on real Koofr).
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.emulator

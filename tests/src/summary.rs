@@ -38,8 +38,8 @@ pub struct ProcessPeak {
     pub peak_kib: Option<u64>,
     /// CPU time used, read just before shutdown.
     pub cpu: Option<Duration>,
-    /// Exit status after EOF on its input.
-    pub exit_code: i32,
+    /// Exit status after EOF on its input (`None` when plakar, not this host, ended it).
+    pub exit_code: Option<i32>,
 }
 
 /// Requests counted by `(endpoint, method)`.
@@ -192,10 +192,14 @@ impl fmt::Display for RunSummary {
                 .map(|k| format!("{:.1} MiB", k as f64 / 1024.0))
                 .unwrap_or_else(|| "n/a".to_owned());
             let pid = p.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+            let exit = p
+                .exit_code
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "by plakar".to_owned());
             writeln!(
                 f,
-                "  {:<22} pid {:>7}  peak {:>10}  exit {}",
-                p.role, pid, peak, p.exit_code
+                "  {:<26} pid {:>7}  peak {:>10}  exit {exit}",
+                p.role, pid, peak
             )?;
         }
         Ok(())

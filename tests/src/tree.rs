@@ -2,7 +2,10 @@
 //! with spaces, accents, Cyrillic, Greek and CJK, sizes from 0 B to the maximum) and its upload.
 
 use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -13,7 +16,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, RngCore, SeedableRng};
 
 use crate::progress::Progress;
-use crate::site::Site;
+use crate::site::{RemoteEntry, Site};
 
 /// Size of the generated content chunks.
 const CONTENT_CHUNK: usize = 256 * 1024;
@@ -195,10 +198,10 @@ pub fn generate(spec: &TreeSpec) -> SeedTree {
 }
 
 /// The content of a file: `size` bytes from a generator seeded with `seed`, in 256 KiB chunks.
-pub fn content_stream(seed: u64, size: u64) -> impl futures::Stream<Item = Bytes> + Send + 'static {
+pub fn content_chunks(seed: u64, size: u64) -> impl Iterator<Item = Bytes> + Send + 'static {
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut left = size;
-    futures::stream::iter(std::iter::from_fn(move || {
+    std::iter::from_fn(move || {
         if left == 0 {
             return None;
         }
@@ -207,7 +210,12 @@ pub fn content_stream(seed: u64, size: u64) -> impl futures::Stream<Item = Bytes
         rng.fill_bytes(&mut chunk);
         left -= take as u64;
         Some(Bytes::from(chunk))
-    }))
+    })
+}
+
+/// [`content_chunks`] as a stream.
+pub fn content_stream(seed: u64, size: u64) -> impl futures::Stream<Item = Bytes> + Send + 'static {
+    futures::stream::iter(content_chunks(seed, size))
 }
 
 /// The MD5 of a file's content, computed by generating it again.
@@ -320,6 +328,96 @@ pub async fn seed(
     })
 }
 
+/// Writes the tree below the local folder `root` (created if missing): its folders, then its
+/// files with their mtimes; returns the manifest.
+pub fn write_local(root: &Path, tree: &SeedTree) -> anyhow::Result<Manifest> {
+    for folder in std::iter::once("").chain(tree.folders.iter().map(String::as_str)) {
+        let dir = root.join(folder);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut files = BTreeMap::new();
+    for file in &tree.files {
+        let path = root.join(&file.path);
+        let mut out =
+            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        let mut hasher = Md5::new();
+        for chunk in content_chunks(file.content_seed, file.size) {
+            hasher.update(&chunk);
+            out.write_all(&chunk)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        let mtime = UNIX_EPOCH + Duration::from_millis(u64::try_from(file.mtime_ms)?);
+        out.set_modified(mtime)
+            .with_context(|| format!("setting the mtime of {}", path.display()))?;
+        files.insert(
+            file.path.clone(),
+            ManifestFile {
+                size: file.size,
+                md5: hex::encode(hasher.finalize()),
+                mtime_ms: file.mtime_ms,
+            },
+        );
+    }
+    Ok(Manifest {
+        files,
+        folders: tree.folders.clone(),
+    })
+}
+
+/// Everything below the local folder `root` (excluded), with `/`-separated paths relative to it
+/// and the MD5 of every file, sorted by path: the local counterpart of [`Site::walk`].
+pub fn walk_local(root: &Path) -> anyhow::Result<Vec<RemoteEntry>> {
+    let mut out = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?
+        {
+            let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
+            let path = entry.path();
+            let meta = std::fs::symlink_metadata(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let relative = path
+                .strip_prefix(root)
+                .context("walked outside the root")?
+                .to_str()
+                .with_context(|| format!("{} is not UTF-8", path.display()))?
+                .to_owned();
+            let modified_ms = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            if meta.is_dir() {
+                pending.push(path);
+                out.push(RemoteEntry {
+                    path: relative,
+                    is_dir: true,
+                    size: 0,
+                    modified_ms,
+                    md5: None,
+                });
+                continue;
+            }
+            let mut hasher = Md5::new();
+            let mut file = std::fs::File::open(&path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            std::io::copy(&mut file, &mut hasher)
+                .with_context(|| format!("reading {}", path.display()))?;
+            out.push(RemoteEntry {
+                path: relative,
+                is_dir: false,
+                size: meta.len(),
+                modified_ms,
+                md5: Some(hex::encode(hasher.finalize())),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,6 +475,29 @@ mod tests {
                 .all(|f| f.path.chars().all(|c| (c as u32) < 0x10000)),
             "no names outside the BMP (Koofr refuses emoji)"
         );
+    }
+
+    #[test]
+    fn a_local_tree_walks_back_to_its_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = generate(&TreeSpec {
+            files: 30,
+            max_file_bytes: 300 << 10,
+            seed: 11,
+        });
+        let manifest = write_local(dir.path(), &tree).unwrap();
+        let entries = walk_local(dir.path()).unwrap();
+        let problems = crate::pipeline::compare_with_manifest(&entries, &manifest);
+        assert!(problems.is_empty(), "{problems:?}");
+        // One byte changed is seen.
+        let (victim, _) = manifest.files.iter().find(|(_, f)| f.size > 0).unwrap();
+        let path = dir.path().join(victim);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[0] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        let problems =
+            crate::pipeline::compare_with_manifest(&walk_local(dir.path()).unwrap(), &manifest);
+        assert_eq!(problems.len(), 2, "{problems:?}"); // the MD5 and the mtime
     }
 
     #[tokio::test]

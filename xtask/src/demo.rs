@@ -1,12 +1,24 @@
 //! `cargo xtask demo`: builds the three plugin binaries, seeds a realistic tree on the
 //! in-process Koofr emulator (or a fresh folder on real Koofr), backs it up and restores it
-//! through the real plugins exactly as Plakar drives them, verifies, and prints a summary.
+//! through the real plugins, verifies, and prints a summary. The host is a real plakar when one
+//! is found (`--host plakar`), else kloset-plugin's own host (`--host builtin`).
 
 use anyhow::{Context, bail};
 use koofr_e2e::pipeline::{PipelineOptions, run_demo};
+use koofr_e2e::plakar::{Plakar, PlakarPackage};
+use koofr_e2e::plakar_demo::run_plakar_demo;
 use koofr_e2e::{
     EmulatorOptions, LiveAuth, LiveCredentials, Progress, Site, TreeSpec, build_plugins,
 };
+
+/// Who drives the plugins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Host {
+    /// A real plakar v1.1.x ($PLAKAR, else `plakar` on PATH) running its own commands.
+    Plakar,
+    /// kloset-plugin's host, driving the plugins over stdin/stdout as plakar does.
+    Builtin,
+}
 
 /// Options of `cargo xtask demo`.
 #[derive(Debug, Clone, clap::Args)]
@@ -23,7 +35,7 @@ pub struct DemoArgs {
     /// Latency the emulator adds to every request, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
-    /// Packfile target size in MiB.
+    /// Packfile target size in MiB (builtin host; plakar sizes its own packfiles).
     #[arg(long, default_value_t = 16)]
     pub packfile_mib: u64,
     /// Build and run the plugins in release mode.
@@ -32,6 +44,9 @@ pub struct DemoArgs {
     /// No progress bars.
     #[arg(long)]
     pub no_progress: bool,
+    /// Who drives the plugins (default: plakar when one is found, else builtin).
+    #[arg(long, value_enum)]
+    pub host: Option<Host>,
     /// Where to run: the emulator, or real Koofr.
     #[command(flatten)]
     pub live: LiveArgs,
@@ -97,6 +112,40 @@ pub fn live_credentials(args: &LiveArgs) -> anyhow::Result<Option<LiveCredential
     }
 }
 
+/// The host to use, and the plakar for `Host::Plakar`; says which and why on stderr.
+fn choose_host(asked: Option<Host>) -> anyhow::Result<Option<Plakar>> {
+    match (asked, Plakar::find()) {
+        (Some(Host::Builtin), _) => {
+            eprintln!("Host: builtin (kloset-plugin's host), as asked");
+            Ok(None)
+        }
+        (_, Ok(Some(plakar))) => {
+            eprintln!(
+                "Host: plakar {} ({})",
+                plakar.version(),
+                plakar.program().display()
+            );
+            Ok(Some(plakar))
+        }
+        (Some(Host::Plakar), Ok(None)) => bail!(
+            "--host plakar: no plakar found ($PLAKAR is unset and there is no `plakar` on PATH; \
+             e.g. PATH=$PWD/../shared/tools/plakar:$PATH)"
+        ),
+        (Some(Host::Plakar), Err(err)) => Err(err.context("--host plakar")),
+        (None, Ok(None)) => {
+            eprintln!(
+                "Host: builtin (kloset-plugin's host): no plakar found ($PLAKAR is unset and \
+                 there is no `plakar` on PATH)"
+            );
+            Ok(None)
+        }
+        (None, Err(err)) => {
+            eprintln!("Host: builtin (kloset-plugin's host): {err:#}");
+            Ok(None)
+        }
+    }
+}
+
 /// Runs the demo.
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let live = live_credentials(&args.live)?;
@@ -106,6 +155,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         (1..=1024).contains(&args.packfile_mib),
         "--packfile-mib must be 1..=1024"
     );
+    let plakar = choose_host(args.host)?;
     eprintln!("Building the plugin binaries…");
     let binaries = build_plugins(args.release).context("phase build")?;
     let progress = if args.no_progress {
@@ -140,12 +190,28 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             args.max_file_mib,
             spec.seed
         );
-        let outcome = run_demo(&site, &spec, &options).await;
+        let outcome = match &plakar {
+            Some(plakar) => {
+                async {
+                    let dir = koofr_e2e::binaries::target_directory()?.join("plakar-package");
+                    let package = PlakarPackage::create(plakar, &options.binaries, &dir)
+                        .await
+                        .context("phase package (plakar pkg create)")?;
+                    run_plakar_demo(&site, &spec, plakar, &package, &progress)
+                        .await
+                        .map(|run| run.summary)
+                }
+                .await
+            }
+            None => run_demo(&site, &spec, &options)
+                .await
+                .map(|run| run.summary),
+        };
         // The live folder is removed whatever happened.
         let cleanup = site.finish().await;
-        let run = outcome?;
+        let summary = outcome?;
         cleanup?;
-        println!("{}", run.summary);
+        println!("{summary}");
         Ok(())
     })
 }

@@ -70,16 +70,9 @@ impl Body for SizedBody {
 }
 
 /// The error a cut response body or aborted upload ends with; hyper then closes the connection.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub(crate) struct InjectedCut(pub(crate) &'static str);
-
-impl std::fmt::Display for InjectedCut {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.0)
-    }
-}
-
-impl std::error::Error for InjectedCut {}
 
 /// Counts the response bytes as they are sent, and cuts the body after `limit` bytes.
 pub(crate) struct CountingBody {

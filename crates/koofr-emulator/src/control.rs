@@ -11,8 +11,10 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use crate::body::RespBody;
-use crate::faults::{Faults, endpoint_name};
-use crate::server::{ApiError, Failure, Query, failure_response, json_response};
+use crate::endpoint::Endpoint;
+use crate::faults::Faults;
+use crate::response::{ApiError, Failure, failure_response, json_response};
+use crate::server::Query;
 use crate::state::Shared;
 
 /// Largest control request body (a fault rule).
@@ -115,7 +117,7 @@ async fn dispatch(
         (Method::POST, "failure-rate") => {
             let endpoint = match query.get("endpoint") {
                 None => None,
-                Some(name) => Some(endpoint_name(name).ok_or_else(|| {
+                Some(name) => Some(Endpoint::from_name(name).map(Endpoint::name).ok_or_else(|| {
                     ApiError::bad_request(format!("Invalid query parameter endpoint: {name:?}"))
                 })?),
             };

@@ -7,6 +7,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::endpoint::Endpoint;
 use crate::state::Shared;
 
 /// What a matching request gets instead of (or on top of) the normal answer.
@@ -34,8 +35,8 @@ pub enum FaultAction {
 pub struct FaultRule {
     /// HTTP method (`"PUT"`); None = any.
     pub method: Option<String>,
-    /// Route class as in [`crate::RequestRecord::endpoint`]; None = any.
-    pub endpoint: Option<&'static str>,
+    /// The endpoint; None = any (an unknown path is [`Endpoint::Unknown`]).
+    pub endpoint: Option<Endpoint>,
     /// Prefix of the decoded `path` query parameter; None = any.
     pub path_prefix: Option<String>,
     /// Let this many matching requests pass first.
@@ -43,49 +44,6 @@ pub struct FaultRule {
     /// Then apply to this many.
     pub times: u32,
     pub action: FaultAction,
-}
-
-/// Every route class the emulator knows (the values of `RequestRecord::endpoint`).
-pub const ENDPOINTS: &[&str] = &[
-    "mounts",
-    "mount",
-    "places",
-    "user",
-    "files/info",
-    "files/list",
-    "files/tree",
-    "files/listrecursive",
-    "files/get",
-    "files/put",
-    "files/folder",
-    "files/remove",
-    "files/copy",
-    "files/move",
-    "files/rename",
-    "links",
-    "token",
-    "oauth2/auth",
-    "oauth2/token",
-    "unknown",
-];
-
-/// The methods each endpoint serves, so that a rule that could never match is refused.
-fn endpoint_methods(endpoint: &str) -> &'static [&'static str] {
-    match endpoint {
-        "files/put" | "files/folder" | "oauth2/token" => &["POST"],
-        "files/remove" => &["DELETE"],
-        "files/copy" | "files/move" | "files/rename" => &["PUT"],
-        "links" => &["GET", "POST"],
-        "token" => &["GET", "POST", "DELETE"],
-        "oauth2/auth" => &["GET", "POST"],
-        "unknown" => &["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"],
-        _ => &["GET", "HEAD"],
-    }
-}
-
-/// Maps an endpoint name to its `'static` spelling, or None if unknown.
-pub fn endpoint_name(name: &str) -> Option<&'static str> {
-    ENDPOINTS.iter().copied().find(|e| *e == name)
 }
 
 impl FaultRule {
@@ -101,8 +59,12 @@ impl FaultRule {
         }
     }
 
-    /// Answer `status` (JSON error body) for requests of route class `endpoint`, once.
-    pub fn status(endpoint: &'static str, status: u16) -> FaultRule {
+    /// Answer `status` (JSON error body) for requests of the endpoint named `endpoint` (as in
+    /// the request log, e.g. `"files/put"`), once.
+    ///
+    /// # Panics
+    /// If no endpoint has that name; so do the other constructors taking a name.
+    pub fn status(endpoint: &str, status: u16) -> FaultRule {
         FaultRule::new(FaultAction::Status {
             status,
             retry_after: None,
@@ -111,28 +73,35 @@ impl FaultRule {
         .endpoint(endpoint)
     }
 
-    /// Drop the connection of requests of route class `endpoint`, once.
-    pub fn drop_connection(endpoint: &'static str) -> FaultRule {
+    /// Drop the connection of requests of the endpoint named `endpoint`, once.
+    pub fn drop_connection(endpoint: &str) -> FaultRule {
         FaultRule::new(FaultAction::DropConnection).endpoint(endpoint)
     }
 
-    /// Cut the response body of `endpoint` after `after_bytes` bytes, once.
-    pub fn truncate_body(endpoint: &'static str, after_bytes: u64) -> FaultRule {
+    /// Cut the response body of the endpoint named `endpoint` after `after_bytes` bytes, once.
+    pub fn truncate_body(endpoint: &str, after_bytes: u64) -> FaultRule {
         FaultRule::new(FaultAction::TruncateBody { after_bytes }).endpoint(endpoint)
     }
 
     /// Abort uploads after `after_bytes` request-body bytes, once.
     pub fn abort_upload(after_bytes: u64) -> FaultRule {
-        FaultRule::new(FaultAction::AbortUpload { after_bytes }).endpoint("files/put")
+        FaultRule {
+            endpoint: Some(Endpoint::FilesPut),
+            ..FaultRule::new(FaultAction::AbortUpload { after_bytes })
+        }
     }
 
-    /// Delay requests of route class `endpoint` by `delay`, once.
-    pub fn delay(endpoint: &'static str, delay: Duration) -> FaultRule {
+    /// Delay requests of the endpoint named `endpoint` by `delay`, once.
+    pub fn delay(endpoint: &str, delay: Duration) -> FaultRule {
         FaultRule::new(FaultAction::Delay(delay)).endpoint(endpoint)
     }
 
-    pub fn endpoint(mut self, endpoint: &'static str) -> FaultRule {
-        self.endpoint = Some(endpoint);
+    /// Applies the rule to the endpoint named `endpoint` only.
+    ///
+    /// # Panics
+    /// If no endpoint has that name.
+    pub fn endpoint(mut self, endpoint: &str) -> FaultRule {
+        self.endpoint = Some(Endpoint::named(endpoint));
         self
     }
 
@@ -172,7 +141,7 @@ impl FaultRule {
         self
     }
 
-    pub(crate) fn matches(&self, method: &str, endpoint: &str, path: Option<&str>) -> bool {
+    pub(crate) fn matches(&self, method: &str, endpoint: Endpoint, path: Option<&str>) -> bool {
         self.method
             .as_deref()
             .is_none_or(|m| m.eq_ignore_ascii_case(method))
@@ -185,16 +154,9 @@ impl FaultRule {
 }
 
 /// A fault rule that failed to parse, with the offending text.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct FaultParseError(pub String);
-
-impl fmt::Display for FaultParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for FaultParseError {}
 
 impl FromStr for FaultRule {
     type Err = FaultParseError;
@@ -249,19 +211,20 @@ impl FromStr for FaultRule {
             rule = rule.method(method);
         }
         if endpoint != "*" {
-            let known = endpoint_name(endpoint).ok_or_else(|| {
+            let known = Endpoint::from_name(endpoint).ok_or_else(|| {
                 err(format!(
                     "unknown endpoint {endpoint:?}; known: {}",
-                    ENDPOINTS.join(", ")
+                    Endpoint::names()
                 ))
             })?;
-            if method != "*" && !endpoint_methods(known).contains(&method) {
+            if method != "*" && !known.takes(method) {
+                let methods: Vec<&str> = known.methods().iter().map(|m| m.as_str()).collect();
                 return Err(err(format!(
                     "{known} is never called with {method} (it takes {})",
-                    endpoint_methods(known).join(" or ")
+                    methods.join(" or ")
                 )));
             }
-            rule = rule.endpoint(known);
+            rule.endpoint = Some(known);
         }
         for option in words {
             let (key, value) = option
@@ -286,7 +249,7 @@ pub(crate) struct FaultState {
     /// Each rule with the number of requests it has matched so far.
     pub(crate) rules: Vec<(FaultRule, u32)>,
     pub(crate) latency: Duration,
-    pub(crate) failure_rates: HashMap<Option<&'static str>, f64>,
+    pub(crate) failure_rates: HashMap<Option<Endpoint>, f64>,
     pub(crate) omit_hash_prefixes: Vec<String>,
     pub(crate) offline_mounts: Vec<String>,
     pub(crate) race_folder_creates: u32,
@@ -301,7 +264,7 @@ impl FaultState {
     pub(crate) fn scripted_action(
         &mut self,
         method: &str,
-        endpoint: &str,
+        endpoint: Endpoint,
         path: Option<&str>,
     ) -> Option<FaultAction> {
         let mut chosen = None;
@@ -318,14 +281,11 @@ impl FaultState {
         chosen
     }
 
-    pub(crate) fn failure_rate(&self, endpoint: &str) -> f64 {
-        let specific = self
-            .failure_rates
-            .iter()
-            .find(|(k, _)| k.is_some_and(|k| k == endpoint))
-            .map(|(_, v)| *v);
-        specific
-            .or_else(|| self.failure_rates.get(&None).copied())
+    pub(crate) fn failure_rate(&self, endpoint: Endpoint) -> f64 {
+        self.failure_rates
+            .get(&Some(endpoint))
+            .or_else(|| self.failure_rates.get(&None))
+            .copied()
             .unwrap_or(0.0)
     }
 
@@ -367,9 +327,14 @@ impl Faults {
         self.shared.lock().faults.latency = d;
     }
 
-    /// Answer 503 with probability `rate` for requests of `endpoint` (None = every endpoint
-    /// without its own rate). Draws come from the seeded generator, so runs are reproducible.
-    pub fn set_failure_rate(&self, endpoint: Option<&'static str>, rate: f64) {
+    /// Answer 503 with probability `rate` for requests of the endpoint named `endpoint` (None =
+    /// every endpoint without its own rate). Draws come from the seeded generator, so runs are
+    /// reproducible.
+    ///
+    /// # Panics
+    /// If no endpoint has that name.
+    pub fn set_failure_rate(&self, endpoint: Option<&str>, rate: f64) {
+        let endpoint = endpoint.map(Endpoint::named);
         self.shared
             .lock()
             .faults

@@ -7,9 +7,11 @@
 
 mod body;
 mod control;
+mod endpoint;
 mod faults;
 mod handlers;
 pub mod paths;
+mod response;
 mod server;
 mod state;
 mod store;
@@ -23,7 +25,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::watch;
 
-pub use faults::{ENDPOINTS, FaultAction, FaultParseError, FaultRule, Faults, endpoint_name};
+pub use endpoint::Endpoint;
+pub use faults::{FaultAction, FaultParseError, FaultRule, Faults};
 
 use state::Shared;
 use store::{Blob, DiskBlob, FileData};
@@ -112,7 +115,8 @@ impl NodeInfo {
 pub struct RequestRecord {
     /// "GET", "POST", ...
     pub method: String,
-    /// Route class, one of [`ENDPOINTS`].
+    /// The [`Endpoint::name`] of the request's route, e.g. `"files/put"` (`"unknown"` for a
+    /// path that matches no endpoint).
     pub endpoint: &'static str,
     /// The decoded `path` query parameter, if any.
     pub path: Option<String>,
@@ -227,7 +231,7 @@ impl Emulator {
     /// Issues an OAuth2 access and refresh token pair without the browser step (for tests).
     pub fn issue_oauth_tokens(&self) -> OAuthTokens {
         let mut state = self.shared.lock();
-        handlers::issue_oauth_tokens(&mut state)
+        handlers::token::issue_oauth_tokens(&mut state)
     }
 
     /// Creates `path` and its missing parents on the primary mount.

@@ -10,6 +10,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
+use crate::endpoint::Endpoint;
 use crate::faults::FaultState;
 use crate::paths::child_key;
 use crate::store::{DiskLayout, FileData, Kind, Node};
@@ -134,7 +135,7 @@ pub(crate) struct AuthState {
 #[derive(Debug)]
 pub(crate) struct LogEntry {
     pub(crate) method: String,
-    pub(crate) endpoint: &'static str,
+    pub(crate) endpoint: Endpoint,
     pub(crate) path: Option<String>,
     pub(crate) api_version: &'static str,
     pub(crate) status: AtomicU16,
@@ -146,7 +147,7 @@ impl LogEntry {
     pub(crate) fn snapshot(&self) -> RequestRecord {
         RequestRecord {
             method: self.method.clone(),
-            endpoint: self.endpoint,
+            endpoint: self.endpoint.name(),
             path: self.path.clone(),
             api_version: self.api_version,
             status: self.status.load(Ordering::Relaxed),

@@ -77,6 +77,7 @@ async fn legacy_token_flow_all_header_forms_and_revoke() {
 
     let wrong = send(
         c.anon(Method::POST, "/token")
+            .header("content-type", "application/json")
             .body(json!({"email": "me@example.com", "password": "x"}).to_string()),
     )
     .await;

@@ -109,6 +109,7 @@ async fn exists_rows_for_copy_move_rename() {
             "/api/v2/mounts/primary/files/rename?path=/a.txt",
         )
         .header("X-Koofr-Version", "2.1")
+        .header("content-type", "application/json")
         .body(json!({"name": "b.txt"}).to_string()),
     )
     .await;
@@ -316,6 +317,16 @@ async fn strictness_unknown_endpoints_methods_and_families() {
     let r = send(c.req(Method::DELETE, "/api/v2/mounts")).await;
     r.assert_error(405, "BadRequest");
     assert_eq!(r.header("allow").unwrap(), "GET");
+    // HEAD is not among the methods of a GET endpoint; links take POST only.
+    let r = send(c.req(Method::HEAD, "/api/v2/mounts")).await;
+    assert_eq!((r.status, r.header("allow").as_deref()), (405, Some("GET")));
+    let r = send(c.req(Method::GET, "/api/v2/mounts/primary/links")).await;
+    r.assert_error(405, "BadRequest");
+    assert_eq!(r.header("allow").unwrap(), "POST");
+    let r = send(c.req(Method::POST, "/token")).await;
+    assert_ne!(r.status, 405);
+    let r = send(c.req(Method::PUT, "/token")).await;
+    assert_eq!(r.header("allow").unwrap(), "GET, POST, DELETE");
     let r = c.put_raw("v2", "path=/&filename=x", b"x").await;
     assert_eq!(r.status, 200);
     let r = send(
@@ -343,6 +354,7 @@ async fn strictness_unknown_endpoints_methods_and_families() {
     assert!(r.text().contains("name"));
     let r = send(
         c.req(Method::POST, "/api/v2/mounts/primary/files/folder?path=/")
+            .header("content-type", "application/json")
             .body("{not json"),
     )
     .await;
@@ -354,4 +366,144 @@ async fn strictness_unknown_endpoints_methods_and_families() {
     .await;
     r.assert_error(400, "BadRequest");
     assert!(r.text().contains("removeIfSize"));
+}
+
+#[tokio::test]
+async fn case_only_rename_or_move_in_one_request_is_move_into_self() {
+    let (emu, c) = start().await;
+    emu.put_file("/a.txt", &b"a"[..], 1);
+    emu.create_folder_all("/Dir");
+    emu.put_file("/caf\u{e9}.txt", &b"c"[..], 1);
+    for version in ["v2", "v2.1"] {
+        for (path, name) in [
+            ("/a.txt", "A.txt"),
+            ("/a.txt", "a.txt"),
+            ("/Dir", "dir"),
+            // NFD spelling of the same name.
+            ("/caf%C3%A9.txt", "cafe\u{301}.txt"),
+        ] {
+            let url = format!("/api/{version}/mounts/primary/files/rename?path={path}");
+            let r = c.json(Method::PUT, &url, json!({ "name": name })).await;
+            r.assert_error(400, "MoveIntoSelf");
+            assert_eq!(r.json()["error"]["message"], "Cannot move into itself");
+        }
+        let r = c
+            .json(
+                Method::PUT,
+                &format!("/api/{version}/mounts/primary/files/move?path=/a.txt"),
+                json!({"toMountId": "primary", "toPath": "/A.TXT"}),
+            )
+            .await;
+        r.assert_error(400, "MoveIntoSelf");
+    }
+    assert_eq!(emu.stat("/a.txt").unwrap().name, "a.txt");
+    assert_eq!(emu.stat("/dir").unwrap().name, "Dir");
+    // The way clients do it: two steps through another name.
+    for (path, name) in [("/a.txt", "tmp.txt"), ("/tmp.txt", "A.txt")] {
+        let r = c
+            .json(
+                Method::PUT,
+                &format!("/api/v2/mounts/primary/files/rename?path={path}"),
+                json!({ "name": name }),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert_eq!(emu.stat("/a.txt").unwrap().name, "A.txt");
+}
+
+#[tokio::test]
+async fn json_bodies_without_a_json_content_type_get_415() {
+    let (emu, c) = start().await;
+    for path in ["/a.txt", "/m.txt", "/r.txt"] {
+        emu.put_file(path, &b"a"[..], 1);
+    }
+    let mounts = "/api/v2/mounts/primary";
+    let cases = [
+        (
+            Method::POST,
+            format!("{mounts}/files/folder?path=/"),
+            json!({"name": "new"}),
+        ),
+        (
+            Method::PUT,
+            format!("{mounts}/files/copy?path=/a.txt"),
+            json!({"toMountId": "primary", "toPath": "/copy.txt"}),
+        ),
+        (
+            Method::PUT,
+            format!("{mounts}/files/move?path=/m.txt"),
+            json!({"toMountId": "primary", "toPath": "/moved.txt"}),
+        ),
+        (
+            Method::PUT,
+            format!("{mounts}/files/rename?path=/r.txt"),
+            json!({"name": "b.txt"}),
+        ),
+        (
+            Method::POST,
+            format!("{mounts}/links"),
+            json!({"path": "/a.txt"}),
+        ),
+        (
+            Method::POST,
+            "/token".to_string(),
+            json!({"email": "me@example.com", "password": "APP-PASSWORD"}),
+        ),
+    ];
+    for (method, url, body) in &cases {
+        for content_type in [
+            None,
+            Some("text/plain"),
+            Some("application/x-www-form-urlencoded"),
+        ] {
+            let mut request = c.req(method.clone(), url).body(body.to_string());
+            if let Some(value) = content_type {
+                request = request.header("content-type", value);
+            }
+            let r = send(request).await;
+            r.assert_error(415, "BadRequest");
+            assert!(
+                r.json()["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("Content-Type: application/json"),
+                "{url}: {}",
+                r.text()
+            );
+        }
+    }
+    // Nothing was changed by the refused requests.
+    let names: Vec<String> = emu.walk("/").into_iter().map(|(p, _)| p).collect();
+    assert_eq!(names, ["/a.txt", "/m.txt", "/r.txt"]);
+    // A charset parameter is fine (spec §4.2); the same requests now succeed.
+    for (method, url, body) in cases {
+        let r = send(
+            c.req(method, &url)
+                .header("content-type", "Application/JSON; charset=utf-8")
+                .body(body.to_string()),
+        )
+        .await;
+        assert!(
+            matches!(r.status, 200 | 201),
+            "{url}: {} {}",
+            r.status,
+            r.text()
+        );
+    }
+    assert!(emu.stat("/new").is_some_and(|n| n.is_dir));
+    for moved in ["/copy.txt", "/moved.txt", "/b.txt"] {
+        assert!(emu.stat(moved).is_some(), "{moved}");
+    }
+    // Bodies that are not JSON keep their own content types: raw uploads take any.
+    let r = send(
+        c.req(
+            Method::POST,
+            "/content/api/v2/mounts/primary/files/put?path=/&filename=raw.txt",
+        )
+        .header("content-type", "text/plain")
+        .body("raw"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
 }

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{start, start_with};
-use koofr_emulator::{EmulatorConfig, FaultAction, FaultRule};
+use koofr_emulator::{EmulatorConfig, Endpoint, FaultAction, FaultRule};
 use reqwest::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -71,7 +71,7 @@ fn fault_rule_parsing() {
     );
     let rule: FaultRule = "POST files/put 503 retry-after=1 times=3".parse().unwrap();
     assert_eq!(rule.method.as_deref(), Some("POST"));
-    assert_eq!(rule.endpoint, Some("files/put"));
+    assert_eq!(rule.endpoint.map(Endpoint::name), Some("files/put"));
     assert_eq!(rule.times, 3);
     assert_eq!(
         rule.action,
@@ -87,6 +87,21 @@ fn fault_rule_parsing() {
     let err = "GET files/nope 503".parse::<FaultRule>().unwrap_err();
     assert!(err.to_string().contains("files/nope"));
     assert!("GET files/get teapot".parse::<FaultRule>().is_err());
+    // The methods come from the endpoint table, the same one the server routes with.
+    for (text, takes) in [
+        ("GET links 503", "POST"),
+        ("POST oauth2/auth 503", "GET"),
+        ("HEAD files/get 503", "GET"),
+    ] {
+        let message = text.parse::<FaultRule>().unwrap_err().to_string();
+        assert!(
+            message.contains(&format!("(it takes {takes})")),
+            "{message}"
+        );
+    }
+    let token: FaultRule = "delete token drop".parse().unwrap();
+    assert_eq!(token.method.as_deref(), Some("DELETE"));
+    assert!("PATCH unknown 503".parse::<FaultRule>().is_ok());
 }
 
 #[tokio::test]
