@@ -64,10 +64,10 @@ impl KoofrExporter {
         }
     }
 
-    /// Checks the endpoint, the credentials and the mount with one request, once: the first
-    /// record waits for it, and every record after a failed check gets the same fatal error,
-    /// which ends the export (one clear error instead of one per record, and no repeated
-    /// failed logins).
+    /// Checks the endpoint, the credentials and the mount with one request, once (at `Init`,
+    /// or before the first record of an exporter built without it): every record after a
+    /// failed check gets the same fatal error, which ends the export (one clear error instead
+    /// of one per record, and no repeated failed logins).
     async fn ready(&self) -> Result<()> {
         self.checked
             .get_or_init(|| async {
@@ -88,9 +88,19 @@ impl KoofrExporter {
         Ok(Self::new(Client::new(config).map_err(connector_error)?))
     }
 
-    /// The factory of the plugin: builds the exporter from `Init`.
+    /// Builds the exporter from `Init`'s configuration; no network I/O.
     pub fn from_init(ctx: &InitContext) -> Result<Self> {
         Self::from_config_map(&ctx.config)
+    }
+
+    /// The plugin's `Init`: [`KoofrExporter::from_init`], then the one check of endpoint,
+    /// credentials and mount. A restore that cannot work fails there, before plakar sends a
+    /// single record: plakar 1.1.4 reports a failed `Init` with the connector's message, while
+    /// an export stream ended by an error may reach the user as a bare `EOF`.
+    pub async fn open(ctx: &InitContext) -> Result<Self> {
+        let exporter = Self::from_init(ctx)?;
+        exporter.ready().await?;
+        Ok(exporter)
     }
 
     /// The Koofr client (shared folder cache and concurrency limit).

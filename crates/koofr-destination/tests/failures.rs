@@ -1,7 +1,6 @@
-//! Failures as plakar meets them, through the `koofr-exporter` binary: a wrong password, a
-//! full account or a refused endpoint ends the export with one error (plakar then exits
-//! non-zero) instead of failing record by record, and costs Koofr at most one refused request
-//! per process.
+//! Failures as plakar meets them, through the `koofr-exporter` binary: a wrong password or a
+//! refused endpoint fails `Init` with one request and one error, and a full account ends the
+//! export with one error (plakar then exits non-zero) instead of failing record by record.
 
 use std::collections::HashMap;
 use std::time::{Duration, UNIX_EPOCH};
@@ -13,13 +12,11 @@ use koofr_core::testing::Harness;
 
 const BIN: &str = env!("CARGO_BIN_EXE_koofr-exporter");
 
-async fn spawn(config: HashMap<String, String>) -> RemoteExporter {
+async fn spawn(config: HashMap<String, String>) -> kloset_plugin::Result<RemoteExporter> {
     let connection = PluginConnection::spawn(BIN, std::iter::empty::<&str>())
         .await
         .expect("spawn koofr-exporter");
-    RemoteExporter::init(connection, &InitArgs::new("koofr", config))
-        .await
-        .expect("Init makes no request, so it succeeds")
+    RemoteExporter::init(connection, &InitArgs::new("koofr", config)).await
 }
 
 fn file(i: usize) -> (String, FileInfo) {
@@ -47,34 +44,29 @@ async fn restore(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wrong_password_ends_the_export_after_one_refused_request() {
+async fn a_wrong_password_fails_init_after_one_refused_request() {
     let h = Harness::emulator().await;
     let mut config = h.plugin_config("out");
     config.insert("password".to_owned(), "WRONG".to_owned());
-    let exporter = spawn(config).await;
     h.take_requests();
-    let (outcomes, closed) = restore(&exporter, 5).await;
-    let first = outcomes[0].as_ref().unwrap_err();
-    assert_eq!(first.kind(), ErrorKind::PermissionDenied, "{first:?}");
+    let err = spawn(config).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err:?}");
     assert!(
-        first.message().contains(
+        err.message().contains(
             "cannot restore to koofr:///test/out: koofr get mount: authentication failed"
         ),
-        "{first}"
+        "{err}"
     );
-    // The stream ended: no record after the first was attempted.
-    assert!(outcomes.iter().all(Result::is_err));
-    assert!(closed.is_err(), "the export as a whole failed");
+    assert!(!err.message().contains("WRONG"), "{err}");
     let requests = h.take_requests();
     assert_eq!(requests.len(), 1, "one check, nothing else: {requests:?}");
     assert_eq!((requests[0].endpoint, requests[0].status), ("mount", 401));
-    assert_eq!(exporter.plugin().shutdown().await.unwrap(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_account_ends_the_export() {
     let h = Harness::emulator().await;
-    let exporter = spawn(h.plugin_config("out")).await;
+    let exporter = spawn(h.plugin_config("out")).await.unwrap();
     h.emu().faults().set_quota(150);
     h.take_requests();
     let (outcomes, closed) = restore(&exporter, 5).await;
@@ -93,7 +85,7 @@ async fn a_full_account_ends_the_export() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_endpoint_ends_the_export_naming_the_cause() {
+async fn a_refused_endpoint_fails_init_naming_the_cause() {
     let h = Harness::emulator().await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -103,16 +95,12 @@ async fn a_refused_endpoint_ends_the_export_naming_the_cause() {
     let mut config = h.plugin_config("out");
     config.insert("endpoint".to_owned(), format!("http://127.0.0.1:{port}"));
     config.insert("retries".to_owned(), "8".to_owned());
-    let exporter = spawn(config).await;
-    let (outcomes, closed) = restore(&exporter, 3).await;
-    let first = outcomes[0].as_ref().unwrap_err();
-    assert_eq!(first.kind(), ErrorKind::Unavailable, "{first:?}");
+    let err = spawn(config).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err:?}");
     assert!(
-        first.message().contains(&format!(
+        err.message().contains(&format!(
             "cannot connect to http://127.0.0.1:{port}: connection refused [gave up after 3 attempts]"
         )),
-        "{first}"
+        "{err}"
     );
-    assert!(outcomes.iter().all(Result::is_err) && closed.is_err());
-    assert_eq!(exporter.plugin().shutdown().await.unwrap(), 0);
 }
