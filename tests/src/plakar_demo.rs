@@ -209,16 +209,7 @@ pub async fn run_plakar_demo(
                 plakar.program().display()
             ),
         ),
-        (
-            "tree".to_owned(),
-            format!(
-                "{} files in {} folders, {:.1} MiB, seed {}",
-                manifest.files.len(),
-                manifest.folders.len(),
-                manifest.total_bytes() as f64 / 1048576.0,
-                spec.seed
-            ),
-        ),
+        ("tree".to_owned(), manifest.describe(spec.seed)),
         (
             "snapshots".to_owned(),
             format!("{first} (backup), {rescan} (rescan)"),

@@ -10,7 +10,7 @@ use koofr_e2e::pipeline::compare_with_manifest;
 use koofr_e2e::plakar::{Plakar, PlakarPackage, PluginProcess, plakar_for};
 use koofr_e2e::plakar_demo::{Entry, PlakarSite};
 use koofr_e2e::summary::count_below;
-use koofr_e2e::tree::{Manifest, SeedTree, generate, seed, walk_local, write_local};
+use koofr_e2e::tree::{Manifest, generate, seed, walk_local, write_local};
 use koofr_e2e::{EmulatorOptions, Progress, Site, TreeSpec, build_plugins};
 use koofr_emulator::{FaultRule, RequestRecord};
 
@@ -51,9 +51,14 @@ fn path_str(path: &Path) -> String {
     path.display().to_string()
 }
 
-/// A local tree of `spec` plus a text file `notes ü 日本.txt` with `notes` in it.
-fn local_tree(dir: &Path, spec: &TreeSpec, notes: &str) -> (SeedTree, Manifest) {
-    let tree = generate(spec);
+/// A local tree of `files` files up to `max_file_bytes` (names with spaces, accents, CJK; an
+/// empty file and one of the maximum size), plus a text file [`NOTES`] holding `notes`.
+fn local_tree(dir: &Path, files: usize, max_file_bytes: u64, seed: u64, notes: &str) -> Manifest {
+    let tree = generate(&TreeSpec {
+        files,
+        max_file_bytes,
+        seed,
+    });
     let mut manifest = write_local(dir, &tree).unwrap();
     let text = dir.join(NOTES);
     std::fs::write(&text, notes).unwrap();
@@ -67,7 +72,7 @@ fn local_tree(dir: &Path, spec: &TreeSpec, notes: &str) -> (SeedTree, Manifest) 
             mtime_ms: entry.modified_ms,
         },
     );
-    (tree, manifest)
+    manifest
 }
 
 const NOTES: &str = "notes ü 日本.txt";
@@ -117,12 +122,7 @@ async fn real_plakar_keeps_a_kloset_on_koofr() {
     let site = emulator().await;
     let local = scratch();
     let tree_dir = local.path().join("tree");
-    let spec = TreeSpec {
-        files: 40,
-        max_file_bytes: 20 << 20,
-        seed: 13,
-    };
-    let (_, manifest) = local_tree(&tree_dir, &spec, "first version\n");
+    let manifest = local_tree(&tree_dir, 40, 20 << 20, 13, "first version\n");
     assert!(manifest.files.values().any(|f| f.size == 20 << 20));
     assert!(manifest.files.values().any(|f| f.size == 0));
     let kloset = site.path("kloset").unwrap();
@@ -317,12 +317,7 @@ async fn real_plakar_opens_an_encrypted_kloset_on_koofr() {
     let site = emulator().await;
     let local = scratch();
     let tree_dir = local.path().join("tree");
-    let spec = TreeSpec {
-        files: 12,
-        max_file_bytes: 2 << 20,
-        seed: 21,
-    };
-    let (_, manifest) = local_tree(&tree_dir, &spec, "secret notes\n");
+    let manifest = local_tree(&tree_dir, 12, 2 << 20, 21, "secret notes\n");
     let kloset = site.path("vault").unwrap();
     // PLAKAR_PASSPHRASE (set by PlakarSite) answers every passphrase prompt.
     let run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
@@ -442,12 +437,7 @@ async fn real_plakar_restores_into_koofr() {
     let site = emulator().await;
     let local = scratch();
     let tree_dir = local.path().join("tree");
-    let spec = TreeSpec {
-        files: 30,
-        max_file_bytes: 3 << 20,
-        seed: 8,
-    };
-    let (_, manifest) = local_tree(&tree_dir, &spec, "restored into Koofr\n");
+    let manifest = local_tree(&tree_dir, 30, 3 << 20, 8, "restored into Koofr\n");
     let target = site.path("restored").unwrap();
     let run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
     run.add_entry(Entry::Destination, "out", &target, &[])
@@ -559,7 +549,13 @@ async fn real_plakar_cycles_survive_faults() {
         .await
         .unwrap();
     let tree_dir = local.path().join("tree");
-    let (_, local_manifest) = local_tree(&tree_dir, &spec, "under faults\n");
+    let local_manifest = local_tree(
+        &tree_dir,
+        spec.files,
+        spec.max_file_bytes,
+        spec.seed,
+        "under faults\n",
+    );
     let run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
     run.add_entry(Entry::Store, "kloset", &kloset, &[])
         .await
@@ -643,12 +639,7 @@ async fn real_plakar_two_concurrent_backups_share_a_koofr_kloset() {
         .iter()
         .map(|&seed| {
             let dir = local.path().join(format!("tree {seed}"));
-            let spec = TreeSpec {
-                files: 20,
-                max_file_bytes: 1 << 20,
-                seed,
-            };
-            local_tree(&dir, &spec, &format!("tree {seed}\n"));
+            local_tree(&dir, 20, 1 << 20, seed, &format!("tree {seed}\n"));
             path_str(&dir)
         })
         .collect();
@@ -700,12 +691,7 @@ async fn real_plakar_fails_once_and_whole_on_a_wrong_password_or_a_refused_endpo
     let site = emulator().await;
     let local = scratch();
     let tree_dir = local.path().join("tree");
-    let spec = TreeSpec {
-        files: 12,
-        max_file_bytes: 4 << 10,
-        seed: 14,
-    };
-    local_tree(&tree_dir, &spec, "never restored\n");
+    local_tree(&tree_dir, 12, 4 << 10, 14, "never restored\n");
     let kloset = path_str(&local.path().join("kloset"));
     let run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
     run.ok(&["at", &kloset, "create", "-plaintext"])
@@ -778,4 +764,181 @@ async fn real_plakar_fails_once_and_whole_on_a_wrong_password_or_a_refused_endpo
         site.walk(&target).await.unwrap().is_empty(),
         "nothing was restored"
     );
+}
+
+/// The obscured form of `password` among koofr-core's `rclone obscure` fixtures.
+fn rclone_obscured(password: &str) -> String {
+    let fixtures: serde_json::Value = serde_json::from_str(include_str!(
+        "../../crates/koofr-core/tests/fixtures/rclone-obscured.json"
+    ))
+    .unwrap();
+    fixtures["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|case| case["password"] == password)
+        .and_then(|case| case["obscured"].as_str())
+        .unwrap_or_else(|| panic!("no fixture obscures {password:?}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_plakar_uses_rclone_imported_entries() {
+    let Some((plakar, package)) = plakar("real_plakar_uses_rclone_imported_entries").await else {
+        return;
+    };
+    let site = emulator().await;
+    let emulator = site.emulator().unwrap();
+    let local = scratch();
+    let (source, kloset, target) = (
+        site.path("source").unwrap(),
+        site.path("kloset").unwrap(),
+        site.path("restored").unwrap(),
+    );
+    let spec = TreeSpec {
+        files: 12,
+        max_file_bytes: 256 << 10,
+        seed: 23,
+    };
+    let manifest = seed(&site, &source, &generate(&spec), &Progress::hidden())
+        .await
+        .unwrap();
+    // The rclone remote as `rclone config` writes it for a Koofr-compatible service.
+    let password = emulator.password().to_owned();
+    let obscured = rclone_obscured(&password);
+    let rclone_conf = local.path().join("rclone.conf");
+    std::fs::write(
+        &rclone_conf,
+        format!(
+            "[koofr]\ntype = koofr\nprovider = other\nendpoint = {}\nuser = {}\n\
+             password = {obscured}\nsetmtime = false\n",
+            emulator.endpoint(),
+            emulator.email()
+        ),
+    )
+    .unwrap();
+    let mut run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
+    // The connectors' debug logs are part of what must not show the password.
+    run.home.set_env("RUST_LOG", "koofr=debug");
+    let mut outputs = Vec::new();
+
+    // The guide's commands: import each entry from rclone, then point it at a Koofr folder.
+    let conf = path_str(&rclone_conf);
+    for (kind, name, folder) in [
+        (Entry::Store, "kstore", &kloset),
+        (Entry::Source, "kdocs", &source),
+        (Entry::Destination, "kout", &target),
+    ] {
+        let kind = kind.command();
+        let remote = format!("koofr:{name}");
+        let location = format!("location=koofr://{folder}");
+        outputs.push(
+            run.ok(&[kind, "import", "-rclone", "-config", &conf, &remote])
+                .await
+                .unwrap(),
+        );
+        outputs.push(run.ok(&[kind, "set", name, &location]).await.unwrap());
+        let shown = run.ok(&[kind, "show", name]).await.unwrap();
+        let text = shown.stdout_text();
+        for line in [
+            format!("location: koofr://{folder}"),
+            format!("rclone_user: {}", emulator.email()),
+            "rclone_password: '********'".to_owned(),
+            "rclone_type: koofr".to_owned(),
+        ] {
+            assert!(text.contains(&line), "{kind} show: no {line:?} in\n{text}");
+        }
+        outputs.push(shown);
+    }
+
+    // A kloset cycle on Koofr, a backup of the Koofr folder into it, and a restore into Koofr.
+    outputs.push(
+        run.ok(&["at", "@kstore", "create", "-plaintext"])
+            .await
+            .unwrap(),
+    );
+    let backup = run
+        .ok(&["at", "@kstore", "backup", "@kdocs"])
+        .await
+        .unwrap();
+    let id = koofr_e2e::plakar_demo::backup_id(&backup).unwrap();
+    assert!(
+        backup.stderr_text().contains("`rclone_setmtime`"),
+        "no warning about the ignored rclone key:\n{}",
+        backup.stderr_text()
+    );
+    outputs.push(backup);
+    outputs.push(run.ok(&["at", "@kstore", "check"]).await.unwrap());
+    outputs.push(
+        run.ok(&["at", "@kstore", "restore", "-to", "@kout", &id])
+            .await
+            .unwrap(),
+    );
+    assert_same(
+        &site.walk(&target).await.unwrap(),
+        &manifest,
+        "tree restored through rclone-imported entries",
+    );
+
+    // A wrong password (obscured by rclone, so it reveals fine): one failed login, a clear
+    // message. `-no-progress`: plakar's second, counting importer would try once more.
+    let wrong = "app-password-1234";
+    let wrong_obscured = rclone_obscured(wrong);
+    run.ok(&[
+        "source",
+        "set",
+        "kdocs",
+        &format!("rclone_password={wrong_obscured}"),
+    ])
+    .await
+    .unwrap();
+    site.clear_requests();
+    let refused = run
+        .home
+        .run(["at", "@kstore", "backup", "-no-progress", "@kdocs"])
+        .await
+        .unwrap();
+    assert!(!refused.succeeded(), "{}", refused.text());
+    assert!(
+        refused.text().contains("authentication failed"),
+        "{}",
+        refused.text()
+    );
+    let log = site.requests();
+    assert_eq!(statuses(&log, 401), 1, "{log:?}");
+    // A value rclone did not obscure: refused before any request, naming the key.
+    run.ok(&["source", "set", "kdocs", "rclone_password=not-obscured"])
+        .await
+        .unwrap();
+    site.clear_requests();
+    let garbled = run
+        .home
+        .run(["at", "@kstore", "backup", "-no-progress", "@kdocs"])
+        .await
+        .unwrap();
+    assert!(!garbled.succeeded(), "{}", garbled.text());
+    assert!(
+        garbled.text().contains("`rclone_password`"),
+        "{}",
+        garbled.text()
+    );
+    assert_eq!(statuses(&site.requests(), 401), 0);
+    outputs.extend([refused, garbled]);
+
+    for output in &outputs {
+        let text = output.text();
+        for secret in [
+            password.as_str(),
+            obscured.as_str(),
+            wrong,
+            wrong_obscured.as_str(),
+            "not-obscured",
+        ] {
+            assert!(
+                !text.contains(secret),
+                "`plakar {}` showed a password",
+                output.args.join(" ")
+            );
+        }
+    }
 }

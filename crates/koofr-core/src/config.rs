@@ -30,6 +30,8 @@
 //!
 //! Plakar's own keys (`passphrase`, `passphrase_cmd`) are ignored silently; any other unknown
 //! key produces a warning (probably a typo). Secrets never appear in `Debug` output or errors.
+//! The `rclone_*` keys of an entry imported from rclone stand for the native keys
+//! ([`crate::rclone`]).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -204,7 +206,8 @@ impl KoofrConfig {
         map: &HashMap<String, String>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<(KoofrConfig, Vec<String>), ConfigError> {
-        let mut warnings = Vec::new();
+        let (map, mut warnings) = crate::rclone::native_keys(map)?;
+        let map = &map;
         let mut unknown: Vec<&String> = map
             .keys()
             .filter(|k| !KNOWN_KEYS.contains(&k.as_str()) && !IGNORED_KEYS.contains(&k.as_str()))

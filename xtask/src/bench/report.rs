@@ -163,7 +163,7 @@ fn ratio_cell(ratio: Option<f64>) -> String {
 pub fn markdown_table(rows: &[Row]) -> String {
     let mut out = String::new();
     out.push_str(
-        "| # | Operation | Ours | Naive baseline | Limit baseline | vs naive | vs limit | HTTP requests | Plugin peak RSS | Plugin CPU | Target | Result |\n",
+        "| # | Operation | Ours | Naive baseline | Limit or reference baseline | vs naive | vs limit/ref | HTTP requests | Plugin peak RSS | Plugin CPU | Target | Result |\n",
     );
     out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for row in rows {

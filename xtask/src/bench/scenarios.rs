@@ -27,8 +27,9 @@ use rand::{Rng, RngCore, SeedableRng};
 use super::raw::RawKoofr;
 use super::report::{Baseline, Check, Row};
 
-/// Plakar's default `-concurrency` on this kind of machine, sent in `Init` options and used for
-/// the importer's `Open` calls.
+/// The concurrency kloset-plugin's host uses in scenarios 1-6 (sent in `Init` options and used
+/// for the importer's `Open` calls), as plakar with `-concurrency 8`. plakar's own default is
+/// the number of CPUs minus one (1 on a 2-core machine): scenarios 7-9 measure that.
 const PLAKAR_CONCURRENCY: usize = 8;
 /// The connectors' default `concurrency` config key (koofr-core's default).
 const PLUGIN_CONCURRENCY: usize = 8;
@@ -172,7 +173,7 @@ fn count(log: &[RequestRecord], endpoint: &str) -> usize {
 }
 
 /// A compact "N total (endpoint ×n, …)" summary of a request log.
-fn describe(log: &[RequestRecord]) -> String {
+pub(super) fn describe(log: &[RequestRecord]) -> String {
     let by_endpoint = koofr_e2e::summary::requests_by_endpoint(log);
     let parts: Vec<String> = by_endpoint
         .iter()
@@ -190,7 +191,7 @@ fn mib(bytes: u64) -> String {
 }
 
 /// A deterministic 1 MiB of random bytes; contents are windows of it.
-fn pattern() -> Bytes {
+pub(super) fn pattern() -> Bytes {
     let mut rng = SmallRng::seed_from_u64(9);
     let mut buffer = vec![0u8; CHUNK];
     rng.fill_bytes(&mut buffer);
