@@ -31,5 +31,5 @@ pub mod tree;
 
 pub use binaries::{PluginBinaries, build_plugins, locate_plugins};
 pub use progress::Progress;
-pub use site::{EmulatorOptions, LiveCredentials, Site};
+pub use site::{EmulatorOptions, LiveAuth, LiveCredentials, Site};
 pub use tree::TreeSpec;

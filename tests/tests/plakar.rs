@@ -679,6 +679,116 @@ async fn real_plakar_two_concurrent_backups_share_a_koofr_kloset() {
     run.ok(&["at", "@kloset", "check"]).await.unwrap();
 }
 
+/// `plakar <kind> add <name> koofr://<location>` with the site's account keys, one of them
+/// replaced (a wrong password, an endpoint nothing listens on).
+async fn add_entry_with(
+    run: &PlakarSite<'_>,
+    kind: Entry,
+    name: &str,
+    location: &koofr_core::KoofrPath,
+    key: &str,
+    value: &str,
+) {
+    let mut keys = run.site.plugin_config(location);
+    keys.remove("location");
+    keys.insert(key.to_owned(), value.to_owned());
+    let mut keys: Vec<String> = keys.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    keys.sort();
+    let mut args = vec![
+        kind.command().to_owned(),
+        "add".to_owned(),
+        name.to_owned(),
+        format!("koofr://{location}"),
+    ];
+    args.extend(keys);
+    run.home.run_ok(&args).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_plakar_fails_once_and_whole_on_a_wrong_password_or_a_refused_endpoint() {
+    let Some((plakar, package)) =
+        plakar("real_plakar_fails_once_and_whole_on_a_wrong_password_or_a_refused_endpoint").await
+    else {
+        return;
+    };
+    let site = emulator().await;
+    let local = scratch();
+    let tree_dir = local.path().join("tree");
+    local_tree(&tree_dir, 12, 4 << 10, 14, "never restored\n");
+    let kloset = path_str(&local.path().join("kloset"));
+    let run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
+    run.ok(&["at", &kloset, "create", "-plaintext"])
+        .await
+        .unwrap();
+    let id = run.backup(&kloset, &path_str(&tree_dir)).await.unwrap();
+    let (source, target) = (site.path("source").unwrap(), site.path("out").unwrap());
+    let refused_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let refused = format!("http://127.0.0.1:{refused_port}");
+    for (kind, name, location, key, value) in [
+        (Entry::Destination, "bad-out", &target, "password", "WRONG"),
+        (
+            Entry::Store,
+            "bad-store",
+            &site.path("kloset").unwrap(),
+            "password",
+            "WRONG",
+        ),
+        (Entry::Source, "bad-src", &source, "password", "WRONG"),
+        (
+            Entry::Destination,
+            "off-out",
+            &target,
+            "endpoint",
+            refused.as_str(),
+        ),
+    ] {
+        add_entry_with(&run, kind, name, location, key, value).await;
+    }
+
+    // Each command: a non-zero exit, one line naming the cause, at most one 401 (one plugin
+    // process each: the backup runs without its statistics importer).
+    for (args, cause) in [
+        (
+            vec!["at", &kloset, "restore", "-to", "@bad-out", &id],
+            "authentication failed",
+        ),
+        (vec!["at", "@bad-store", "ls"], "authentication failed"),
+        (
+            vec!["at", &kloset, "backup", "-no-progress", "@bad-src"],
+            "authentication failed",
+        ),
+        (
+            vec!["at", &kloset, "restore", "-to", "@off-out", &id],
+            "connection refused [gave up after 3 attempts]",
+        ),
+    ] {
+        site.clear_requests();
+        let output = run.home.run(&args).await.unwrap();
+        let text = output.text();
+        assert!(!output.succeeded(), "{args:?} exited 0:\n{text}");
+        let naming: Vec<&str> = text.lines().filter(|l| l.contains(cause)).collect();
+        assert_eq!(
+            naming.len(),
+            1,
+            "{args:?}: one line naming {cause:?}:\n{text}"
+        );
+        assert!(
+            !text.contains("KO ✘"),
+            "{args:?} failed record by record:\n{text}"
+        );
+        let log = site.requests();
+        assert!(statuses(&log, 401) <= 1, "{args:?}: {log:?}");
+    }
+    assert!(
+        site.walk(&target).await.unwrap().is_empty(),
+        "nothing was restored"
+    );
+}
+
 /// The obscured form of `password` among koofr-core's `rclone obscure` fixtures.
 fn rclone_obscured(password: &str) -> String {
     let fixtures: serde_json::Value = serde_json::from_str(include_str!(

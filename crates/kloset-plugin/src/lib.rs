@@ -25,8 +25,10 @@
 //!
 //! Protocol facts this crate enforces (see the Plakar protocol v2 notes): chunks are at most
 //! 1 MiB and never empty, no message exceeds 4 MiB, `Init` comes first (other calls fail with
-//! `FAILED_PRECONDITION`), `Import` stays open after `finished` until plakar half-closes, and
-//! export results echo their record in full.
+//! `FAILED_PRECONDITION`), `Import` stays open after `finished` until plakar half-closes,
+//! export results echo their record in full, a [fatal](ConnectorError::fatal) error ends an
+//! export instead of failing record by record, and calls still running when plakar closes the
+//! plugin's input get up to 10 s to finish before the plugin exits.
 
 pub mod host;
 pub mod pb;

@@ -250,7 +250,7 @@ impl ExporterFixture for DestinationSite {
 
 /// The plugin binary's factory: the exporter `Init` builds.
 async fn factory(ctx: kloset_plugin::InitContext) -> Result<KoofrExporter> {
-    KoofrExporter::from_init(&ctx)
+    KoofrExporter::open(&ctx).await
 }
 
 /// Reads a koofr-core download stream (test-sized files only) into memory.
