@@ -895,16 +895,7 @@ pub async fn run_demo(
     phases.push(phase("rescan", rescan.opened, rescan.bytes_read, t));
 
     let facts = vec![
-        (
-            "tree".to_owned(),
-            format!(
-                "{} files in {} folders, {:.1} MiB, seed {}",
-                manifest.files.len(),
-                manifest.folders.len(),
-                manifest.total_bytes() as f64 / 1048576.0,
-                spec.seed
-            ),
-        ),
+        ("tree".to_owned(), manifest.describe(spec.seed)),
         (
             "backup".to_owned(),
             format!(

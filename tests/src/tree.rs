@@ -253,6 +253,16 @@ impl Manifest {
     pub fn total_bytes(&self) -> u64 {
         self.files.values().map(|f| f.size).sum()
     }
+
+    /// `N files in M folders, X MiB, seed S` (for summaries).
+    pub fn describe(&self, seed: u64) -> String {
+        format!(
+            "{} files in {} folders, {:.1} MiB, seed {seed}",
+            self.files.len(),
+            self.folders.len(),
+            self.total_bytes() as f64 / 1048576.0
+        )
+    }
 }
 
 /// Creates the tree's folders and uploads its files (streamed, 4 at a time, with their mtimes)

@@ -41,6 +41,7 @@ pub mod error;
 pub mod path;
 #[cfg(feature = "plakar")]
 pub mod plakar;
+pub mod rclone;
 pub mod retry;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -16,7 +16,7 @@ use super::{Case, CaseFailure, CaseResult, SuiteReport, run_cases};
 use crate::ensure_case;
 use crate::error::Result;
 use crate::types::{FileInfo, FileMode, Record};
-use crate::{ByteStream, Exporter};
+use crate::{ByteStream, Exporter, Protocol};
 
 /// An entry read back from the destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +39,21 @@ pub struct ExporterCapabilities {
     /// Symlinks, devices and other special files get an error result (the target cannot store
     /// them) instead of being skipped with `Ok`.
     pub rejects_special_files: bool,
+}
+
+impl ExporterCapabilities {
+    /// What is left of these capabilities when the connector is reached over `protocol` (None:
+    /// called directly). Protocol v1 sends a file's metadata only after its content is stored
+    /// (plakar 1.0's `SetPermissions`), so no file modification time can be restored with it.
+    pub fn over(self, protocol: Option<Protocol>) -> Self {
+        match protocol {
+            Some(Protocol::V1) => Self {
+                file_mtimes: false,
+                ..self
+            },
+            _ => self,
+        }
+    }
 }
 
 impl Default for ExporterCapabilities {
