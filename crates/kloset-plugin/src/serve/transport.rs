@@ -103,10 +103,12 @@ where
 #[error("plugin transport failed: {0}")]
 pub struct TransportError(pub String);
 
-/// Shared between the IO object and the server: fires at EOF or on the first I/O error.
+/// Shared between the IO object and the server: `closed` fires at EOF or on the first I/O
+/// error, `broken` on the first I/O error only.
 #[derive(Default)]
 struct ConnectionState {
     closed: CancellationToken,
+    broken: CancellationToken,
     failure: Mutex<Option<String>>,
 }
 
@@ -117,6 +119,7 @@ impl ConnectionState {
             *failure = Some(format!("{what}: {err}"));
         }
         drop(failure);
+        self.broken.cancel();
         self.closed.cancel();
     }
 }
@@ -252,10 +255,15 @@ where
         .chain(futures::stream::pending());
     let closed = state.closed.clone();
     let tracker = TaskTracker::new();
-    let served = tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         .layer(InFlightLayer(tracker.clone()))
-        .serve_with_incoming_shutdown(routes, incoming, async move { closed.cancelled().await })
-        .await;
+        .serve_with_incoming_shutdown(routes, incoming, async move { closed.cancelled().await });
+    // A broken pipe ends serving at once: a graceful shutdown could wait for an input that
+    // never closes, and nothing can reach plakar any more anyway.
+    let served = tokio::select! {
+        served = server => served,
+        () = state.broken.cancelled() => Ok(()),
+    };
     tracker.close();
     if !tracker.is_empty() {
         tracing::debug!(
