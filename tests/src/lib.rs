@@ -7,6 +7,7 @@
 //! * [`binaries`]: `cargo build` of the plugins and their paths.
 //! * [`site`]: the backend (emulator or live Koofr), config maps, listings, request log.
 //! * [`tree`]: the deterministic seeded tree and its upload.
+//! * [`manifest`]: the package manifest, and the one derived for plakar v1.0.x.
 //! * [`pack`], [`index`]: packfiles and the state (index) the host writes.
 //! * [`pipeline`]: create, backup, restore and verify phases, and the whole demo.
 //! * [`plakar`]: a real plakar in the loop: finding it, isolated homes with the package
@@ -18,6 +19,7 @@
 pub mod binaries;
 pub mod conformance;
 pub mod index;
+pub mod manifest;
 pub mod pack;
 pub mod pipeline;
 pub mod plakar;
@@ -29,5 +31,5 @@ pub mod tree;
 
 pub use binaries::{PluginBinaries, build_plugins, locate_plugins};
 pub use progress::Progress;
-pub use site::{EmulatorOptions, LiveCredentials, Site};
+pub use site::{EmulatorOptions, LiveAuth, LiveCredentials, Site};
 pub use tree::TreeSpec;

@@ -1,4 +1,5 @@
-//! Real plakar in the loop: finds a plakar v1.1.x, builds the `koofr` package from the plugin
+//! Real plakar in the loop: finds a plakar of a [`Line`] (v1.1.x, or v1.0.x with its older
+//! flags, XDG isolation and package format), builds the `koofr` package for it from the plugin
 //! binaries, gives each run an isolated plakar home with the package installed, runs plakar
 //! commands in a hermetic environment, samples the plugin processes' memory, and ends every
 //! process a home started when it is dropped (also when a test panics).
@@ -19,6 +20,74 @@ use crate::summary::{cpu_time, peak_rss_kib};
 
 /// The plakar line the connectors' package targets (plugin API v1.1.0, protocol v2).
 pub const SUPPORTED_LINE: &str = "v1.1.";
+
+/// A line of plakar releases, with what differs when a harness drives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Line {
+    /// plakar v1.1.x: protocol v2, `-cachedir`/`-configdir`/`-datadir`, `pkg create` with a
+    /// version argument.
+    V1_1,
+    /// plakar v1.0.x: protocol v1 (the package starts the executables with
+    /// `--plakar-protocol v1`), `-config` and the `XDG_*` variables, `-no-agent`, `pkg create`
+    /// of a manifest with `version:`.
+    V1_0,
+}
+
+impl Line {
+    /// The version prefix, e.g. `v1.1.`.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Line::V1_1 => SUPPORTED_LINE,
+            Line::V1_0 => "v1.0.",
+        }
+    }
+
+    /// The variable naming the executable, then its name on `PATH`.
+    fn program(self) -> (&'static str, &'static str) {
+        match self {
+            Line::V1_1 => ("PLAKAR", "plakar"),
+            Line::V1_0 => ("PLAKAR_1_0", "plakar-1.0"),
+        }
+    }
+
+    /// The flags every command starts with: the configuration, cache and data directories at
+    /// their default places below `home` (see [`Line::V1_1`]), or for 1.0 `-config` (the cache
+    /// and data come from `XDG_*`) and `-no-agent` (its agent dies without syslog, and panics
+    /// after commands where it runs).
+    fn flags(self, home: &Path) -> Vec<String> {
+        let below = |dir: &str| home.join(dir).display().to_string();
+        match self {
+            Line::V1_1 => vec![
+                "-cachedir".to_owned(),
+                below(".cache/plakar"),
+                "-configdir".to_owned(),
+                below(".config/plakar"),
+                "-datadir".to_owned(),
+                below(".local/share/plakar"),
+            ],
+            Line::V1_0 => vec![
+                "-config".to_owned(),
+                below(".config/plakar"),
+                "-no-agent".to_owned(),
+            ],
+        }
+    }
+
+    /// Variables of its own a run gets, below `home`.
+    fn env(self, home: &Path) -> Vec<(String, String)> {
+        match self {
+            Line::V1_1 => Vec::new(),
+            Line::V1_0 => [
+                ("XDG_CACHE_HOME", ".cache"),
+                ("XDG_CONFIG_HOME", ".config"),
+                ("XDG_DATA_HOME", ".local/share"),
+            ]
+            .iter()
+            .map(|(key, dir)| ((*key).to_owned(), home.join(dir).display().to_string()))
+            .collect(),
+        }
+    }
+}
 /// The version the harness gives the package it builds.
 pub const PACKAGE_VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));
 /// How long one plakar command may run before it is killed.
@@ -32,35 +101,51 @@ const OUTPUT_CAP: usize = 64 << 20;
 pub struct Plakar {
     program: PathBuf,
     version: String,
+    line: Line,
 }
 
 impl Plakar {
     /// The plakar to use: `$PLAKAR` if set, else `plakar` on `PATH`; `Ok(None)` when there is
     /// neither; an error naming the program when it does not run or is not v1.1.x.
     pub fn find() -> anyhow::Result<Option<Plakar>> {
-        let program = match std::env::var_os("PLAKAR").filter(|v| !v.is_empty()) {
+        Plakar::find_line(Line::V1_1)
+    }
+
+    /// The plakar of `line`: `$PLAKAR` / `plakar` for v1.1.x, `$PLAKAR_1_0` / `plakar-1.0` for
+    /// v1.0.x (see [`Plakar::find`]).
+    pub fn find_line(line: Line) -> anyhow::Result<Option<Plakar>> {
+        let (variable, name) = line.program();
+        let program = match std::env::var_os(variable).filter(|v| !v.is_empty()) {
             Some(explicit) => PathBuf::from(explicit),
-            None => match find_on_path("plakar") {
+            None => match find_on_path(name) {
                 Some(found) => found,
                 None => return Ok(None),
             },
         };
-        Plakar::at(&program).map(Some)
+        Plakar::at_line(&program, line).map(Some)
     }
 
     /// Checks that `program` is a plakar v1.1.x (`plakar version` → `plakar/v1.1.x`).
     pub fn at(program: &Path) -> anyhow::Result<Plakar> {
-        let version = probe_version(program)
+        Plakar::at_line(program, Line::V1_1)
+    }
+
+    /// Checks that `program` is a plakar of `line`.
+    pub fn at_line(program: &Path, line: Line) -> anyhow::Result<Plakar> {
+        let version = probe_version(program, line)
             .with_context(|| format!("running `{} version`", program.display()))?;
+        let (variable, name) = line.program();
         ensure!(
-            version.starts_with(SUPPORTED_LINE),
-            "{} is plakar {version}; the koofr package is for plakar {SUPPORTED_LINE}x \
-             (set $PLAKAR to a plakar v1.1.x, or put one first on PATH)",
-            program.display()
+            version.starts_with(line.prefix()),
+            "{} is plakar {version}, not {}x (set ${variable} to one, or put one first on PATH \
+             as `{name}`)",
+            program.display(),
+            line.prefix()
         );
         Ok(Plakar {
             program: program.to_path_buf(),
             version,
+            line,
         })
     }
 
@@ -73,16 +158,32 @@ impl Plakar {
     pub fn version(&self) -> &str {
         &self.version
     }
+
+    /// Its line.
+    pub fn line(&self) -> Line {
+        self.line
+    }
 }
 
 /// The plakar for `test`, or `None` after printing why `test` is skipped.
 pub fn plakar_for(test: &str) -> Option<Plakar> {
-    match Plakar::find() {
+    plakar_of_line_for(test, Line::V1_1)
+}
+
+/// The plakar of `line` for `test`, or `None` after printing why `test` is skipped.
+pub fn plakar_of_line_for(test: &str, line: Line) -> Option<Plakar> {
+    match Plakar::find_line(line) {
         Ok(Some(plakar)) => Some(plakar),
         Ok(None) => {
+            let (variable, name) = line.program();
+            let tool = match line {
+                Line::V1_1 => "plakar",
+                Line::V1_0 => "plakar-1.0",
+            };
             println!(
-                "SKIPPED {test}: no plakar found ($PLAKAR is unset and there is no `plakar` on \
-                 PATH); to run it: PATH=$PWD/../shared/tools/plakar:$PATH cargo test"
+                "SKIPPED {test}: no plakar {}x found (${variable} is unset and there is no \
+                 `{name}` on PATH); to run it: PATH=$PWD/../shared/tools/{tool}:$PATH cargo test",
+                line.prefix()
             );
             None
         }
@@ -136,33 +237,29 @@ fn hermetic_env(home: &Path) -> Vec<(String, String)> {
     env
 }
 
-/// The three directories plakar takes as flags, at their default places below `home`: the
+/// The three directories plakar v1.1 takes as flags, at their default places below `home`: the
 /// background `plakar cached` daemon is started with `-cachedir` only and finds plugins under
 /// the default data directory of `$HOME`, so other places break every store command.
-fn directory_flags(home: &Path) -> [String; 6] {
-    [
-        "-cachedir".to_owned(),
-        home.join(".cache/plakar").display().to_string(),
-        "-configdir".to_owned(),
-        home.join(".config/plakar").display().to_string(),
-        "-datadir".to_owned(),
-        home.join(".local/share/plakar").display().to_string(),
-    ]
+#[cfg(test)]
+fn directory_flags(home: &Path) -> Vec<String> {
+    Line::V1_1.flags(home)
 }
 
-fn probe_version(program: &Path) -> anyhow::Result<String> {
+fn probe_version(program: &Path, line: Line) -> anyhow::Result<String> {
     let scratch = tempfile::tempdir().context("creating a scratch plakar home")?;
     let run = |args: &[&str]| -> anyhow::Result<std::process::Output> {
         let output = std::process::Command::new(program)
-            .args(directory_flags(scratch.path()))
+            .args(line.flags(scratch.path()))
             .args(args)
             .env_clear()
             .envs(hermetic_env(scratch.path()))
+            .envs(line.env(scratch.path()))
             .stdin(Stdio::null())
             .output()?;
         Ok(output)
     };
-    // Without the cookie, the first call prints a welcome text and checks for updates online.
+    // Without the cookie, the first call prints a welcome text and checks for updates online
+    // (plakar 1.0 exits 1 after writing it).
     run(&["-disable-security-check"])?;
     let output = run(&["version"])?;
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -183,7 +280,7 @@ fn probe_version(program: &Path) -> anyhow::Result<String> {
 }
 
 /// The `koofr` package (`.ptar`) built with `plakar pkg create` from the repository's
-/// `manifest.yaml` and the given plugin binaries.
+/// `manifest.yaml` (for plakar 1.0: the manifest derived from it) and the given plugin binaries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlakarPackage {
     ptar: PathBuf,
@@ -191,7 +288,8 @@ pub struct PlakarPackage {
 
 impl PlakarPackage {
     /// Stages `manifest.yaml` and the three executables in `dir` (emptied first) and runs
-    /// `plakar pkg create ./manifest.yaml <version>` there (in a scratch home).
+    /// `plakar pkg create ./manifest.yaml <version>` there (in a scratch home); for plakar 1.0,
+    /// the derived manifest, with the version in it, and `plakar pkg create ./manifest.yaml`.
     pub async fn create(
         plakar: &Plakar,
         binaries: &PluginBinaries,
@@ -202,8 +300,21 @@ impl PlakarPackage {
         }
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let manifest = workspace_root().join("manifest.yaml");
-        std::fs::copy(&manifest, dir.join("manifest.yaml"))
-            .with_context(|| format!("copying {}", manifest.display()))?;
+        let text = std::fs::read_to_string(&manifest)
+            .with_context(|| format!("reading {}", manifest.display()))?;
+        let (text, create) = match plakar.line() {
+            Line::V1_1 => (
+                text,
+                vec!["pkg", "create", "./manifest.yaml", PACKAGE_VERSION],
+            ),
+            Line::V1_0 => {
+                let parsed = crate::manifest::parse_manifest(&text)?;
+                let derived = crate::manifest::plakar_1_0_manifest(&parsed, PACKAGE_VERSION);
+                (derived, vec!["pkg", "create", "./manifest.yaml"])
+            }
+        };
+        std::fs::write(dir.join("manifest.yaml"), text)
+            .with_context(|| format!("writing the manifest into {}", dir.display()))?;
         for executable in [&binaries.importer, &binaries.exporter, &binaries.storage] {
             let name = executable.file_name().context("executable name")?;
             let staged = dir.join(name);
@@ -214,7 +325,7 @@ impl PlakarPackage {
             }
         }
         let home = PlakarHome::bare(plakar).await?;
-        let mut command = home.command(["pkg", "create", "./manifest.yaml", PACKAGE_VERSION]);
+        let mut command = home.command(create);
         command.current_dir(dir);
         home.finish(command, COMMAND_TIMEOUT)
             .await?
@@ -344,8 +455,12 @@ impl PlakarHome {
             root,
             env: Vec::new(),
         };
-        // A command of its own: it writes the cookie and exits (as a prefix it does nothing).
-        home.run_ok(["-disable-security-check"]).await?;
+        // A command of its own: it writes the cookie and exits (as a prefix it does nothing);
+        // plakar 1.0 exits 1 after it.
+        let disabled = home.run(["-disable-security-check"]).await?;
+        if !disabled.stdout_text().contains("security check disabled") {
+            disabled.success("plakar -disable-security-check")?;
+        }
         Ok(home)
     }
 
@@ -365,8 +480,8 @@ impl PlakarHome {
         self.env.push((key.to_owned(), value.to_owned()));
     }
 
-    /// `plakar <directory flags> <args>` with the hermetic environment, stdin closed, output
-    /// piped, killed if dropped.
+    /// `plakar <line flags> <args>` with the hermetic environment, stdin closed, output piped,
+    /// killed if dropped.
     pub fn command<I, S>(&self, args: I) -> tokio::process::Command
     where
         I: IntoIterator<Item = S>,
@@ -374,10 +489,11 @@ impl PlakarHome {
     {
         let mut command = tokio::process::Command::new(self.plakar.program());
         command
-            .args(directory_flags(self.root()))
+            .args(self.plakar.line.flags(self.root()))
             .args(args)
             .env_clear()
             .envs(hermetic_env(self.root()))
+            .envs(self.plakar.line.env(self.root()))
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(self.root())
             .stdin(Stdio::null())
@@ -416,7 +532,7 @@ impl PlakarHome {
         let args: Vec<String> = command
             .as_std()
             .get_args()
-            .skip(6) // the directory flags
+            .skip(self.plakar.line.flags(self.root()).len())
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
         let started = Instant::now();
@@ -666,6 +782,26 @@ mod tests {
         let flags = directory_flags(Path::new("/tmp/h"));
         assert_eq!(flags[1], "/tmp/h/.cache/plakar");
         assert_eq!(flags[5], "/tmp/h/.local/share/plakar");
+    }
+
+    #[test]
+    fn plakar_1_0_is_isolated_with_config_xdg_and_no_agent() {
+        let home = Path::new("/tmp/h");
+        assert_eq!(
+            Line::V1_0.flags(home),
+            ["-config", "/tmp/h/.config/plakar", "-no-agent"]
+        );
+        let env = Line::V1_0.env(home);
+        for (key, dir) in [
+            ("XDG_CACHE_HOME", "/tmp/h/.cache"),
+            ("XDG_CONFIG_HOME", "/tmp/h/.config"),
+            ("XDG_DATA_HOME", "/tmp/h/.local/share"),
+        ] {
+            assert!(env.iter().any(|(k, v)| k == key && v == dir), "{env:?}");
+        }
+        assert!(Line::V1_1.env(home).is_empty());
+        let err = Plakar::at_line(Path::new("/bin/true"), Line::V1_0).unwrap_err();
+        assert!(format!("{err:#}").contains("/bin/true"), "{err:#}");
     }
 
     #[test]

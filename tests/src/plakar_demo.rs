@@ -104,9 +104,25 @@ impl<'a> PlakarSite<'a> {
     }
 }
 
-/// The short snapshot id from a backup's output (`<id>: backup completed without errors …`).
+/// The short snapshot id from a backup's output (`<id>: backup completed without errors …`;
+/// plakar 1.0: `info: backup: created unsigned snapshot <id> of size …`, and a `KO ✘` line for
+/// every error).
 pub fn backup_id(output: &PlakarOutput) -> anyhow::Result<String> {
     let text = output.text();
+    if let Some(created) = text
+        .lines()
+        .find_map(|l| l.split("backup: created ").nth(1))
+    {
+        let failed: Vec<&str> = text.lines().filter(|l| l.contains("KO ✘")).collect();
+        ensure!(
+            failed.is_empty(),
+            "the backup had errors: {failed:?}\n{text}"
+        );
+        let id = created.split_whitespace().nth(2);
+        return id
+            .map(str::to_owned)
+            .with_context(|| format!("no snapshot id in {created:?}"));
+    }
     let line = text
         .lines()
         .find(|l| l.contains(": backup completed"))

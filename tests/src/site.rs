@@ -10,38 +10,9 @@ use futures::StreamExt;
 use koofr_core::{Client, KoofrConfig, KoofrPath, ListEntry, RetryPolicy};
 use koofr_emulator::{Emulator, EmulatorConfig, RequestRecord};
 
-/// Real Koofr credentials (the password never appears in `Debug`).
-#[derive(Clone)]
-pub struct LiveCredentials {
-    /// Base URL, e.g. `https://app.koofr.net`.
-    pub endpoint: String,
-    /// Account e-mail.
-    pub username: String,
-    /// Application password.
-    pub password: String,
-}
-
-impl fmt::Debug for LiveCredentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LiveCredentials")
-            .field("endpoint", &self.endpoint)
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .finish()
-    }
-}
-
-impl LiveCredentials {
-    /// From `KOOFR_ENDPOINT`, `KOOFR_USERNAME` and `KOOFR_PASSWORD`, when all are set.
-    pub fn from_env() -> Option<LiveCredentials> {
-        let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        Some(LiveCredentials {
-            endpoint: get("KOOFR_ENDPOINT")?,
-            username: get("KOOFR_USERNAME")?,
-            password: get("KOOFR_PASSWORD")?,
-        })
-    }
-}
+/// Real Koofr credentials: a password or an access token (never in `Debug`), the endpoint and
+/// the API version; the same type koofr-core's test harness reads from the environment.
+pub use koofr_core::testing::{LiveAuth, LiveCredentials};
 
 /// How to start the emulator.
 #[derive(Debug, Clone, Default)]
@@ -110,10 +81,8 @@ impl Site {
 
     /// Real Koofr, in a fresh folder `/koofr-plakar-<tag>-<random>` (removed by [`Site::finish`]).
     pub async fn live(credentials: &LiveCredentials, tag: &str) -> anyhow::Result<Site> {
-        let account = HashMap::from([
-            ("endpoint".to_owned(), credentials.endpoint.clone()),
-            ("username".to_owned(), credentials.username.clone()),
-            ("password".to_owned(), credentials.password.clone()),
+        let mut account = credentials.config_map();
+        account.extend([
             ("retries".to_owned(), "8".to_owned()),
             ("retry_delay_ms".to_owned(), "500".to_owned()),
         ]);

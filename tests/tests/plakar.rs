@@ -1,13 +1,17 @@
-//! End-to-end through a real plakar v1.1.x (`$PLAKAR`, else `plakar` on `PATH`; each test says
-//! why it was skipped when there is none): the koofr package installed into an isolated plakar
-//! home, named entries on the in-process emulator, and plakar's own commands, with results
-//! checked byte for byte and request counts read from the emulator's log.
+//! End-to-end through a real plakar v1.1.x (`$PLAKAR`, else `plakar` on `PATH`) and a real
+//! plakar v1.0.x (`$PLAKAR_1_0`, else `plakar-1.0`; tests named `plakar_1_0_…`, through the
+//! protocol v1 package); each test says why it was skipped when there is none: the koofr package
+//! installed into an isolated plakar home, named entries on the in-process emulator, and
+//! plakar's own commands, with results checked byte for byte and request counts read from the
+//! emulator's log.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use koofr_e2e::pipeline::compare_with_manifest;
-use koofr_e2e::plakar::{Plakar, PlakarPackage, PluginProcess, plakar_for};
+use koofr_e2e::plakar::{
+    Line, Plakar, PlakarPackage, PluginProcess, plakar_for, plakar_of_line_for,
+};
 use koofr_e2e::plakar_demo::{Entry, PlakarSite};
 use koofr_e2e::summary::count_below;
 use koofr_e2e::tree::{Manifest, generate, seed, walk_local, write_local};
@@ -28,6 +32,25 @@ async fn plakar(test: &str) -> Option<(Plakar, PlakarPackage)> {
             PlakarPackage::create(&plakar, &binaries, &dir)
                 .await
                 .expect("plakar pkg create")
+        })
+        .await;
+    Some((plakar, package.clone()))
+}
+
+/// [`plakar`] for plakar v1.0.x: its plakar and the protocol v1 package, built once.
+async fn plakar_1_0(test: &str) -> Option<(Plakar, PlakarPackage)> {
+    static PACKAGE: tokio::sync::OnceCell<PlakarPackage> = tokio::sync::OnceCell::const_new();
+    let plakar = plakar_of_line_for(test, Line::V1_0)?;
+    let package = PACKAGE
+        .get_or_init(|| async {
+            let binaries = tokio::task::spawn_blocking(|| build_plugins(false))
+                .await
+                .unwrap()
+                .expect("building the plugin binaries");
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plakar-1.0-package");
+            PlakarPackage::create(&plakar, &binaries, &dir)
+                .await
+                .expect("plakar 1.0 pkg create")
         })
         .await;
     Some((plakar, package.clone()))
@@ -656,6 +679,116 @@ async fn real_plakar_two_concurrent_backups_share_a_koofr_kloset() {
     run.ok(&["at", "@kloset", "check"]).await.unwrap();
 }
 
+/// `plakar <kind> add <name> koofr://<location>` with the site's account keys, one of them
+/// replaced (a wrong password, an endpoint nothing listens on).
+async fn add_entry_with(
+    run: &PlakarSite<'_>,
+    kind: Entry,
+    name: &str,
+    location: &koofr_core::KoofrPath,
+    key: &str,
+    value: &str,
+) {
+    let mut keys = run.site.plugin_config(location);
+    keys.remove("location");
+    keys.insert(key.to_owned(), value.to_owned());
+    let mut keys: Vec<String> = keys.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    keys.sort();
+    let mut args = vec![
+        kind.command().to_owned(),
+        "add".to_owned(),
+        name.to_owned(),
+        format!("koofr://{location}"),
+    ];
+    args.extend(keys);
+    run.home.run_ok(&args).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_plakar_fails_once_and_whole_on_a_wrong_password_or_a_refused_endpoint() {
+    let Some((plakar, package)) =
+        plakar("real_plakar_fails_once_and_whole_on_a_wrong_password_or_a_refused_endpoint").await
+    else {
+        return;
+    };
+    let site = emulator().await;
+    let local = scratch();
+    let tree_dir = local.path().join("tree");
+    local_tree(&tree_dir, 12, 4 << 10, 14, "never restored\n");
+    let kloset = path_str(&local.path().join("kloset"));
+    let run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
+    run.ok(&["at", &kloset, "create", "-plaintext"])
+        .await
+        .unwrap();
+    let id = run.backup(&kloset, &path_str(&tree_dir)).await.unwrap();
+    let (source, target) = (site.path("source").unwrap(), site.path("out").unwrap());
+    let refused_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let refused = format!("http://127.0.0.1:{refused_port}");
+    for (kind, name, location, key, value) in [
+        (Entry::Destination, "bad-out", &target, "password", "WRONG"),
+        (
+            Entry::Store,
+            "bad-store",
+            &site.path("kloset").unwrap(),
+            "password",
+            "WRONG",
+        ),
+        (Entry::Source, "bad-src", &source, "password", "WRONG"),
+        (
+            Entry::Destination,
+            "off-out",
+            &target,
+            "endpoint",
+            refused.as_str(),
+        ),
+    ] {
+        add_entry_with(&run, kind, name, location, key, value).await;
+    }
+
+    // Each command: a non-zero exit, one line naming the cause, at most one 401 (one plugin
+    // process each: the backup runs without its statistics importer).
+    for (args, cause) in [
+        (
+            vec!["at", &kloset, "restore", "-to", "@bad-out", &id],
+            "authentication failed",
+        ),
+        (vec!["at", "@bad-store", "ls"], "authentication failed"),
+        (
+            vec!["at", &kloset, "backup", "-no-progress", "@bad-src"],
+            "authentication failed",
+        ),
+        (
+            vec!["at", &kloset, "restore", "-to", "@off-out", &id],
+            "connection refused [gave up after 3 attempts]",
+        ),
+    ] {
+        site.clear_requests();
+        let output = run.home.run(&args).await.unwrap();
+        let text = output.text();
+        assert!(!output.succeeded(), "{args:?} exited 0:\n{text}");
+        let naming: Vec<&str> = text.lines().filter(|l| l.contains(cause)).collect();
+        assert_eq!(
+            naming.len(),
+            1,
+            "{args:?}: one line naming {cause:?}:\n{text}"
+        );
+        assert!(
+            !text.contains("KO ✘"),
+            "{args:?} failed record by record:\n{text}"
+        );
+        let log = site.requests();
+        assert!(statuses(&log, 401) <= 1, "{args:?}: {log:?}");
+    }
+    assert!(
+        site.walk(&target).await.unwrap().is_empty(),
+        "nothing was restored"
+    );
+}
+
 /// The obscured form of `password` among koofr-core's `rclone obscure` fixtures.
 fn rclone_obscured(password: &str) -> String {
     let fixtures: serde_json::Value = serde_json::from_str(include_str!(
@@ -831,4 +964,313 @@ async fn real_plakar_uses_rclone_imported_entries() {
             );
         }
     }
+}
+
+// ---------------------------------------------------------------- plakar 1.0.x, protocol v1
+
+/// The manifest of a tree restored by plakar 1.0, which puts it below the destination in a
+/// folder named like the backed-up one.
+fn below(manifest: &Manifest, folder: &str) -> Manifest {
+    Manifest {
+        files: manifest
+            .files
+            .iter()
+            .map(|(path, file)| (format!("{folder}/{path}"), file.clone()))
+            .collect(),
+        folders: std::iter::once(folder.to_owned())
+            .chain(manifest.folders.iter().map(|f| format!("{folder}/{f}")))
+            .collect(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plakar_1_0_installs_the_package_and_keeps_a_kloset_on_koofr() {
+    let Some((plakar, package)) =
+        plakar_1_0("plakar_1_0_installs_the_package_and_keeps_a_kloset_on_koofr").await
+    else {
+        return;
+    };
+    let site = emulator().await;
+    let local = scratch();
+    let tree_dir = local.path().join("tree");
+    let manifest = local_tree(&tree_dir, 16, 3 << 20, 41, "kept by plakar 1.0\n");
+    let kloset = site.path("kloset").unwrap();
+    // `pkg add`, then `pkg list` shows koofr@<version> (checked by the harness).
+    let run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
+    let unpacked = run.home.root().join(format!(
+        ".cache/plakar/plugins/v1.0.0/{}",
+        package.path().file_stem().unwrap().to_string_lossy()
+    ));
+    let installed = std::fs::read_to_string(unpacked.join("manifest.yaml")).unwrap();
+    assert!(
+        installed.contains("args: [\"--plakar-protocol\", \"v1\"]"),
+        "{installed}"
+    );
+    run.add_entry(Entry::Store, "kloset", &kloset, &[])
+        .await
+        .unwrap();
+
+    site.clear_requests();
+    run.ok(&["at", "@kloset", "create"]).await.unwrap();
+    assert_eq!(
+        count_below(&site.requests(), "files/put", kloset.as_str()),
+        1,
+        "the CONFIG, once"
+    );
+    let packfiles = format!("{kloset}/packfiles");
+    site.clear_requests();
+    let id = run.backup("@kloset", &path_str(&tree_dir)).await.unwrap();
+    let stored = site
+        .emulator()
+        .unwrap()
+        .walk(&packfiles)
+        .iter()
+        .filter(|(_, info)| !info.is_dir)
+        .count();
+    assert!(stored >= 1);
+    assert_eq!(
+        count_below(&site.requests(), "files/put", &packfiles),
+        stored
+    );
+    assert_eq!(run.snapshots("@kloset").await.unwrap(), vec![id.clone()]);
+    let checked = run.ok(&["at", "@kloset", "check"]).await.unwrap();
+    assert!(
+        checked.text().contains("completed successfully"),
+        "{}",
+        checked.text()
+    );
+    let restored = local.path().join("restored");
+    site.clear_requests();
+    run.ok(&["at", "@kloset", "restore", "-to", &path_str(&restored), &id])
+        .await
+        .unwrap();
+    // Byte for byte (and the times, kept by plakar's own fs exporter).
+    assert_same(
+        &walk_local(&restored).unwrap(),
+        &below(&manifest, "tree"),
+        "restored tree",
+    );
+    let log = site.requests();
+    assert!(
+        count_below(&log, "files/get", &packfiles) >= 1,
+        "the restore read packfiles (ranges through GetPackfileBlob)"
+    );
+    assert!(log.iter().all(|r| r.status < 400), "{log:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plakar_1_0_backs_up_a_koofr_folder_then_only_what_changed() {
+    let Some((plakar, package)) =
+        plakar_1_0("plakar_1_0_backs_up_a_koofr_folder_then_only_what_changed").await
+    else {
+        return;
+    };
+    let site = emulator().await;
+    let local = scratch();
+    let source = site.path("source").unwrap();
+    let spec = TreeSpec {
+        files: 20,
+        max_file_bytes: 1 << 20,
+        seed: 42,
+    };
+    let manifest = seed(&site, &source, &generate(&spec), &Progress::hidden())
+        .await
+        .unwrap();
+    let run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
+    run.add_entry(Entry::Source, "docs", &source, &[])
+        .await
+        .unwrap();
+    let kloset = path_str(&local.path().join("kloset"));
+    run.ok(&["at", &kloset, "create", "-plaintext"])
+        .await
+        .unwrap();
+
+    site.clear_requests();
+    let first = run.backup(&kloset, "@docs").await.unwrap();
+    let log = site.requests();
+    assert_eq!(
+        count_below(&log, "files/get", source.as_str()),
+        manifest.files.len(),
+        "one download per file"
+    );
+    assert_eq!(count_below(&log, "files/listrecursive", source.as_str()), 1);
+    let restored = local.path().join("restored");
+    run.ok(&[
+        "at",
+        &kloset,
+        "restore",
+        "-to",
+        &path_str(&restored),
+        &first,
+    ])
+    .await
+    .unwrap();
+    // Koofr's times were backed up, so plakar's fs exporter sets them back.
+    assert_same(
+        &walk_local(&restored).unwrap(),
+        &below(&manifest, "source"),
+        "restored tree",
+    );
+
+    let (changed, _) = manifest.files.iter().find(|(_, f)| f.size > 0).unwrap();
+    let changed_path = format!("{source}/{changed}");
+    site.emulator().unwrap().put_file(
+        &changed_path,
+        &b"changed under plakar 1.0"[..],
+        1_800_000_000_000,
+    );
+    site.clear_requests();
+    let second = run.backup(&kloset, "@docs").await.unwrap();
+    let gets: Vec<_> = site
+        .requests()
+        .iter()
+        .filter(|r| r.endpoint == "files/get")
+        .filter_map(|r| r.path.clone())
+        .collect();
+    assert_eq!(gets, vec![changed_path], "exactly one download");
+    let cat = run
+        .ok(&[
+            "at",
+            &kloset,
+            "cat",
+            &format!("{second}:{source}/{changed}"),
+        ])
+        .await
+        .unwrap();
+    assert_bytes(
+        &cat.stdout,
+        b"changed under plakar 1.0",
+        "cat of the changed file",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plakar_1_0_restores_into_koofr() {
+    let Some((plakar, package)) = plakar_1_0("plakar_1_0_restores_into_koofr").await else {
+        return;
+    };
+    let site = emulator().await;
+    let local = scratch();
+    let tree_dir = local.path().join("tree");
+    let manifest = local_tree(
+        &tree_dir,
+        20,
+        3 << 20,
+        43,
+        "restored into Koofr by plakar 1.0\n",
+    );
+    let target = site.path("restored").unwrap();
+    let run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
+    run.add_entry(Entry::Destination, "out", &target, &[])
+        .await
+        .unwrap();
+    let kloset = path_str(&local.path().join("kloset"));
+    run.ok(&["at", &kloset, "create", "-plaintext"])
+        .await
+        .unwrap();
+    let id = run.backup(&kloset, &path_str(&tree_dir)).await.unwrap();
+
+    site.clear_requests();
+    let started_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    run.ok(&["at", &kloset, "restore", "-to", "@out", &id])
+        .await
+        .unwrap();
+    let entries = site.walk(&target).await.unwrap();
+    // Names, sizes and MD5s as backed up. Protocol v1 gives a file's time only after its
+    // content is stored, and Koofr cannot change it then: files carry the restore's time.
+    let expected = below(&manifest, "tree");
+    let problems: Vec<String> = compare_with_manifest(&entries, &expected)
+        .into_iter()
+        .filter(|p| !p.contains(": mtime "))
+        .collect();
+    assert!(problems.is_empty(), "tree in Koofr: {problems:?}");
+    for entry in entries.iter().filter(|e| !e.is_dir) {
+        assert!(
+            entry.modified_ms >= started_ms - 1000,
+            "{}: mtime {} is not the restore's ({started_ms})",
+            entry.path,
+            entry.modified_ms
+        );
+    }
+    assert_eq!(
+        count_below(&site.requests(), "files/put", target.as_str()),
+        manifest.files.len(),
+        "one upload per file"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plakar_1_0_wrong_password_fails_with_a_non_zero_exit() {
+    let Some((plakar, package)) =
+        plakar_1_0("plakar_1_0_wrong_password_fails_with_a_non_zero_exit").await
+    else {
+        return;
+    };
+    let site = emulator().await;
+    let local = scratch();
+    let run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
+    let wrong: Vec<String> = site
+        .entry_args()
+        .into_iter()
+        .map(|arg| match arg.starts_with("password=") {
+            true => "password=not-the-app-password".to_owned(),
+            false => arg,
+        })
+        .collect();
+    for (kind, name, folder) in [
+        ("store", "kloset", "kloset"),
+        ("source", "docs", "docs"),
+        ("destination", "out", "out"),
+    ] {
+        let location = format!("koofr://{}", site.path(folder).unwrap());
+        let mut args = vec![kind.to_owned(), "add".to_owned(), name.to_owned(), location];
+        args.extend(wrong.iter().cloned());
+        run.home.run_ok(&args).await.unwrap();
+    }
+    let tree_dir = local.path().join("tree");
+    std::fs::create_dir_all(&tree_dir).unwrap();
+    std::fs::write(tree_dir.join("a.txt"), "a").unwrap();
+    let kloset = path_str(&local.path().join("kloset"));
+    run.ok(&["at", &kloset, "create", "-plaintext"])
+        .await
+        .unwrap();
+    let id = run.backup(&kloset, &path_str(&tree_dir)).await.unwrap();
+
+    site.clear_requests();
+    for command in [
+        vec!["at", "@kloset", "create"],
+        vec!["at", "@kloset", "ls"],
+        vec!["at", &kloset, "backup", "@docs"],
+        vec!["at", &kloset, "restore", "-to", "@out", &id],
+    ] {
+        let output = run.home.run(&command).await.unwrap();
+        assert!(
+            !output.succeeded() && output.code.is_some(),
+            "`plakar {}` exited {:?}:\n{}",
+            command.join(" "),
+            output.code,
+            output.text()
+        );
+        assert!(
+            output.text().contains("authentication failed"),
+            "`plakar {}`: {}",
+            command.join(" "),
+            output.text()
+        );
+    }
+    // Refused once per connector process, never retried.
+    let log = site.requests();
+    assert!(log.iter().all(|r| r.status == 401), "{log:?}");
+    assert!(log.len() <= 8, "{} requests: {log:?}", log.len());
+    assert_eq!(
+        run.snapshots(&kloset).await.unwrap(),
+        vec![id],
+        "no new snapshot"
+    );
 }

@@ -7,7 +7,9 @@ use anyhow::{Context, bail};
 use koofr_e2e::pipeline::{PipelineOptions, run_demo};
 use koofr_e2e::plakar::{Plakar, PlakarPackage};
 use koofr_e2e::plakar_demo::run_plakar_demo;
-use koofr_e2e::{EmulatorOptions, LiveCredentials, Progress, Site, TreeSpec, build_plugins};
+use koofr_e2e::{
+    EmulatorOptions, LiveAuth, LiveCredentials, Progress, Site, TreeSpec, build_plugins,
+};
 
 /// Who drives the plugins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -53,7 +55,7 @@ pub struct DemoArgs {
 /// Real Koofr credentials, shared by the commands that can run against it.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LiveArgs {
-    /// Real Koofr endpoint (with --username and --password: run on real Koofr).
+    /// Real Koofr endpoint (with --access-token, or --username and --password: run on real Koofr).
     #[arg(long, env = "KOOFR_ENDPOINT")]
     pub endpoint: Option<String>,
     /// Real Koofr account e-mail.
@@ -62,25 +64,28 @@ pub struct LiveArgs {
     /// Real Koofr application password.
     #[arg(long, env = "KOOFR_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
+    /// An OAuth2 access token instead of the e-mail and password.
+    #[arg(long, env = "KOOFR_ACCESS_TOKEN", hide_env_values = true)]
+    pub access_token: Option<String>,
+    /// The Koofr API version the connectors use (`2` or `2.1`).
+    #[arg(long, env = "KOOFR_API_VERSION")]
+    pub api_version: Option<String>,
 }
 
-/// The live credentials when all three are given; an error when only some are.
+/// The live credentials when an endpoint and a complete credential are given (a token first);
+/// an error when only some are.
 pub fn live_credentials(args: &LiveArgs) -> anyhow::Result<Option<LiveCredentials>> {
     let given = |v: &Option<String>| v.as_deref().filter(|s| !s.is_empty()).map(str::to_owned);
-    match (
-        given(&args.endpoint),
+    let auth = match (
+        given(&args.access_token),
         given(&args.username),
         given(&args.password),
     ) {
-        (Some(endpoint), Some(username), Some(password)) => Ok(Some(LiveCredentials {
-            endpoint,
-            username,
-            password,
-        })),
-        (None, None, None) => Ok(None),
-        (e, u, p) => {
+        (Some(token), _, _) => Some(LiveAuth::AccessToken(token)),
+        (None, Some(username), Some(password)) => Some(LiveAuth::Password { username, password }),
+        (None, None, None) => None,
+        (None, u, p) => {
             let missing: Vec<&str> = [
-                ("--endpoint/KOOFR_ENDPOINT", e.is_none()),
                 ("--username/KOOFR_USERNAME", u.is_none()),
                 ("--password/KOOFR_PASSWORD", p.is_none()),
             ]
@@ -88,10 +93,22 @@ pub fn live_credentials(args: &LiveArgs) -> anyhow::Result<Option<LiveCredential
             .filter_map(|(name, missing)| missing.then_some(name))
             .collect();
             bail!(
-                "a real Koofr run needs all three credentials; missing {}",
+                "a real Koofr run needs an access token, or a username and a password; missing {}",
                 missing.join(", ")
             )
         }
+    };
+    match (given(&args.endpoint), auth) {
+        (Some(endpoint), Some(auth)) => Ok(Some(LiveCredentials {
+            endpoint,
+            auth,
+            api_version: given(&args.api_version),
+        })),
+        (None, None) => Ok(None),
+        (None, Some(_)) => bail!("a real Koofr run needs --endpoint/KOOFR_ENDPOINT"),
+        (Some(_), None) => bail!(
+            "a real Koofr run needs --access-token/KOOFR_ACCESS_TOKEN, or --username/KOOFR_USERNAME and --password/KOOFR_PASSWORD"
+        ),
     }
 }
 

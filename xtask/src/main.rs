@@ -27,7 +27,8 @@ enum Command {
     /// (emulator with and without faults; real Koofr with credentials); print a pass/fail table.
     Conformance(conformance::ConformanceArgs),
     /// Build the three connector executables in release mode, stage them with manifest.yaml
-    /// under target/package/koofr_<version>/ and print the plakar commands to package them.
+    /// under target/package/koofr_<version>/ (for plakar 1.1.x; `--api v1.0.0`: for plakar
+    /// 1.0.x) and print the plakar commands to package them.
     Package(package::PackageArgs),
     /// Measure the release plugins on the emulator with injected latency against baselines
     /// run in the same process; print the table and write target/bench/report.md.

@@ -2,6 +2,11 @@
 //! mode, stages them with the manifest under `target/package/<name>_<version>/`, and prints the
 //! `plakar pkg create` and `plakar pkg add` commands that turn that folder into an installed
 //! Plakar package (Plakar itself is not run: it may not be installed where this builds).
+//!
+//! With `--api v1.0.0` the package is for plakar v1.0.x instead: the folder is
+//! `target/package/<name>_<version>_api-v1.0.0/`, and its `manifest.yaml` is derived from the
+//! repository's (plakar 1.0's fields only, `version:` set, every connector started with
+//! `--plakar-protocol v1`).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -9,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail, ensure};
+
+pub use koofr_e2e::manifest::{Manifest, parse_manifest, plakar_1_0_manifest};
 
 /// Options of `cargo xtask package`.
 #[derive(Debug, Clone, clap::Args)]
@@ -19,6 +26,20 @@ pub struct PackageArgs {
     /// Rust target triple to build for (e.g. aarch64-unknown-linux-gnu); default: the host.
     #[arg(long)]
     pub target: Option<String>,
+    /// Plugin API of the package: v1.1.0 for plakar v1.1.x, v1.0.0 for plakar v1.0.x.
+    #[arg(long, value_enum, default_value = "v1.1.0")]
+    pub api: Api,
+}
+
+/// The plugin API a package is made for: one per plakar line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Api {
+    /// plakar v1.1.x: protocol v2; the repository's `manifest.yaml` as it is.
+    #[value(name = "v1.1.0")]
+    V1_1,
+    /// plakar v1.0.x: protocol v1; a manifest derived with [`plakar_1_0_manifest`].
+    #[value(name = "v1.0.0")]
+    V1_0,
 }
 
 /// The connector types Plakar v1.1 loads from a manifest. `store` is NOT one of them: plakar
@@ -27,169 +48,6 @@ pub const CONNECTOR_TYPES: [&str; 3] = ["importer", "exporter", "storage"];
 
 /// The URL scheme every Koofr connector serves.
 pub const PROTOCOL: &str = "koofr";
-
-/// The parts of `manifest.yaml` this project checks and uses.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Manifest {
-    /// Package name (`name`).
-    pub name: String,
-    /// Every top-level key with its raw value (flow lists kept as written).
-    pub top_level: BTreeMap<String, String>,
-    /// One entry per `connectors` item, in order.
-    pub connectors: Vec<Connector>,
-}
-
-/// One `connectors[]` entry of the manifest.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Connector {
-    /// `type`: importer, exporter or storage.
-    pub kind: String,
-    /// `protocols`.
-    pub protocols: Vec<String>,
-    /// `location_flags`, None when the key is absent.
-    pub location_flags: Option<Vec<String>>,
-    /// `executable`, relative to the manifest's folder, without `.exe`.
-    pub executable: String,
-    /// `class`.
-    pub class: String,
-    /// Every key of the entry, in order of appearance.
-    pub keys: Vec<String>,
-}
-
-/// Parses the subset of YAML the manifest uses: top-level `key: value` lines, a `connectors:`
-/// list of `- key: value` maps, scalars (optionally quoted) and `[a, b]` flow lists. Anything
-/// else is refused with its line number, so a reformatted manifest cannot be misread silently.
-pub fn parse_manifest(text: &str) -> Result<Manifest> {
-    let mut manifest = Manifest::default();
-    let mut in_connectors = false;
-    let mut item_indent: Option<usize> = None;
-    for (index, raw) in text.lines().enumerate() {
-        let number = index + 1;
-        let trimmed = raw.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
-        }
-        let indent = raw.len() - raw.trim_start().len();
-        ensure!(
-            !raw[..indent].contains('\t'),
-            "manifest.yaml line {number}: tabs are not allowed in YAML indentation"
-        );
-        // YAML also allows the list's `- ` at the parent's indentation.
-        let is_item = trimmed.starts_with("- ");
-        if indent == 0 && !(in_connectors && is_item) {
-            in_connectors = false;
-            let (key, value) = split_key_value(trimmed, number)?;
-            ensure!(
-                !manifest.top_level.contains_key(key),
-                "manifest.yaml line {number}: duplicate key `{key}`"
-            );
-            if key == "connectors" {
-                ensure!(
-                    value.is_empty(),
-                    "manifest.yaml line {number}: `connectors` must be a block list of `- type: …` items"
-                );
-                in_connectors = true;
-            }
-            if key == "name" {
-                manifest.name = scalar(value, number)?;
-            }
-            manifest.top_level.insert(key.to_owned(), value.to_owned());
-            continue;
-        }
-        ensure!(
-            in_connectors,
-            "manifest.yaml line {number}: unexpected indented line outside `connectors`: {trimmed:?}"
-        );
-        let entry = if let Some(rest) = trimmed.strip_prefix("- ") {
-            ensure!(
-                item_indent.is_none_or(|i| i == indent),
-                "manifest.yaml line {number}: connector items must all be indented alike"
-            );
-            item_indent = Some(indent);
-            manifest.connectors.push(Connector::default());
-            rest.trim_start()
-        } else {
-            let item = item_indent.ok_or_else(|| {
-                anyhow::anyhow!("manifest.yaml line {number}: expected a `- ` list item")
-            })?;
-            ensure!(
-                indent > item,
-                "manifest.yaml line {number}: a connector key must be indented under its `- `"
-            );
-            trimmed
-        };
-        let connector = manifest
-            .connectors
-            .last_mut()
-            .expect("a list item was pushed above");
-        let (key, value) = split_key_value(entry, number)?;
-        ensure!(
-            !connector.keys.iter().any(|k| k == key),
-            "manifest.yaml line {number}: duplicate connector key `{key}`"
-        );
-        connector.keys.push(key.to_owned());
-        match key {
-            "type" => connector.kind = scalar(value, number)?,
-            "executable" => connector.executable = scalar(value, number)?,
-            "class" => connector.class = scalar(value, number)?,
-            "protocols" => connector.protocols = flow_list(value, number)?,
-            "location_flags" => connector.location_flags = Some(flow_list(value, number)?),
-            _ => {}
-        }
-    }
-    ensure!(!manifest.name.is_empty(), "manifest.yaml has no `name`");
-    Ok(manifest)
-}
-
-fn split_key_value(line: &str, number: usize) -> Result<(&str, &str)> {
-    let (key, value) = line.split_once(':').with_context(|| {
-        format!("manifest.yaml line {number}: expected `key: value`, got {line:?}")
-    })?;
-    let key = key.trim();
-    ensure!(
-        !key.is_empty()
-            && key
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
-        "manifest.yaml line {number}: invalid key {key:?}"
-    );
-    let value = value.trim();
-    ensure!(
-        value.is_empty() || line[key.len()..].starts_with(": ") || line.ends_with(':'),
-        "manifest.yaml line {number}: a space must follow `{key}:`"
-    );
-    Ok((key, value))
-}
-
-fn scalar(value: &str, number: usize) -> Result<String> {
-    ensure!(
-        !value.starts_with('[') && !value.starts_with('{') && !value.starts_with('|'),
-        "manifest.yaml line {number}: expected a plain value, got {value:?}"
-    );
-    let unquoted = ['"', '\'']
-        .iter()
-        .find_map(|q| value.strip_prefix(*q).and_then(|v| v.strip_suffix(*q)))
-        .unwrap_or(value);
-    Ok(unquoted.to_owned())
-}
-
-fn flow_list(value: &str, number: usize) -> Result<Vec<String>> {
-    let inner = value
-        .strip_prefix('[')
-        .and_then(|v| v.strip_suffix(']'))
-        .with_context(|| {
-            format!(
-                "manifest.yaml line {number}: expected a flow list like `[koofr]`, got {value:?}"
-            )
-        })?;
-    if inner.trim().is_empty() {
-        return Ok(Vec::new());
-    }
-    inner
-        .split(',')
-        .map(|item| scalar(item.trim(), number))
-        .collect()
-}
 
 /// Everything in `manifest` that would make Plakar skip or misuse a connector, checked against
 /// the workspace's binary targets (`binaries`: executable name → package). Empty when fine.
@@ -462,13 +320,20 @@ pub fn run(args: PackageArgs) -> Result<()> {
         Some(target) => workspace.target_dir.join(target).join("release"),
         None => workspace.target_dir.join("release"),
     };
-    let stage = workspace
-        .target_dir
-        .join("package")
-        .join(format!("{}_{version}", manifest.name));
+    let (folder, manifest_out) = match args.api {
+        Api::V1_1 => (
+            format!("{}_{version}", manifest.name),
+            manifest_text.clone(),
+        ),
+        Api::V1_0 => (
+            format!("{}_{version}_api-v1.0.0", manifest.name),
+            plakar_1_0_manifest(&manifest, &version),
+        ),
+    };
+    let stage = workspace.target_dir.join("package").join(folder);
     stage_package(
         &stage,
-        &manifest_path,
+        &manifest_out,
         &release_dir,
         &executables,
         exe_suffix,
@@ -481,26 +346,54 @@ pub fn run(args: PackageArgs) -> Result<()> {
         executables.join(", ")
     );
     println!();
-    println!("This task does not run plakar. With plakar v1.1.x installed, create the package:");
-    println!();
-    println!("    cd {}", stage.display());
-    println!("    GOOS={goos} GOARCH={goarch} plakar pkg create ./manifest.yaml {version}");
-    println!();
-    println!("which writes {ptar} in that folder. Then install it:");
-    println!();
-    println!("    plakar pkg add ./{ptar}");
-    println!();
-    println!(
-        "(`plakar pkg add -u ./{ptar}` upgrades an installed version; `plakar pkg rm {}` removes it.)",
-        manifest.name
-    );
+    match args.api {
+        Api::V1_1 => {
+            println!(
+                "This task does not run plakar. With plakar v1.1.x installed, create the package:"
+            );
+            println!();
+            println!("    cd {}", stage.display());
+            println!("    GOOS={goos} GOARCH={goarch} plakar pkg create ./manifest.yaml {version}");
+            println!();
+            println!("which writes {ptar} in that folder. Then install it:");
+            println!();
+            println!("    plakar pkg add ./{ptar}");
+            println!();
+            println!(
+                "(`plakar pkg add -u ./{ptar}` upgrades an installed version; `plakar pkg rm {}` removes it.)",
+                manifest.name
+            );
+        }
+        Api::V1_0 => {
+            println!(
+                "This task does not run plakar. With plakar v1.0.x installed, create the package \
+                 (the version comes from the manifest's `version: {version}`):"
+            );
+            println!();
+            println!("    cd {}", stage.display());
+            println!("    GOOS={goos} GOARCH={goarch} plakar pkg create ./manifest.yaml");
+            println!();
+            println!(
+                "which writes {ptar} in that folder. Then install it (keep the `./`: plakar 1.0 \
+                 looks any other name up online):"
+            );
+            println!();
+            println!("    plakar pkg add ./{ptar}");
+            println!();
+            println!(
+                "(plakar 1.0 installs one version of a package: `plakar pkg rm {}` before adding another.)",
+                manifest.name
+            );
+        }
+    }
     Ok(())
 }
 
-/// Recreates `stage` holding `manifest.yaml` and the executables, copied from `release_dir`.
+/// Recreates `stage` holding `manifest.yaml` (with `manifest` as its text) and the
+/// executables, copied from `release_dir`.
 fn stage_package(
     stage: &Path,
-    manifest_path: &Path,
+    manifest: &str,
     release_dir: &Path,
     executables: &[&str],
     exe_suffix: &str,
@@ -509,13 +402,9 @@ fn stage_package(
         fs::remove_dir_all(stage).with_context(|| format!("removing old {}", stage.display()))?;
     }
     fs::create_dir_all(stage).with_context(|| format!("creating {}", stage.display()))?;
-    fs::copy(manifest_path, stage.join("manifest.yaml")).with_context(|| {
-        format!(
-            "copying {} into {}",
-            manifest_path.display(),
-            stage.display()
-        )
-    })?;
+    let manifest_path = stage.join("manifest.yaml");
+    fs::write(&manifest_path, manifest)
+        .with_context(|| format!("writing {}", manifest_path.display()))?;
     for executable in executables {
         let file = format!("{executable}{exe_suffix}");
         let from = release_dir.join(&file);

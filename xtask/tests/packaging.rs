@@ -1,6 +1,6 @@
 //! Checks the Plakar package manifest against the workspace (every executable is a binary
-//! target, exact connector types, protocols and flags) and the Rust target → Go OS/arch names
-//! used in package file names.
+//! target, exact connector types, protocols and flags), the manifest derived from it for plakar
+//! 1.0.x, and the Rust target → Go OS/arch names used in package file names.
 
 #[allow(dead_code)]
 #[path = "../src/package.rs"]
@@ -8,7 +8,9 @@ mod package;
 
 use std::collections::BTreeMap;
 
-use package::{go_os_arch, is_plakar_version, manifest_problems, parse_manifest};
+use package::{
+    go_os_arch, is_plakar_version, manifest_problems, parse_manifest, plakar_1_0_manifest,
+};
 
 fn repo_manifest() -> package::Manifest {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifest.yaml");
@@ -36,7 +38,7 @@ fn manifest_declares_the_three_koofr_connectors() {
         !manifest.top_level.contains_key("flags"),
         "plakar does not read a `flags` key"
     );
-    let by_type: BTreeMap<&str, &package::Connector> = manifest
+    let by_type: BTreeMap<&str, &koofr_e2e::manifest::Connector> = manifest
         .connectors
         .iter()
         .map(|c| (c.kind.as_str(), c))
@@ -61,6 +63,52 @@ fn manifest_declares_the_three_koofr_connectors() {
             !connector.keys.iter().any(|k| k == "flags"),
             "{kind}: `flags` is not read by plakar"
         );
+    }
+}
+
+#[test]
+fn plakar_1_0_manifest_is_what_plakar_1_0_6_loads() {
+    let repo = repo_manifest();
+    let text = plakar_1_0_manifest(&repo, "v0.3.0");
+    let manifest = parse_manifest(&text).expect("the derived manifest parses");
+    let top = |key: &str| manifest.top_level.get(key).map(String::as_str);
+    assert_eq!(manifest.name, "koofr");
+    // `pkg create` of plakar 1.0.6 takes the version from the manifest.
+    assert_eq!(top("version"), Some("v0.3.0"));
+    assert_eq!(top("api_version"), Some("v1.0.0"));
+    for key in ["display_name", "description", "homepage", "license", "tags"] {
+        assert_eq!(
+            top(key),
+            repo.top_level.get(key).map(String::as_str),
+            "{key}"
+        );
+    }
+    assert_eq!(top("tier"), None, "a plakar 1.1 key");
+    assert_eq!(manifest.connectors.len(), repo.connectors.len());
+    for (connector, original) in manifest.connectors.iter().zip(&repo.connectors) {
+        // Any other type makes plakar 1.0.6 refuse to load the package.
+        assert!(
+            ["importer", "exporter", "storage"].contains(&connector.kind.as_str()),
+            "{connector:?}"
+        );
+        assert_eq!(connector.kind, original.kind);
+        assert_eq!(connector.executable, original.executable);
+        assert_eq!(connector.protocols, ["koofr"]);
+        assert_eq!(connector.location_flags, Some(Vec::new()));
+        let args = connector.args.clone().expect("args");
+        assert_eq!(
+            kloset_plugin::Protocol::from_args(args),
+            Ok(kloset_plugin::Protocol::V1),
+            "the executables must be told to speak protocol v1"
+        );
+        assert!(
+            !connector.keys.iter().any(|k| k == "class"),
+            "a plakar 1.1 key: {connector:?}"
+        );
+    }
+    let workspace = package::workspace().expect("cargo metadata");
+    for connector in &manifest.connectors {
+        assert!(workspace.binaries.contains_key(&connector.executable));
     }
 }
 

@@ -20,7 +20,9 @@ pub enum ErrorKind {
     FailedPrecondition,
     /// The operation was cancelled by the caller.
     Cancelled,
-    /// The transport to the plugin broke (not for remote-service outages, §2.6).
+    /// The remote service or the network is unavailable for now (server errors, throttling,
+    /// connections that fail), and retrying did not help; gRPC `UNAVAILABLE`, which plakar
+    /// prints as `I/O error communicating with the integration (<message>)`.
     Unavailable,
     /// Anything else.
     Other,
@@ -31,6 +33,8 @@ pub enum ErrorKind {
 pub struct ConnectorError {
     kind: ErrorKind,
     message: String,
+    /// The error dooms the whole operation, not just the item at hand.
+    fatal: bool,
 }
 
 /// Result with a [`ConnectorError`].
@@ -42,7 +46,19 @@ impl ConnectorError {
         Self {
             kind,
             message: message.into(),
+            fatal: false,
         }
+    }
+    /// The same error, marked as dooming the whole operation (credentials refused, the account
+    /// full, the endpoint unreachable): where the serving layer would go on with the next item
+    /// (an export's next record), it ends the operation with this error instead.
+    pub fn fatal(mut self) -> Self {
+        self.fatal = true;
+        self
+    }
+    /// Whether the error dooms the whole operation (see [`ConnectorError::fatal`]).
+    pub fn is_fatal(&self) -> bool {
+        self.fatal
     }
     /// [`ErrorKind::NotFound`].
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -75,15 +91,16 @@ impl ConnectorError {
     /// The same error with `context: ` prefixed to its message.
     pub fn context(self, context: impl fmt::Display) -> Self {
         Self {
-            kind: self.kind,
             message: format!("{context}: {}", self.message),
+            ..self
         }
     }
 }
 
 impl fmt::Debug for ConnectorError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}: {}", self.kind, self.message)
+        let fatal = if self.fatal { " (fatal)" } else { "" };
+        write!(f, "{:?}{fatal}: {}", self.kind, self.message)
     }
 }
 

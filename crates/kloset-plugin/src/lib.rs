@@ -1,4 +1,5 @@
-//! Plakar connector plugins in Rust: protocol v2 types, stdio gRPC serving, a host and conformance suites.
+//! Plakar connector plugins in Rust: protocol v2 (plakar 1.1.x) and v1 (plakar 1.0.x), stdio
+//! gRPC serving, a host and conformance suites.
 //!
 //! A connector implements one of the traits [`Store`], [`Importer`] or [`Exporter`] and its
 //! binary calls [`serve_store`], [`serve_importer`] or [`serve_exporter`] with an async factory
@@ -24,8 +25,10 @@
 //!
 //! Protocol facts this crate enforces (see the Plakar protocol v2 notes): chunks are at most
 //! 1 MiB and never empty, no message exceeds 4 MiB, `Init` comes first (other calls fail with
-//! `FAILED_PRECONDITION`), `Import` stays open after `finished` until plakar half-closes, and
-//! export results echo their record in full.
+//! `FAILED_PRECONDITION`), `Import` stays open after `finished` until plakar half-closes,
+//! export results echo their record in full, a [fatal](ConnectorError::fatal) error ends an
+//! export instead of failing record by record, and calls still running when plakar closes the
+//! plugin's input get up to 10 s to finish before the plugin exits.
 
 pub mod host;
 pub mod pb;
@@ -36,14 +39,18 @@ pub mod suites;
 mod connector;
 mod error;
 mod path;
+mod protocol;
 mod types;
 
 pub use connector::{ByteStream, Exporter, Importer, RecordStream, Store};
 pub use error::{ConnectorError, ErrorKind, Result};
 pub use path::safe_relative_path;
+pub use protocol::{PROTOCOL_ARG, Protocol, UsageError};
 pub use serve::{
-    ExportPipeline, MAX_LIST_MACS, TransportError, init_logging, serve_exporter, serve_exporter_on,
-    serve_exporter_with, serve_importer, serve_importer_on, serve_store, serve_store_on,
+    ExportPipeline, MAX_LIST_MACS, TransportError, init_logging, serve_exporter, serve_exporter_as,
+    serve_exporter_on, serve_exporter_v1_on, serve_exporter_with, serve_importer,
+    serve_importer_as, serve_importer_on, serve_importer_v1_on, serve_store, serve_store_as,
+    serve_store_on, serve_store_v1_on,
 };
 pub use types::{
     ByteRange, FileInfo, FileMode, InitContext, LocationFlags, LocationInfo, Mac, Options, Record,

@@ -1,4 +1,5 @@
-//! Generated protobuf and gRPC code, nested exactly like the proto packages.
+//! Generated protobuf and gRPC code, nested exactly like the proto packages (protocol v2 at the
+//! top, protocol v1 under [`v1`]).
 
 #![allow(missing_docs, missing_debug_implementations, clippy::all)]
 
@@ -22,4 +23,20 @@ pub mod importer {
 /// Package `store`: the store service.
 pub mod store {
     tonic::include_proto!("store");
+}
+
+/// Protocol v1 (plakar v1.0.x), generated apart: its packages reuse v2's names.
+pub mod v1 {
+    /// Package `importer` of protocol v1.
+    pub mod importer {
+        include!(concat!(env!("OUT_DIR"), "/v1/importer.rs"));
+    }
+    /// Package `exporter` of protocol v1.
+    pub mod exporter {
+        include!(concat!(env!("OUT_DIR"), "/v1/exporter.rs"));
+    }
+    /// Package `store` of protocol v1.
+    pub mod store {
+        include!(concat!(env!("OUT_DIR"), "/v1/store.rs"));
+    }
 }

@@ -238,6 +238,50 @@ options_conversions!(
     crate::pb::plakar::exporter::Options
 );
 
+/// Protocol v1 importers get the first five options (no excludes, no noxattr).
+impl From<crate::pb::v1::importer::Options> for Options {
+    fn from(o: crate::pb::v1::importer::Options) -> Options {
+        Options {
+            hostname: o.hostname,
+            os: o.os,
+            arch: o.arch,
+            cwd: o.cwd,
+            max_concurrency: o.maxconcurrency,
+            ..Options::default()
+        }
+    }
+}
+
+impl From<&Options> for crate::pb::v1::importer::Options {
+    fn from(o: &Options) -> Self {
+        Self {
+            hostname: o.hostname.clone(),
+            os: o.os.clone(),
+            arch: o.arch.clone(),
+            cwd: o.cwd.clone(),
+            maxconcurrency: o.max_concurrency,
+        }
+    }
+}
+
+/// Protocol v1 exporters get the concurrency only.
+impl From<crate::pb::v1::exporter::Options> for Options {
+    fn from(o: crate::pb::v1::exporter::Options) -> Options {
+        Options {
+            max_concurrency: o.maxconcurrency,
+            ..Options::default()
+        }
+    }
+}
+
+impl From<&Options> for crate::pb::v1::exporter::Options {
+    fn from(o: &Options) -> Self {
+        Self {
+            maxconcurrency: o.max_concurrency,
+        }
+    }
+}
+
 /// What a connector factory receives from `Init`.
 #[derive(Clone, Default)]
 pub struct InitContext {
@@ -412,43 +456,66 @@ impl FileInfo {
 
     /// The proto message.
     pub fn to_proto(&self) -> pbc::FileInfo {
-        pbc::FileInfo {
-            name: self.name.clone(),
-            size: self.size,
-            mode: self.mode.0,
-            mod_time: Some(system_time_to_timestamp(self.mod_time)),
-            dev: self.dev,
-            ino: self.ino,
-            uid: self.uid,
-            gid: self.gid,
-            nlink: self.nlink,
-            username: self.username.clone(),
-            groupname: self.groupname.clone(),
-            flags: self.flags,
-        }
+        self.into()
     }
 
     /// From the proto message (a missing time is the Unix epoch).
     pub fn from_proto(info: &pbc::FileInfo) -> Self {
-        Self {
-            name: info.name.clone(),
-            size: info.size,
-            mode: FileMode(info.mode),
-            mod_time: info
-                .mod_time
-                .as_ref()
-                .map_or(UNIX_EPOCH, timestamp_to_system_time),
-            dev: info.dev,
-            ino: info.ino,
-            uid: info.uid,
-            gid: info.gid,
-            nlink: info.nlink,
-            username: info.username.clone(),
-            groupname: info.groupname.clone(),
-            flags: info.flags,
-        }
+        info.into()
     }
 }
+
+/// Conversions between [`FileInfo`] and the generated `FileInfo` messages, which are field for
+/// field the same in protocol v2 and in both v1 packages (a missing time is the Unix epoch).
+macro_rules! file_info_conversions {
+    ($($proto:ty),+) => {$(
+        impl From<&FileInfo> for $proto {
+            fn from(info: &FileInfo) -> $proto {
+                Self {
+                    name: info.name.clone(),
+                    size: info.size,
+                    mode: info.mode.0,
+                    mod_time: Some(system_time_to_timestamp(info.mod_time)),
+                    dev: info.dev,
+                    ino: info.ino,
+                    uid: info.uid,
+                    gid: info.gid,
+                    nlink: info.nlink,
+                    username: info.username.clone(),
+                    groupname: info.groupname.clone(),
+                    flags: info.flags,
+                }
+            }
+        }
+        impl From<&$proto> for FileInfo {
+            fn from(info: &$proto) -> FileInfo {
+                FileInfo {
+                    name: info.name.clone(),
+                    size: info.size,
+                    mode: FileMode(info.mode),
+                    mod_time: info
+                        .mod_time
+                        .as_ref()
+                        .map_or(UNIX_EPOCH, timestamp_to_system_time),
+                    dev: info.dev,
+                    ino: info.ino,
+                    uid: info.uid,
+                    gid: info.gid,
+                    nlink: info.nlink,
+                    username: info.username.clone(),
+                    groupname: info.groupname.clone(),
+                    flags: info.flags,
+                }
+            }
+        }
+    )+};
+}
+
+file_info_conversions!(
+    pbc::FileInfo,
+    crate::pb::v1::importer::ScanRecordFileInfo,
+    crate::pb::v1::exporter::FileInfo
+);
 
 /// A time from Unix milliseconds (Koofr's unit, §8.2).
 pub fn time_from_unix_millis(ms: i64) -> SystemTime {
@@ -512,14 +579,14 @@ pub enum XattrType {
 }
 
 impl XattrType {
-    fn to_proto(self) -> i32 {
+    pub(crate) fn to_proto(self) -> i32 {
         match self {
             XattrType::Extended => 0,
             XattrType::Ads => 1,
             XattrType::Custom => 2,
         }
     }
-    fn from_proto(value: i32) -> Self {
+    pub(crate) fn from_proto(value: i32) -> Self {
         match value {
             1 => XattrType::Ads,
             2 => XattrType::Custom,

@@ -1,6 +1,10 @@
 //! Credentials: HTTP Basic (static header), the legacy `/token` login and OAuth2 bearer tokens,
-//! with one shared token that is renewed once for all concurrent callers after a 401.
+//! with one shared token that is renewed once for all concurrent callers after a 401. Once the
+//! credentials are refused for good, no request is sent with them again, and until they have
+//! been accepted once, requests go out one at a time: Koofr blocks an IP after repeated failed
+//! logins, so a client makes at most one, however many callers start together.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use base64::Engine;
@@ -10,6 +14,7 @@ use tokio::sync::Mutex;
 
 use crate::config::{AuthConfig, OAuthRefresh, Secret};
 use crate::error::{AUTH_FAILED, Error, ErrorKind, Result, classify};
+use crate::transport::RequestContext;
 
 /// The authentication state of one client.
 pub(crate) struct Auth {
@@ -17,6 +22,12 @@ pub(crate) struct Auth {
     state: Mutex<TokenState>,
     /// Upper bound for one login or refresh exchange (callers wait on the lock meanwhile).
     exchange_timeout: Duration,
+    /// Set once the credentials were refused (after the one renewal that may cure a 401).
+    refused: AtomicBool,
+    /// Set once a request was answered with anything but 401.
+    accepted: AtomicBool,
+    /// Held by the one request in flight while the credentials are not known to be good.
+    probe: Mutex<()>,
 }
 
 enum Mode {
@@ -105,7 +116,37 @@ impl Auth {
                 refresh_token,
             }),
             exchange_timeout,
+            refused: AtomicBool::new(false),
+            accepted: AtomicBool::new(false),
+            probe: Mutex::new(()),
         })
+    }
+
+    /// Until the credentials have been accepted once, a request waits for its turn and holds
+    /// the returned guard until its answer is known, so that a wrong password costs one
+    /// refused request and not one per concurrent caller. `None` once they are accepted.
+    pub(crate) async fn probe(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        if self.accepted.load(Ordering::Relaxed) {
+            return None;
+        }
+        let turn = self.probe.lock().await;
+        (!self.accepted.load(Ordering::Relaxed)).then_some(turn)
+    }
+
+    /// Records that a request was answered with something other than 401.
+    pub(crate) fn accept(&self) {
+        self.accepted.store(true, Ordering::Relaxed);
+    }
+
+    /// Records that the credentials were refused: every later request fails without being sent.
+    pub(crate) fn refuse(&self) {
+        self.refused.store(true, Ordering::Relaxed);
+    }
+
+    /// The error of a request with refused credentials.
+    pub(crate) fn refused_error(&self, op: &'static str) -> Error {
+        Error::permanent(ErrorKind::Unauthenticated, op, self.failure_message())
+            .with_status(401, None)
     }
 
     /// The message of the final authentication error.
@@ -132,6 +173,9 @@ impl Auth {
         http: &reqwest::Client,
         base: &str,
     ) -> Result<(HeaderValue, u64)> {
+        if self.refused.load(Ordering::Relaxed) {
+            return Err(self.refused_error("authenticate"));
+        }
         if let Mode::Basic(header) = &self.mode {
             return Ok((header.clone(), 0));
         }
@@ -150,6 +194,9 @@ impl Auth {
     /// already did.
     pub(crate) async fn renew(&self, seen: u64, http: &reqwest::Client, base: &str) -> Result<()> {
         let mut state = self.state.lock().await;
+        if self.refused.load(Ordering::Relaxed) {
+            return Err(self.refused_error("authenticate"));
+        }
         if state.generation != seen {
             return Ok(());
         }
@@ -162,6 +209,25 @@ impl Auth {
         http: &reqwest::Client,
         base: &str,
     ) -> Result<()> {
+        let renewed = self.exchange(state, http, base).await;
+        if let Err(e) = &renewed
+            && e.kind() == ErrorKind::Unauthenticated
+        {
+            self.refuse();
+        }
+        let header = renewed?;
+        state.header = Some(header);
+        state.generation += 1;
+        Ok(())
+    }
+
+    /// One login or token refresh; the new `Authorization` header.
+    async fn exchange(
+        &self,
+        state: &mut TokenState,
+        http: &reqwest::Client,
+        base: &str,
+    ) -> Result<HeaderValue> {
         let header = match &self.mode {
             Mode::Basic(header) => header.clone(),
             Mode::Token { username, password } => {
@@ -177,7 +243,7 @@ impl Auth {
                     )
                     .send()
                     .await
-                    .map_err(|e| login_transport_error("login", e))?;
+                    .map_err(|e| login_transport_error("login", base, e))?;
                 let body: TokenResponse = login_json(response, "login").await?;
                 sensitive(format!("Token token={}", body.token))?
             }
@@ -207,7 +273,7 @@ impl Auth {
                     .form(&form)
                     .send()
                     .await
-                    .map_err(|e| login_transport_error("refresh token", e))?;
+                    .map_err(|e| login_transport_error("refresh token", base, e))?;
                 let body: OAuthTokenResponse = login_json(response, "refresh token").await?;
                 if let Some(new_refresh) = body.refresh_token.filter(|t| !t.is_empty()) {
                     state.refresh_token = Some(Secret::new(new_refresh));
@@ -215,15 +281,18 @@ impl Auth {
                 sensitive(format!("Bearer {}", body.access_token))?
             }
         };
-        state.header = Some(header);
-        state.generation += 1;
-        Ok(())
+        Ok(header)
     }
 }
 
-fn login_transport_error(op: &'static str, e: reqwest::Error) -> Error {
+fn login_transport_error(op: &'static str, base: &str, e: reqwest::Error) -> Error {
+    let ctx = RequestContext {
+        op,
+        path: None,
+        exists_possible: false,
+    };
     // The error's URL is the token endpoint; the credentials travel in the body, not the URL.
-    Error::new(ErrorKind::Transport, true, op, "request failed").with_source(e.without_url())
+    ctx.send_error(base, e.without_url())
 }
 
 async fn login_json<T: for<'de> Deserialize<'de>>(
@@ -237,10 +306,15 @@ async fn login_json<T: for<'de> Deserialize<'de>>(
             Error::permanent(ErrorKind::Unauthenticated, op, AUTH_FAILED).with_status(status, None),
         );
     }
-    let body = response
-        .text()
-        .await
-        .map_err(|e| login_transport_error(op, e))?;
+    let body = response.text().await.map_err(|e| {
+        Error::new(
+            ErrorKind::Transport,
+            true,
+            op,
+            "the response body broke off",
+        )
+        .with_source(e.without_url())
+    })?;
     if !(200..300).contains(&status) {
         let (kind, temporary) = classify(status, None, &body, false);
         let mut message = body.chars().take(200).collect::<String>();

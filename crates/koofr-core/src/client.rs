@@ -11,10 +11,10 @@ use futures::stream::BoxStream;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use tokio::sync::OnceCell;
 
-use crate::config::{KoofrConfig, MountSelector};
+use crate::config::{ApiVersion, KoofrConfig, MountSelector};
 use crate::error::{Error, ErrorKind, Result};
 use crate::path::{KoofrPath, encode_component, is_key_within, validate_name};
-use crate::retry::retry;
+use crate::retry::Retry;
 use crate::transport::{ByteStream, RequestContext, Transport, body_stream};
 use crate::types::{FileInfo, FileList, ListEntry, Mount, MountList, RecursiveItem, User};
 
@@ -91,7 +91,23 @@ impl Client {
         F: FnMut(u32) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        retry(self.inner.config.retry(), retryable, f).await
+        self.new_retry().run(retryable, f).await
+    }
+
+    /// A fresh retry state for one operation under the configured policy.
+    pub(crate) fn new_retry(&self) -> Retry {
+        Retry::new(self.inner.config.retry())
+    }
+
+    /// Runs `attempt(n)` (`n` counts from 1) under the client's retry policy, for a request
+    /// that the client itself does not retry because only the caller knows how to make a
+    /// repeat safe (e.g. an exclusive upload whose first answer may have been lost).
+    pub async fn retrying<T, F, Fut>(&self, attempt: F) -> Result<T>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        self.with_retry(true, attempt).await
     }
 
     fn api_url(&self, rest: &str) -> String {
@@ -128,20 +144,19 @@ impl Client {
     /// The id used in URLs for the selected mount: `primary` unless a mount was configured.
     /// A configured name (or a non-UUID value) is resolved once with a mounts listing.
     pub async fn mount_id(&self) -> Result<String> {
-        self.inner
-            .mount_id
-            .get_or_try_init(|| async {
-                match self.inner.config.mount() {
-                    MountSelector::Primary => Ok("primary".to_owned()),
-                    MountSelector::IdOrName(value) if looks_like_uuid(value) => Ok(value.clone()),
-                    MountSelector::IdOrName(value) => {
-                        let mounts = self.mounts().await?;
-                        select_mount(&mounts, value).map(|m| m.id.clone())
-                    }
-                }
-            })
-            .await
-            .cloned()
+        match self.inner.config.mount() {
+            MountSelector::Primary => Ok("primary".to_owned()),
+            MountSelector::IdOrName(value) if looks_like_uuid(value) => Ok(value.clone()),
+            MountSelector::IdOrName(value) => self
+                .inner
+                .mount_id
+                .get_or_try_init(|| async {
+                    let mounts = self.mounts().await?;
+                    select_mount(&mounts, value).map(|m| m.id.clone())
+                })
+                .await
+                .cloned(),
+        }
     }
 
     async fn get_json<T: for<'de> serde::Deserialize<'de>>(
@@ -150,16 +165,28 @@ impl Client {
         path: Option<&KoofrPath>,
         url: &str,
     ) -> Result<T> {
+        self.get_json_with(op, path, url, &mut self.new_retry())
+            .await
+    }
+
+    async fn get_json_with<T: for<'de> serde::Deserialize<'de>>(
+        &self,
+        op: &'static str,
+        path: Option<&KoofrPath>,
+        url: &str,
+        retry: &mut Retry,
+    ) -> Result<T> {
         let ctx = RequestContext {
             op,
             path: path.map(KoofrPath::as_str),
             exists_possible: false,
         };
-        self.with_retry(true, |_| {
-            self.transport()
-                .json(ctx, move |http| Ok(http.get(url).header(ACCEPT, JSON)))
-        })
-        .await
+        retry
+            .run(true, |_| {
+                self.transport()
+                    .json(ctx, move |http| Ok(http.get(url).header(ACCEPT, JSON)))
+            })
+            .await
     }
 
     /// The current user (a cheap credential check).
@@ -168,16 +195,38 @@ impl Client {
             .await
     }
 
-    /// All mounts of the user.
+    /// All mounts of the user: `GET /api/v2.1/places` on API v2.1, as Koofr's own v2.1 clients
+    /// do, else `GET /api/v2/mounts`; the other listing when that one answers 404.
     pub async fn mounts(&self) -> Result<Vec<Mount>> {
-        let list: MountList = self
-            .get_json("list mounts", None, &self.api_url("/mounts"))
-            .await?;
-        Ok(list.mounts)
+        let base = self.transport().base();
+        let mounts = format!(
+            "{base}/api/{}/mounts",
+            self.inner.config.api_version().as_str()
+        );
+        let places = format!("{base}/api/v2.1/places");
+        let (first, second) = match self.inner.config.api_version() {
+            ApiVersion::V2_1 => (&places, &mounts),
+            ApiVersion::V2 => (&mounts, &places),
+        };
+        let list: MountList = match self.get_json("list mounts", None, first).await {
+            Err(e) if e.is_not_found() => self.get_json("list mounts", None, second).await?,
+            other => other?,
+        };
+        Ok(list.into_mounts())
     }
 
-    /// Details (and quota) of the selected mount.
+    /// Details (and quota) of the selected mount, in ONE request: the mount itself, or the
+    /// mounts listing when the mount is chosen by name and not resolved yet.
     pub async fn mount_info(&self) -> Result<Mount> {
+        if let MountSelector::IdOrName(value) = self.inner.config.mount()
+            && !looks_like_uuid(value)
+            && self.inner.mount_id.get().is_none()
+        {
+            let mounts = self.mounts().await?;
+            let mount = select_mount(&mounts, value)?.clone();
+            let _ = self.inner.mount_id.set(mount.id.clone());
+            return Ok(mount);
+        }
         let mount = self.mount_id().await?;
         self.get_json(
             "get mount",
@@ -187,10 +236,30 @@ impl Client {
         .await
     }
 
+    /// Checks the endpoint, the credentials and the selected mount with ONE request (see
+    /// [`Client::mount_info`]): an error when any of them is wrong, or when Koofr reports the
+    /// mount offline. Connectors call it before work that would otherwise fail item by item.
+    pub async fn check_mount(&self) -> Result<Mount> {
+        let mount = self.mount_info().await?;
+        if mount.online == Some(false) {
+            return Err(Error::permanent(
+                ErrorKind::DeviceOffline,
+                "check mount",
+                format!("the mount {:?} is offline", mount.name),
+            ));
+        }
+        Ok(mount)
+    }
+
     /// Metadata of a file or folder.
     pub async fn info(&self, path: &KoofrPath) -> Result<FileInfo> {
+        self.info_with(path, &mut self.new_retry()).await
+    }
+
+    /// [`Client::info`] as part of an operation that owns `retry`.
+    pub(crate) async fn info_with(&self, path: &KoofrPath, retry: &mut Retry) -> Result<FileInfo> {
         let url = self.files_url(Family::Api, "info", path, "").await?;
-        self.get_json("info", Some(path), &url).await
+        self.get_json_with("info", Some(path), &url, retry).await
     }
 
     /// The direct children of a folder (no pagination: one response).
@@ -205,18 +274,25 @@ impl Client {
     /// line by line as it arrives. A server error line becomes a [`ListEntry::Error`] item and
     /// ends the stream. A connection that breaks mid-listing is resumed: the listing
     /// is requested again and the entries already yielded are skipped (checked by the path of
-    /// the last one, so a listing that changed order fails instead of skipping wrongly), within
-    /// the retry policy's attempts.
+    /// the last one, so a listing that changed order fails instead of skipping wrongly). The
+    /// first request and every resume share ONE retry state, so the whole listing sends at most
+    /// the policy's attempts. A mount that refuses recursive listings gives
+    /// [`ErrorKind::Unsupported`] before any entry.
     pub async fn list_recursive(
         &self,
         dir: &KoofrPath,
     ) -> Result<BoxStream<'static, Result<ListEntry>>> {
-        let first = self.open_listing(dir).await?;
-        Ok(resuming_listing(self.clone(), dir.clone(), first))
+        let mut retry = self.new_retry();
+        let first = self.open_listing(dir, &mut retry).await?;
+        Ok(resuming_listing(self.clone(), dir.clone(), first, retry))
     }
 
     /// One `files/listrecursive` request (retried until its response starts).
-    async fn open_listing(&self, dir: &KoofrPath) -> Result<BoxStream<'static, Result<ListEntry>>> {
+    async fn open_listing(
+        &self,
+        dir: &KoofrPath,
+        retry: &mut Retry,
+    ) -> Result<BoxStream<'static, Result<ListEntry>>> {
         let url = self
             .files_url(Family::Content, "listrecursive", dir, "")
             .await?;
@@ -226,11 +302,21 @@ impl Client {
             exists_possible: false,
         };
         let url = url.as_str();
-        let response = self
-            .with_retry(true, |_| {
-                self.transport().send(ctx, None, move |http| {
-                    Ok(http.get(url).header(ACCEPT, "application/x-ndjson"))
-                })
+        let response = retry
+            .run(true, |_| async move {
+                self.transport()
+                    .send(ctx, None, move |http| {
+                        Ok(http.get(url).header(ACCEPT, "application/x-ndjson"))
+                    })
+                    .await
+                    .map_err(|e| {
+                        // Some connected external mounts refuse the listing itself with a bare 400.
+                        if e.kind() == ErrorKind::InvalidInput && e.code() != Some("InvalidPath") {
+                            e.with_kind(ErrorKind::Unsupported)
+                        } else {
+                            e
+                        }
+                    })
             })
             .await?;
         let body = body_stream(
@@ -728,7 +814,8 @@ struct Resume {
     last: Option<String>,
     /// Entries of a restarted listing still to skip.
     skip: u64,
-    attempts: u32,
+    /// The listing's one retry state, shared by the first request and every resume.
+    retry: Retry,
 }
 
 fn entry_key(entry: &ListEntry) -> String {
@@ -742,6 +829,7 @@ fn resuming_listing(
     client: Client,
     dir: KoofrPath,
     first: BoxStream<'static, Result<ListEntry>>,
+    retry: Retry,
 ) -> BoxStream<'static, Result<ListEntry>> {
     let state = Resume {
         client,
@@ -750,7 +838,7 @@ fn resuming_listing(
         yielded: 0,
         last: None,
         skip: 0,
-        attempts: 1,
+        retry,
     };
     futures::stream::unfold(state, |mut st| async move {
         loop {
@@ -773,31 +861,23 @@ fn resuming_listing(
                 Some(Ok(entry)) => {
                     st.yielded += 1;
                     st.last = Some(entry_key(&entry));
+                    st.retry.progressed();
                     return Some((Ok(entry), st));
                 }
-                Some(Err(e)) if e.is_temporary() => {
-                    let policy = st.client.config().retry().clone();
-                    if st.attempts >= policy.max_attempts {
-                        st.entries = None;
-                        return Some((Err(e.exhausted(st.attempts)), st));
+                Some(Err(e)) => {
+                    st.entries = None;
+                    if let Err(e) = st.retry.failed(e, true).await {
+                        return Some((Err(e), st));
                     }
-                    tokio::time::sleep(policy.delay(st.attempts, e.retry_after())).await;
-                    st.attempts += 1;
-                    tracing::debug!(error = %e, attempt = st.attempts, "koofr: resuming a broken listing");
-                    match st.client.open_listing(&st.dir).await {
+                    tracing::debug!(attempt = st.retry.attempts() + 1, "koofr: resuming a broken listing");
+                    let (client, dir) = (st.client.clone(), st.dir.clone());
+                    match client.open_listing(&dir, &mut st.retry).await {
                         Ok(entries) => {
                             st.entries = Some(entries);
                             st.skip = st.yielded;
                         }
-                        Err(e) => {
-                            st.entries = None;
-                            return Some((Err(e), st));
-                        }
+                        Err(e) => return Some((Err(e), st)),
                     }
-                }
-                Some(Err(e)) => {
-                    st.entries = None;
-                    return Some((Err(e), st));
                 }
             }
         }

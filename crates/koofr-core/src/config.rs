@@ -5,6 +5,10 @@
 //!
 //! Every key can also come from the environment as `KOOFR_<KEY>` in upper case (for example
 //! `KOOFR_PASSWORD`); a key in the map wins over the environment. Empty values count as unset.
+//! Credentials come from one place: when the map has `username` or `password`, it is a
+//! password login (the other half may come from `KOOFR_USERNAME` or `KOOFR_PASSWORD`) and
+//! `KOOFR_ACCESS_TOKEN` is ignored; a map with `access_token` uses it whatever the environment
+//! holds; a map with no credentials takes them all from the environment (a token first).
 //!
 //! | Key | Default | Meaning |
 //! |-----|---------|---------|
@@ -224,9 +228,17 @@ impl KoofrConfig {
         )?;
         let endpoint = parse_endpoint(get("provider").as_deref(), get("endpoint").as_deref())?;
 
-        let username = get("username");
-        let password = get("password");
-        let access_token = get("access_token");
+        // The credentials come from one place: the map when it holds any of them (a missing
+        // half of a username/password pair may still come from the environment), else the
+        // environment; a token before a password within each. So an entry with a username and
+        // password never turns into a token login because `KOOFR_ACCESS_TOKEN` is exported.
+        let in_map = |key: &str| map.get(key).is_some_and(|v| !v.is_empty());
+        let map_has_password = in_map("username") || in_map("password");
+        let access_token = if map_has_password && !in_map("access_token") {
+            None
+        } else {
+            get("access_token")
+        };
         let auth_mode = get("auth").unwrap_or_else(|| "basic".to_owned());
         let auth = if let Some(access_token) = access_token {
             let refresh = match get("refresh_token") {
@@ -246,13 +258,13 @@ impl KoofrConfig {
                 refresh,
             }
         } else {
-            let username = username.ok_or_else(|| {
+            let username = get("username").ok_or_else(|| {
                 config_error(
                     "username",
                     "is required (the Koofr account e-mail; or set KOOFR_USERNAME)",
                 )
             })?;
-            let password = Secret(password.ok_or_else(|| {
+            let password = Secret(get("password").ok_or_else(|| {
                 config_error(
                     "password",
                     "is required (a Koofr application password; or set KOOFR_PASSWORD)",
@@ -705,6 +717,101 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.username(), Some("map@example.com"));
+    }
+
+    /// Which credentials a config ends up with, as a short label.
+    fn credentials_of(c: &KoofrConfig) -> String {
+        match c.auth() {
+            AuthConfig::Basic { username, password } => {
+                format!("basic {username} {}", password.expose())
+            }
+            AuthConfig::Token { username, password } => {
+                format!("token {username} {}", password.expose())
+            }
+            AuthConfig::OAuth { access_token, .. } => format!("oauth {}", access_token.expose()),
+        }
+    }
+
+    #[test]
+    fn the_map_decides_the_credentials_for_every_auth_mode() {
+        let env_token = [("KOOFR_ACCESS_TOKEN", "env-at")];
+        let env_password = [
+            ("KOOFR_USERNAME", "env@example.com"),
+            ("KOOFR_PASSWORD", "env-pw"),
+        ];
+        let env_all = [
+            ("KOOFR_ACCESS_TOKEN", "env-at"),
+            ("KOOFR_USERNAME", "env@example.com"),
+            ("KOOFR_PASSWORD", "env-pw"),
+            ("KOOFR_AUTH", "token"),
+        ];
+        let map_password = [("username", "map@example.com"), ("password", "map-pw")];
+        type Pairs<'a> = &'a [(&'a str, &'a str)];
+        let cases: &[(Pairs, Pairs, &str)] = &[
+            (&map_password, &env_token, "basic map@example.com map-pw"),
+            (&map_password, &env_password, "basic map@example.com map-pw"),
+            // KOOFR_AUTH fills the one key the map lacks; the token is still ignored.
+            (&map_password, &env_all, "token map@example.com map-pw"),
+            (
+                &[
+                    ("username", "map@example.com"),
+                    ("password", "map-pw"),
+                    ("auth", "basic"),
+                ],
+                &env_all,
+                "basic map@example.com map-pw",
+            ),
+            (&[("access_token", "map-at")], &env_password, "oauth map-at"),
+            (&[("access_token", "map-at")], &env_all, "oauth map-at"),
+            (
+                &[
+                    ("access_token", "map-at"),
+                    ("username", "map@example.com"),
+                    ("password", "map-pw"),
+                ],
+                &env_token,
+                "oauth map-at",
+            ),
+            // Half a pair in the map: the other half from the environment, never the token.
+            (
+                &[("username", "map@example.com")],
+                &env_all,
+                "token map@example.com env-pw",
+            ),
+            (
+                &[("password", "map-pw")],
+                &env_all,
+                "token env@example.com map-pw",
+            ),
+            (&[], &env_token, "oauth env-at"),
+            (&[], &env_password, "basic env@example.com env-pw"),
+            (&[], &env_all, "oauth env-at"),
+        ];
+        for (map_pairs, env_pairs, want) in cases {
+            let env = |name: &str| {
+                env_pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            };
+            let mut pairs = vec![("location", "koofr://")];
+            pairs.extend_from_slice(map_pairs);
+            let (c, _) = KoofrConfig::from_map(&map(&pairs), &env)
+                .unwrap_or_else(|e| panic!("{map_pairs:?} with {env_pairs:?}: {e}"));
+            assert_eq!(
+                credentials_of(&c),
+                *want,
+                "{map_pairs:?} with {env_pairs:?}"
+            );
+        }
+        // Half a pair and only a token in the environment: the missing half is named.
+        let env = |name: &str| (name == "KOOFR_ACCESS_TOKEN").then(|| "env-at".to_owned());
+        let e = KoofrConfig::from_map(
+            &map(&[("location", "koofr://"), ("username", "map@example.com")]),
+            &env,
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "password");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Downloads: whole files (MD5-verified) and byte ranges, as streams that hold a concurrency
 //! permit, detect truncation, and resume a broken transfer with a range request after checking
-//! that the file did not change.
+//! that the file did not change. One retry state covers a download's first request and all its
+//! resumes.
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -10,6 +11,7 @@ use reqwest::header::{HeaderMap, RANGE};
 use crate::client::{Client, Family};
 use crate::error::{Error, ErrorKind, Result};
 use crate::path::KoofrPath;
+use crate::retry::Retry;
 use crate::transport::{ByteStream, RequestContext, body_stream};
 use crate::types::FileInfo;
 
@@ -40,7 +42,8 @@ struct Opened {
 impl Client {
     /// Downloads a whole file. One request when the server sends `X-File-Info`.
     pub async fn download(&self, path: &KoofrPath) -> Result<Download> {
-        let mut opened = self.open_get("download", path, 0, None).await?;
+        let mut retry = self.new_retry();
+        let mut opened = self.open_get("download", path, 0, None, &mut retry).await?;
         let header_seen = opened.info.is_some();
         let info = match opened.info.clone() {
             Some(info) => info,
@@ -48,8 +51,8 @@ impl Client {
                 // Release this response's permit before asking for info (no deadlock at
                 // concurrency 1), then read again.
                 drop(opened);
-                let info = self.info(path).await?;
-                opened = self.open_get("download", path, 0, None).await?;
+                let info = self.info_with(path, &mut retry).await?;
+                opened = self.open_get("download", path, 0, None, &mut retry).await?;
                 info
             }
         };
@@ -70,7 +73,7 @@ impl Client {
             header_seen,
             body: Some(opened.body),
             skip: opened.skip,
-            resumes: 0,
+            retry,
             done: false,
         };
         Ok(Download {
@@ -99,7 +102,10 @@ impl Client {
             )
             .with_path(path)
         })?;
-        let opened = self.open_get("read range", path, offset, Some(end)).await?;
+        let mut retry = self.new_retry();
+        let opened = self
+            .open_get("read range", path, offset, Some(end), &mut retry)
+            .await?;
         let reader = Reader {
             client: self.clone(),
             path: path.clone(),
@@ -112,19 +118,21 @@ impl Client {
             md5: None,
             body: Some(opened.body),
             skip: opened.skip,
-            resumes: 0,
+            retry,
             done: false,
         };
         Ok(reader.into_stream())
     }
 
-    /// Sends `files/get` for `[from, end)` (retrying), and checks the answer's range.
+    /// Sends `files/get` for `[from, end)` (retrying within `retry`), and checks the answer's
+    /// range.
     async fn open_get(
         &self,
         op: &'static str,
         path: &KoofrPath,
         from: u64,
         end: Option<u64>,
+        retry: &mut Retry,
     ) -> Result<Opened> {
         let url = self.files_url(Family::Content, "get", path, "").await?;
         let ctx = RequestContext {
@@ -140,7 +148,7 @@ impl Client {
         let url = url.as_str();
         let range = range.as_deref();
         let stall = self.transport().stall();
-        self.with_retry(true, |_| async move {
+        retry.run(true, |_| async move {
             let response = self
                 .transport()
                 .send(ctx, None, move |http| {
@@ -223,7 +231,8 @@ struct Reader {
     header_seen: bool,
     body: Option<ByteStream>,
     skip: u64,
-    resumes: u32,
+    /// The download's one retry state (its first request and every resume).
+    retry: Retry,
     done: bool,
 }
 
@@ -285,18 +294,15 @@ impl Reader {
                     if let Some(md5) = self.md5.as_mut() {
                         md5.update(&chunk);
                     }
+                    self.retry.progressed();
                     return Some(Ok(chunk));
                 }
                 Some(Err(e)) => {
-                    let policy = self.client.config().retry();
-                    if e.is_temporary() && self.resumes + 1 < policy.max_attempts {
-                        self.resumes += 1;
-                        self.body = None;
-                        tracing::debug!(error = %e, offset = self.pos, "koofr: download broke off, resuming");
-                        tokio::time::sleep(policy.delay(self.resumes, None)).await;
-                        continue;
+                    self.body = None;
+                    if let Err(e) = self.retry.failed(e, true).await {
+                        return Some(Err(e));
                     }
-                    return Some(Err(e.exhausted(self.resumes + 1)));
+                    tracing::debug!(offset = self.pos, "koofr: download broke off, resuming");
                 }
                 None => {
                     self.done = true;
@@ -336,12 +342,12 @@ impl Reader {
     async fn resume(&mut self) -> Result<()> {
         // Without X-File-Info, ask for info before opening: no permit is held at that point.
         let checked = match (&self.identity, self.header_seen) {
-            (Some(_), false) => Some(self.client.info(&self.path).await?),
+            (Some(_), false) => Some(self.client.info_with(&self.path, &mut self.retry).await?),
             _ => None,
         };
         let opened = self
             .client
-            .open_get(self.op, &self.path, self.pos, self.end)
+            .open_get(self.op, &self.path, self.pos, self.end, &mut self.retry)
             .await?;
         let current = opened.info.or(checked);
         if let (Some(expected), Some(current)) = (&self.identity, &current)

@@ -36,8 +36,14 @@ pub enum ErrorKind {
     DeviceOffline,
     /// Sizes or hashes do not match, or a file changed during a resumed download.
     Integrity,
-    /// Connection, timeout, stall or truncated-body failures.
+    /// Timeout, reset, stall or truncated-body failures.
     Transport,
+    /// The endpoint cannot be reached at all: connection refused, host name not resolved, or
+    /// the TLS handshake failed. Retried briefly (a few attempts within seconds), not for minutes.
+    Unreachable,
+    /// The server does not implement the request (405, 501, 505, or a recursive listing a mount
+    /// refuses): permanent, so callers fall back at once.
+    Unsupported,
     /// 5xx and 499.
     Server,
     /// Anything else (unexpected status or response shape).
@@ -106,6 +112,12 @@ impl Error {
         if self.inner.path.is_none() {
             self.inner.path = Some(path.to_string());
         }
+        self
+    }
+
+    /// Replaces the kind (where the request decides what an answer means).
+    pub(crate) fn with_kind(mut self, kind: ErrorKind) -> Error {
+        self.inner.kind = kind;
         self
     }
 
@@ -279,6 +291,7 @@ pub fn classify(
         404 => (NotFound, false),
         408 => (Transport, true),
         409 => (Conflict, false),
+        405 | 501 | 505 => (Unsupported, false),
         413 => (QuotaExceeded, false),
         416 => (RangeNotSatisfiable, false),
         // The login throttle is IP-wide and lasts 15-60 minutes: retrying only prolongs it.
@@ -342,6 +355,9 @@ mod tests {
         );
         assert_eq!(classify(499, None, "", false), (Server, true));
         assert_eq!(classify(503, None, "", false), (Server, true));
+        assert_eq!(classify(501, None, "", false), (Unsupported, false));
+        assert_eq!(classify(505, None, "", false), (Unsupported, false));
+        assert_eq!(classify(405, None, "", false), (Unsupported, false));
         assert_eq!(classify(408, None, "", false), (Transport, true));
         assert_eq!(
             classify(403, Some("Forbidden"), "", false),

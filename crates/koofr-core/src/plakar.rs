@@ -15,8 +15,15 @@ pub const CONNECTOR_TYPE: &str = "koofr";
 
 impl From<Error> for ConnectorError {
     /// Only the message crosses the wire (protocol §2.6); it names the operation and the Koofr
-    /// path, never credentials. The kind picks the gRPC status code.
+    /// path, never credentials. The kind picks the gRPC status code: failures that retrying did
+    /// not cure (server errors, throttling, the network, an offline mount) are `Unavailable`.
+    /// Refused credentials, a full account and an unreachable endpoint are
+    /// [fatal](ConnectorError::fatal): every later item would fail the same way.
     fn from(err: Error) -> ConnectorError {
+        let fatal = matches!(
+            err.kind(),
+            ErrorKind::Unauthenticated | ErrorKind::QuotaExceeded | ErrorKind::Unreachable
+        );
         let kind = match err.kind() {
             ErrorKind::NotFound => PluginKind::NotFound,
             ErrorKind::AlreadyExists | ErrorKind::Conflict => PluginKind::AlreadyExists,
@@ -27,9 +34,15 @@ impl From<Error> for ConnectorError {
                 PluginKind::InvalidInput
             }
             ErrorKind::RangeNotSatisfiable => PluginKind::RangeNotSatisfiable,
+            ErrorKind::Server
+            | ErrorKind::Transport
+            | ErrorKind::RateLimited
+            | ErrorKind::Unreachable
+            | ErrorKind::DeviceOffline => PluginKind::Unavailable,
             _ => PluginKind::Other,
         };
-        ConnectorError::new(kind, err.to_string())
+        let mapped = ConnectorError::new(kind, err.to_string());
+        if fatal { mapped.fatal() } else { mapped }
     }
 }
 
@@ -122,6 +135,27 @@ mod tests {
         assert_eq!(connector_error(missing).kind(), PluginKind::NotFound);
         let integrity = Error::permanent(ErrorKind::Integrity, "upload", "MD5 mismatch");
         assert_eq!(ConnectorError::from(integrity).kind(), PluginKind::Other);
+        for (kind, plugin_kind, fatal) in [
+            (ErrorKind::Server, PluginKind::Unavailable, false),
+            (ErrorKind::RateLimited, PluginKind::Unavailable, false),
+            (ErrorKind::Transport, PluginKind::Unavailable, false),
+            (ErrorKind::DeviceOffline, PluginKind::Unavailable, false),
+            (ErrorKind::Unreachable, PluginKind::Unavailable, true),
+            (
+                ErrorKind::Unauthenticated,
+                PluginKind::PermissionDenied,
+                true,
+            ),
+            (ErrorKind::QuotaExceeded, PluginKind::Other, true),
+            (ErrorKind::Unsupported, PluginKind::Other, false),
+        ] {
+            let mapped = ConnectorError::from(Error::permanent(kind, "op", "m"));
+            assert_eq!(
+                (mapped.kind(), mapped.is_fatal()),
+                (plugin_kind, fatal),
+                "{kind:?}"
+            );
+        }
     }
 
     #[test]

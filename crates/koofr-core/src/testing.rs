@@ -1,6 +1,8 @@
 //! Test harness shared by every crate's integration tests (feature `testing`): gives each test
 //! a client on the in-process emulator (default) or on real Koofr in a fresh random folder when
-//! `KOOFR_ENDPOINT`, `KOOFR_USERNAME` and `KOOFR_PASSWORD` are set.
+//! a live account is configured ([`LiveCredentials::from_env`]: `KOOFR_ENDPOINT` with
+//! `KOOFR_ACCESS_TOKEN` or with `KOOFR_USERNAME` and `KOOFR_PASSWORD`, and optionally
+//! `KOOFR_API_VERSION`).
 
 use std::collections::HashMap;
 use std::sync::Once;
@@ -19,14 +21,105 @@ pub struct Harness {
     pub root: KoofrPath,
 }
 
-/// The live credentials from the environment, when all three are set.
-pub fn live_settings() -> Option<(String, String, String)> {
-    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    Some((
-        get("KOOFR_ENDPOINT")?,
-        get("KOOFR_USERNAME")?,
-        get("KOOFR_PASSWORD")?,
-    ))
+/// A real Koofr account for live runs. Its secret never appears in `Debug`.
+#[derive(Clone)]
+pub struct LiveCredentials {
+    /// Base URL, e.g. `https://app.koofr.net`.
+    pub endpoint: String,
+    /// How to sign in.
+    pub auth: LiveAuth,
+    /// The `api_version` key (`2` or `2.1`), when set.
+    pub api_version: Option<String>,
+}
+
+/// How a live run signs in.
+#[derive(Clone)]
+pub enum LiveAuth {
+    /// The account e-mail and an application password.
+    Password {
+        /// Account e-mail.
+        username: String,
+        /// Application password.
+        password: String,
+    },
+    /// An OAuth2 bearer token.
+    AccessToken(String),
+}
+
+impl std::fmt::Debug for LiveAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LiveAuth::Password { username, .. } => f
+                .debug_struct("Password")
+                .field("username", username)
+                .field("password", &"<redacted>")
+                .finish(),
+            LiveAuth::AccessToken(_) => f.write_str("AccessToken(<redacted>)"),
+        }
+    }
+}
+
+impl std::fmt::Debug for LiveCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveCredentials")
+            .field("endpoint", &self.endpoint)
+            .field("auth", &self.auth)
+            .field("api_version", &self.api_version)
+            .finish()
+    }
+}
+
+impl LiveCredentials {
+    /// From `KOOFR_ENDPOINT` with `KOOFR_ACCESS_TOKEN`, or with `KOOFR_USERNAME` and
+    /// `KOOFR_PASSWORD` (a token first, as the connectors' own config does), plus
+    /// `KOOFR_API_VERSION`; `None` unless an endpoint and a complete credential are set.
+    pub fn from_env() -> Option<LiveCredentials> {
+        let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let auth = match get("KOOFR_ACCESS_TOKEN") {
+            Some(token) => LiveAuth::AccessToken(token),
+            None => LiveAuth::Password {
+                username: get("KOOFR_USERNAME")?,
+                password: get("KOOFR_PASSWORD")?,
+            },
+        };
+        Some(LiveCredentials {
+            endpoint: get("KOOFR_ENDPOINT")?,
+            auth,
+            api_version: get("KOOFR_API_VERSION"),
+        })
+    }
+
+    /// The keys of a plugin config map for this account: `endpoint`, the credential
+    /// (`username` and `password`, or `access_token`) and `api_version` when set.
+    pub fn config_map(&self) -> HashMap<String, String> {
+        let mut map = HashMap::from([("endpoint".to_owned(), self.endpoint.clone())]);
+        match &self.auth {
+            LiveAuth::Password { username, password } => {
+                map.insert("username".to_owned(), username.clone());
+                map.insert("password".to_owned(), password.clone());
+            }
+            LiveAuth::AccessToken(token) => {
+                map.insert("access_token".to_owned(), token.clone());
+            }
+        }
+        if let Some(version) = &self.api_version {
+            map.insert("api_version".to_owned(), version.clone());
+        }
+        map
+    }
+
+    /// The secret (application password or access token), for checks that it never leaks.
+    pub fn secret(&self) -> &str {
+        match &self.auth {
+            LiveAuth::Password { password, .. } => password,
+            LiveAuth::AccessToken(token) => token,
+        }
+    }
+}
+
+/// The live account from the environment, if one is configured.
+pub fn live_settings() -> Option<LiveCredentials> {
+    LiveCredentials::from_env()
 }
 
 static SKIP_NOTICE: Once = Once::new();
@@ -57,13 +150,9 @@ impl Harness {
     /// Live Koofr when configured, else the emulator.
     pub async fn any() -> Harness {
         match live_settings() {
-            Some((endpoint, username, password)) => {
-                let map = HashMap::from([
-                    ("location".to_owned(), "koofr:///".to_owned()),
-                    ("endpoint".to_owned(), endpoint),
-                    ("username".to_owned(), username),
-                    ("password".to_owned(), password),
-                ]);
+            Some(live) => {
+                let mut map = live.config_map();
+                map.insert("location".to_owned(), "koofr:///".to_owned());
                 let (config, _) = KoofrConfig::from_map(&map, &|_| None).expect("live config");
                 let client =
                     Client::new(config.with_retry(RetryPolicy::with_attempts(5))).expect("client");
@@ -85,7 +174,7 @@ impl Harness {
                     use std::io::Write;
                     let _ = writeln!(
                         std::io::stderr(),
-                        "live Koofr run skipped (KOOFR_ENDPOINT, KOOFR_USERNAME and KOOFR_PASSWORD are not all set); using the emulator"
+                        "live Koofr run skipped (KOOFR_ENDPOINT with KOOFR_ACCESS_TOKEN or KOOFR_USERNAME and KOOFR_PASSWORD is not set); using the emulator"
                     );
                 });
                 Harness::emulator().await
@@ -136,42 +225,44 @@ impl Harness {
     }
 
     /// The flat config map a plugin's `Init` would receive for `location` (a folder below
-    /// this test's root, or the root itself for `""`), with short retry delays.
+    /// this test's root, or the root itself for `""`): the account's endpoint and credentials
+    /// (a token on a token live run), its API version, and short retry delays.
     pub fn plugin_config(&self, relative: &str) -> HashMap<String, String> {
         let location = if relative.is_empty() {
             self.root.clone()
         } else {
             self.path(relative)
         };
-        let config = self.client.config();
-        let mut map = HashMap::from([
+        let mut map = self.account().config_map();
+        map.extend([
             ("location".to_owned(), format!("koofr://{location}")),
-            (
-                "endpoint".to_owned(),
-                config.endpoint().as_str().trim_end_matches('/').to_owned(),
-            ),
             ("retries".to_owned(), "5".to_owned()),
             (
                 "retry_delay_ms".to_owned(),
                 if self.is_live() { "500" } else { "2" }.to_owned(),
             ),
         ]);
-        let (username, password) = self.credentials();
-        map.insert("username".to_owned(), username);
-        map.insert("password".to_owned(), password);
         map
     }
 
-    /// The e-mail and application password this harness uses.
-    pub fn credentials(&self) -> (String, String) {
+    /// The account this harness uses: the emulator's user and password, or the live one.
+    pub fn account(&self) -> LiveCredentials {
         match &self.emulator {
-            Some(emu) => (emu.email().to_owned(), emu.password().to_owned()),
-            None => {
-                let (_, username, password) =
-                    live_settings().expect("a live harness has live settings");
-                (username, password)
-            }
+            Some(emu) => LiveCredentials {
+                endpoint: emu.endpoint(),
+                auth: LiveAuth::Password {
+                    username: emu.email().to_owned(),
+                    password: emu.password().to_owned(),
+                },
+                api_version: None,
+            },
+            None => live_settings().expect("a live harness has live settings"),
         }
+    }
+
+    /// The account's secret (password or token), for checks that it never leaks.
+    pub fn secret(&self) -> String {
+        self.account().secret().to_owned()
     }
 
     /// Removes the live test folder (the emulator is dropped with the harness).

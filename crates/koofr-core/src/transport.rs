@@ -1,6 +1,7 @@
 //! HTTP transport: a pooled HTTP/1.1 reqwest client, the per-client concurrency limit (the
 //! permit travels with the response body), the stall watchdog, authentication with one renewal
-//! after a 401, and conversion of error answers into [`Error`]s.
+//! after a 401 (and at most one refused request per client), and conversion of error answers
+//! and connection failures into [`Error`]s.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -71,6 +72,20 @@ impl RequestContext<'_> {
             None => e,
         }
     }
+    /// A request that got no answer: [`ErrorKind::Unreachable`] when no connection to `base`
+    /// could be made, else a temporary transport error.
+    pub(crate) fn send_error(&self, base: &str, e: reqwest::Error) -> Error {
+        match unreachable_cause(&e) {
+            // The source is left out: the cause says it all, and its URL carries the query.
+            Some(cause) => self.error(
+                ErrorKind::Unreachable,
+                true,
+                format!("cannot connect to {base}: {cause}"),
+            ),
+            None => self.transport_error(e),
+        }
+    }
+
     pub(crate) fn transport_error(&self, e: reqwest::Error) -> Error {
         let message = if e.is_timeout() {
             "timed out"
@@ -94,6 +109,48 @@ impl RequestContext<'_> {
             ),
         )
     }
+}
+
+/// Why no connection could be made, from the error's source chain: `connection refused`,
+/// `no such host (…)`, `TLS error (…)`; `None` when the failure is not one of connecting (a
+/// timeout, or a connection that broke later).
+fn unreachable_cause(e: &reqwest::Error) -> Option<String> {
+    use std::error::Error as _;
+    use std::io::ErrorKind as Io;
+    if !e.is_connect() || e.is_timeout() {
+        return None;
+    }
+    let mut io_kinds = Vec::new();
+    let mut dns = false;
+    let mut innermost = e.to_string();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = e.source();
+    while let Some(err) = next {
+        innermost = err.to_string();
+        // hyper-util names its resolver failures only in text; everything else is typed.
+        dns |= innermost == "dns error";
+        let mut io = err.downcast_ref::<std::io::Error>();
+        while let Some(inner) = io {
+            io_kinds.push(inner.kind());
+            io = inner
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<std::io::Error>());
+        }
+        next = err.source();
+    }
+    let cause = if io_kinds.contains(&Io::ConnectionRefused) {
+        "connection refused".to_owned()
+    } else if dns {
+        format!("no such host ({innermost})")
+    } else if io_kinds.contains(&Io::InvalidData) {
+        format!("TLS error ({innermost})")
+    } else if io_kinds.contains(&Io::HostUnreachable) {
+        "host unreachable".to_owned()
+    } else if io_kinds.contains(&Io::NetworkUnreachable) {
+        "network unreachable".to_owned()
+    } else {
+        innermost
+    };
+    Some(cause)
 }
 
 /// A successful response that holds a concurrency permit until its body is consumed.
@@ -178,6 +235,7 @@ impl Transport {
             .acquire_owned()
             .await
             .map_err(|_| ctx.error(ErrorKind::Unexpected, false, "the client was shut down"))?;
+        let mut probe = self.auth.probe().await;
         let mut renewed = false;
         loop {
             let (auth_header, generation) = self
@@ -189,10 +247,14 @@ impl Transport {
             let progress = progress.clone().unwrap_or_else(Progress::new);
             progress.touch();
             let response = tokio::select! {
-                r = request.send() => r.map_err(|e| ctx.transport_error(e))?,
+                r = request.send() => r.map_err(|e| ctx.send_error(&self.base, e))?,
                 () = progress.stalled(self.stall) => return Err(ctx.stall_error(self.stall)),
             };
             let status = response.status().as_u16();
+            if status != 401 {
+                self.auth.accept();
+                drop(probe.take());
+            }
             if (200..300).contains(&status) {
                 return Ok(Response {
                     inner: response,
@@ -209,14 +271,10 @@ impl Transport {
                     renewed = true;
                     continue;
                 }
-                // Never retried: repeated failed logins trigger Koofr's IP-wide throttle.
-                return Err(ctx
-                    .error(
-                        ErrorKind::Unauthenticated,
-                        false,
-                        self.auth.failure_message(),
-                    )
-                    .with_status(401, None));
+                // Never retried, and never sent again: repeated failed logins trigger Koofr's
+                // IP-wide throttle.
+                self.auth.refuse();
+                return Err(self.auth.refused_error(ctx.op).or_path_opt(ctx.path));
             }
             return Err(self.error_from_response(ctx, response).await);
         }

@@ -148,9 +148,23 @@ pub enum ListEntry {
     },
 }
 
+/// `{"mounts":[…]}` (`/mounts`) or `{"places":[…]}` (v2.1 `/places`).
 #[derive(Deserialize)]
 pub(crate) struct MountList {
-    pub mounts: Vec<Mount>,
+    #[serde(default)]
+    mounts: Vec<Mount>,
+    #[serde(default)]
+    places: Vec<Mount>,
+}
+
+impl MountList {
+    pub(crate) fn into_mounts(self) -> Vec<Mount> {
+        if self.mounts.is_empty() {
+            self.places
+        } else {
+            self.mounts
+        }
+    }
 }
 
 #[derive(Deserialize)]

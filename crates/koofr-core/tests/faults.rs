@@ -910,3 +910,273 @@ async fn a_corrupted_download_ends_with_an_md5_integrity_error() {
     assert!(err.to_string().contains("MD5 mismatch"), "{err}");
     assert_eq!(count(&emu.requests(), "files/get"), 4);
 }
+
+/// A client of `emu` whose policy allows `attempts` requests per operation.
+fn client_with_attempts(emu: &koofr_emulator::Emulator, attempts: u32) -> Client {
+    Client::new(emulator_config(emu).with_retry(RetryPolicy::fast_for_tests(attempts))).unwrap()
+}
+
+#[tokio::test]
+async fn one_retry_budget_covers_a_download_or_listing_and_all_its_resumes() {
+    let h = Harness::emulator().await;
+    let client = client_with_attempts(h.emu(), 3);
+    let data = content(200_000, 4);
+    h.emu().put_file("/test/cut.bin", data.clone(), 1);
+    for i in 0..50 {
+        h.emu()
+            .put_file(&format!("/test/d/f{i:02}"), vec![b'x'; 10], 1);
+    }
+
+    // Every response is cut: at most 3 requests for the whole download, then one error.
+    h.emu()
+        .faults()
+        .inject(FaultRule::truncate_body("files/get", 1000).times(20));
+    h.take_requests();
+    let download = client.download(&p("/test/cut.bin")).await.unwrap();
+    let err = collect(download.stream).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Transport, "{err}");
+    assert_eq!((err.attempts(), err.is_temporary()), (3, false), "{err}");
+    assert_eq!(count(&h.take_requests(), "files/get"), 3);
+    let err = collect(
+        client
+            .download_range(&p("/test/cut.bin"), 5000, 100_000)
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.attempts(), 3, "{err}");
+    assert_eq!(count(&h.take_requests(), "files/get"), 3);
+
+    // A cut that is followed by refused resumes still counts against the same budget.
+    h.emu().faults().clear();
+    h.emu()
+        .faults()
+        .inject(FaultRule::truncate_body("files/get", 1000));
+    h.emu()
+        .faults()
+        .inject(FaultRule::status("files/get", 503).skip(1).times(20));
+    let download = client.download(&p("/test/cut.bin")).await.unwrap();
+    let err = collect(download.stream).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Server, "{err}");
+    assert_eq!(count(&h.take_requests(), "files/get"), 3);
+
+    // The same for a listing cut again and again.
+    h.emu().faults().clear();
+    h.emu()
+        .faults()
+        .inject(FaultRule::truncate_body("files/listrecursive", 300).times(20));
+    let items: Vec<_> = client
+        .list_recursive(&p("/test/d"))
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    let err = items.last().unwrap().as_ref().unwrap_err();
+    assert_eq!(
+        (err.kind(), err.attempts()),
+        (ErrorKind::Transport, 3),
+        "{err}"
+    );
+    assert_eq!(count(&h.take_requests(), "files/listrecursive"), 3);
+
+    // Within the budget, a cut listing and download still complete.
+    h.emu().faults().clear();
+    h.emu()
+        .faults()
+        .inject(FaultRule::truncate_body("files/listrecursive", 300).times(2));
+    let items: Vec<_> = client
+        .list_recursive(&p("/test/d"))
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert_eq!(items.iter().filter(|i| i.is_ok()).count(), 51);
+    assert_eq!(count(&h.take_requests(), "files/listrecursive"), 3);
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_fails_after_a_few_attempts_naming_the_cause() {
+    // A port that was just free: connecting to it is refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let config = KoofrConfig::basic(&endpoint, "me@example.com", "pw")
+        .unwrap()
+        .with_retry(RetryPolicy::fast_for_tests(8));
+    let client = Client::new(config).unwrap();
+    for err in [
+        client.info(&p("/x")).await.unwrap_err(),
+        client.mount_info().await.unwrap_err(),
+    ] {
+        assert_eq!(err.kind(), ErrorKind::Unreachable, "{err}");
+        assert_eq!(
+            err.attempts(),
+            3,
+            "a short budget, not the policy's 8: {err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("cannot connect to {endpoint}: connection refused")),
+            "{text}"
+        );
+        assert!(!text.contains("error sending request"), "{text}");
+    }
+
+    // TLS spoken to a plain HTTP server: a TLS error, with the same short budget.
+    let emu = start_emulator().await;
+    let tls = emu.endpoint().replace("http://", "https://");
+    let config = KoofrConfig::basic(&tls, emu.email(), emu.password())
+        .unwrap()
+        .with_retry(RetryPolicy::fast_for_tests(8));
+    let err = Client::new(config)
+        .unwrap()
+        .info(&p("/"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.kind(), err.attempts()),
+        (ErrorKind::Unreachable, 3),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains(&format!("cannot connect to {tls}: TLS error")),
+        "{err}"
+    );
+
+    // A host name that does not resolve (`.invalid` never does).
+    let config = KoofrConfig::basic("https://koofr.invalid", "me@example.com", "pw")
+        .unwrap()
+        .with_retry(RetryPolicy::fast_for_tests(8));
+    let err = Client::new(config)
+        .unwrap()
+        .info(&p("/"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unreachable, "{err}");
+    assert!(err.to_string().contains("no such host"), "{err}");
+}
+
+#[tokio::test]
+async fn refused_credentials_are_never_sent_again() {
+    let emu = start_emulator().await;
+    let basic = KoofrConfig::basic(&emu.endpoint(), emu.email(), "WRONG")
+        .unwrap()
+        .with_retry(koofr_core::testing::test_retry());
+    let token = emulator_config(&emu).with_auth(AuthConfig::Token {
+        username: emu.email().to_owned(),
+        password: Secret::new("WRONG"),
+    });
+    for config in [basic, token] {
+        emu.clear_requests();
+        let client = Client::new(config).unwrap();
+        let calls = (0..4).map(|_| {
+            let client = client.clone();
+            async move { client.info(&KoofrPath::root()).await }
+        });
+        // Concurrent callers, then later ones: the credentials were refused once, for all.
+        let mut errors: Vec<_> = futures::future::join_all(calls).await;
+        errors.push(
+            client
+                .list(&KoofrPath::root())
+                .await
+                .map(|_| unreachable!()),
+        );
+        errors.push(client.check_mount().await.map(|_| unreachable!()));
+        for err in errors {
+            let err = err.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Unauthenticated, "{err}");
+            assert!(err.to_string().contains("application password"), "{err}");
+        }
+        let refused = emu.requests().iter().filter(|r| r.status == 401).count();
+        assert!(
+            refused <= 1 && !emu.requests().is_empty(),
+            "{:?}",
+            emu.requests()
+        );
+    }
+}
+
+#[tokio::test]
+async fn mounts_are_chosen_by_name_from_places_on_v2_1() {
+    let emu = start_emulator().await;
+    let name = Client::new(emulator_config(&emu))
+        .unwrap()
+        .mounts()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.id == emu.secondary_mount_id())
+        .unwrap()
+        .name;
+    let by_name = || {
+        Client::new(
+            emulator_config(&emu)
+                .with_api_version(ApiVersion::V2_1)
+                .with_mount(MountSelector::IdOrName(name.clone())),
+        )
+        .unwrap()
+    };
+    emu.clear_requests();
+    let checked = by_name().check_mount().await.unwrap();
+    assert_eq!(checked.id, emu.secondary_mount_id());
+    let requests = emu.requests();
+    assert_eq!(requests.len(), 1, "one request checks it all: {requests:?}");
+    assert_eq!(
+        (requests[0].endpoint, requests[0].api_version),
+        ("places", "v2.1")
+    );
+
+    // Where `places` is missing, the mounts listing is used instead.
+    emu.faults().inject(FaultRule::status("places", 404));
+    emu.clear_requests();
+    assert_eq!(
+        by_name().mount_id().await.unwrap(),
+        emu.secondary_mount_id()
+    );
+    let endpoints: Vec<&str> = emu.requests().into_iter().map(|r| r.endpoint).collect();
+    assert_eq!(endpoints, ["places", "mounts"]);
+
+    // An offline mount and a missing one fail the check with one request each.
+    emu.faults()
+        .set_mount_offline(&emu.secondary_mount_id(), true);
+    emu.clear_requests();
+    let err = by_name().check_mount().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::DeviceOffline, "{err}");
+    assert!(err.to_string().contains("offline"), "{err}");
+    let missing =
+        Client::new(emulator_config(&emu).with_mount(MountSelector::IdOrName("Nowhere".into())))
+            .unwrap();
+    let err = missing.check_mount().await.unwrap_err();
+    assert!(
+        err.is_not_found() && err.to_string().contains("Nowhere"),
+        "{err}"
+    );
+    assert_eq!(emu.requests().len(), 2, "{:?}", emu.requests());
+}
+
+#[tokio::test]
+async fn a_refused_recursive_listing_is_unsupported_at_once() {
+    let h = Harness::emulator().await;
+    for status in [400, 405, 501, 505] {
+        h.emu()
+            .faults()
+            .inject(FaultRule::status("files/listrecursive", status).times(5));
+        h.take_requests();
+        let err = match h.client.list_recursive(&h.root).await {
+            Ok(_) => panic!("{status}: the listing was not refused"),
+            Err(e) => e,
+        };
+        assert_eq!(err.kind(), ErrorKind::Unsupported, "{status}: {err}");
+        assert_eq!(
+            count(&h.take_requests(), "files/listrecursive"),
+            1,
+            "{status}"
+        );
+        h.emu().faults().clear();
+    }
+}

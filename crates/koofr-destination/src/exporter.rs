@@ -28,6 +28,9 @@ pub struct KoofrExporter {
     root: KoofrPath,
     location: LocationInfo,
     restored: RestoredNames,
+    /// The outcome of the one check of endpoint, credentials and mount, made before the first
+    /// record is restored (see [`KoofrExporter::ready`]).
+    checked: tokio::sync::OnceCell<Result<()>>,
 }
 
 impl std::fmt::Debug for KoofrExporter {
@@ -57,7 +60,25 @@ impl KoofrExporter {
             root,
             location,
             restored: RestoredNames::default(),
+            checked: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// Checks the endpoint, the credentials and the mount with one request, once (at `Init`,
+    /// or before the first record of an exporter built without it): every record after a
+    /// failed check gets the same fatal error, which ends the export (one clear error instead
+    /// of one per record, and no repeated failed logins).
+    async fn ready(&self) -> Result<()> {
+        self.checked
+            .get_or_init(|| async {
+                self.client.check_mount().await.map(drop).map_err(|e| {
+                    connector_error(e)
+                        .context(format_args!("cannot restore to koofr://{}", self.root))
+                        .fatal()
+                })
+            })
+            .await
+            .clone()
     }
 
     /// Parses a Plakar config map with koofr-core's parser (warnings go to the log) and builds
@@ -67,9 +88,19 @@ impl KoofrExporter {
         Ok(Self::new(Client::new(config).map_err(connector_error)?))
     }
 
-    /// The factory of the plugin: builds the exporter from `Init`.
+    /// Builds the exporter from `Init`'s configuration; no network I/O.
     pub fn from_init(ctx: &InitContext) -> Result<Self> {
         Self::from_config_map(&ctx.config)
+    }
+
+    /// The plugin's `Init`: [`KoofrExporter::from_init`], then the one check of endpoint,
+    /// credentials and mount. A restore that cannot work fails there, before plakar sends a
+    /// single record: plakar 1.1.4 reports a failed `Init` with the connector's message, while
+    /// an export stream ended by an error may reach the user as a bare `EOF`.
+    pub async fn open(ctx: &InitContext) -> Result<Self> {
+        let exporter = Self::from_init(ctx)?;
+        exporter.ready().await?;
+        Ok(exporter)
     }
 
     /// The Koofr client (shared folder cache and concurrency limit).
@@ -202,7 +233,7 @@ impl Exporter for KoofrExporter {
     }
 
     async fn ping(&self) -> Result<()> {
-        self.client.mount_info().await.map_err(connector_error)?;
+        self.client.check_mount().await.map_err(connector_error)?;
         Ok(())
     }
 
@@ -212,6 +243,7 @@ impl Exporter for KoofrExporter {
     }
 
     async fn create_directory(&self, pathname: &str, _info: &FileInfo) -> Result<()> {
+        self.ready().await?;
         // `/` is the location itself, whatever the record's name says.
         let target = self.target(pathname)?;
         let claim = self.claim(pathname, &target)?;
@@ -225,6 +257,7 @@ impl Exporter for KoofrExporter {
     }
 
     async fn store_file(&self, pathname: &str, info: &FileInfo, content: ByteStream) -> Result<()> {
+        self.ready().await?;
         let target = self.target(pathname)?;
         if target.segments.is_empty() {
             return Err(ConnectorError::invalid_input(

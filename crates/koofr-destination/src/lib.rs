@@ -4,6 +4,9 @@
 //! `koofr-exporter` binary serves it over stdin/stdout with kloset-plugin's generic exporter
 //! pipelining (several uploads in flight, bounded by the client's `concurrency` setting).
 //!
+//! * `Init` checks the endpoint, the credentials and the mount with one request, so a restore
+//!   that cannot work fails before its first record; refused credentials or a full account met
+//!   later end the export with that error instead of failing it record by record.
 //! * Folders are ensured with the client's cached, race-tolerant `create_folder_all`, so a file
 //!   restored into an existing folder costs one request (the upload).
 //! * Files are uploaded in overwrite mode with the snapshot's modification time; koofr-core checks

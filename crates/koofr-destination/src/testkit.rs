@@ -13,7 +13,9 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use kloset_plugin::host::{InitArgs, RemoteExporter};
 use kloset_plugin::suites::{Connections, ExporterCapabilities, ExporterFixture, ReadBackEntry};
-use kloset_plugin::{ConnectorError, ExportPipeline, Exporter, Result, time_from_unix_millis};
+use kloset_plugin::{
+    ConnectorError, ExportPipeline, Exporter, Protocol, Result, time_from_unix_millis,
+};
 use koofr_core::{Client, KoofrPath, ListEntry};
 
 use crate::{KoofrExporter, connector_error};
@@ -69,6 +71,12 @@ impl DestinationSite {
             pipeline: ExportPipeline::default(),
             connections: Connections::new("koofr-exporter", transport),
         }
+    }
+
+    /// The same fixture over `protocol` (gRPC transports only).
+    pub fn with_protocol(mut self, protocol: Protocol) -> Self {
+        self.connections = self.connections.with_protocol(protocol);
+        self
     }
 
     /// The same fixture with other pipelining limits (gRPC transports only).
@@ -236,12 +244,13 @@ impl ExporterFixture for DestinationSite {
             dir_mtimes: false,
             rejects_special_files: true,
         }
+        .over(self.connections.protocol())
     }
 }
 
 /// The plugin binary's factory: the exporter `Init` builds.
 async fn factory(ctx: kloset_plugin::InitContext) -> Result<KoofrExporter> {
-    KoofrExporter::from_init(&ctx)
+    KoofrExporter::open(&ctx).await
 }
 
 /// Reads a koofr-core download stream (test-sized files only) into memory.

@@ -1,7 +1,9 @@
 //! The kloset-plugin exporter conformance suite on the Koofr exporter: in-process, over an
-//! in-process gRPC pipe, through the `koofr-exporter` binary, and with injected put faults.
+//! in-process gRPC pipe, through the `koofr-exporter` binary (protocol v2 and v1), and with
+//! injected put faults.
 //! Runs on the emulator, or on real Koofr when KOOFR_ENDPOINT/USERNAME/PASSWORD are set.
 
+use kloset_plugin::Protocol;
 use kloset_plugin::suites::{SuiteReport, run_exporter_suite};
 use koofr_core::testing::Harness;
 use koofr_destination::testkit::{DestinationSite, Transport};
@@ -59,6 +61,15 @@ async fn exporter_suite_through_the_plugin_binary() {
         &site(&h, Transport::Binary(BIN.into())),
     )
     .await;
+    assert_conformant(&report);
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exporter_suite_through_the_plugin_binary_v1_protocol() {
+    let h = Harness::any().await;
+    let site = site(&h, Transport::Binary(BIN.into())).with_protocol(Protocol::V1);
+    let report = run_exporter_suite("koofr-exporter binary, protocol v1", &site).await;
     assert_conformant(&report);
     h.finish().await;
 }

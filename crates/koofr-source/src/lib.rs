@@ -4,9 +4,10 @@
 //!
 //! * [`KoofrImporter`] implements [`kloset_plugin::Importer`]. A scan is **one** streamed
 //!   `files/listrecursive` request; records go out as listing lines arrive. Only when Koofr refuses
-//!   the recursive listing before streaming (400/405/501, e.g. on some connected external mounts)
-//!   does it walk the tree folder by folder with `files/list`. A listing that breaks off
-//!   mid-stream (dropped connection, stall) is requested again, skipping what was already sent.
+//!   the recursive listing before streaming (koofr-core's `Unsupported`: 400, 405, 501, e.g. on
+//!   some connected external mounts) does it walk the tree folder by folder with `files/list`.
+//!   A listing that breaks off mid-stream (dropped connection, stall) is requested again,
+//!   skipping what was already sent.
 //! * Records: the ancestors of the root up to `/` (directories with the constant time
 //!   [`ANCESTOR_TIME`]), the root, then every folder and file with absolute pathnames below the
 //!   location. Modes are fixed Go `fs.FileMode` values, as the rclone integration uses

@@ -20,16 +20,6 @@ pub(crate) enum Listing {
     Walk(koofr_core::FileInfo),
 }
 
-/// Whether Koofr refused the recursive listing itself (rather than the folder): some connected
-/// external mounts answer 400, 405 or 501 before streaming.
-fn recursive_refused(e: &koofr_core::Error) -> bool {
-    matches!(e.status(), Some(400 | 405 | 501))
-        && !matches!(
-            e.kind(),
-            ErrorKind::NotADirectory | ErrorKind::NotFound | ErrorKind::AlreadyExists
-        )
-}
-
 fn not_a_folder(root: &KoofrPath) -> ConnectorError {
     ConnectorError::invalid_input(format!("the Koofr location {root} is a file, not a folder"))
 }
@@ -39,7 +29,8 @@ pub(crate) async fn start(client: &Client, root: &KoofrPath) -> Result<Listing> 
     match client.list_recursive(root).await {
         Ok(entries) => Ok(Listing::Recursive(entries)),
         Err(e) if e.kind() == ErrorKind::NotADirectory => Err(not_a_folder(root)),
-        Err(e) if recursive_refused(&e) => {
+        // Some connected external mounts refuse the recursive listing before streaming.
+        Err(e) if e.kind() == ErrorKind::Unsupported => {
             tracing::warn!(error = %e, "koofr: the recursive listing was refused; listing folder by folder");
             let info = client
                 .info(root)

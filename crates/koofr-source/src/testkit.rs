@@ -18,9 +18,10 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use kloset_plugin::host::{InitArgs, RemoteImporter};
 use kloset_plugin::suites::{
-    Connections, ImporterCapabilities, ImporterFixture, TreeEntry, TreeKind, pattern_stream,
+    Connections, ImporterCapabilities, ImporterFixture, RemotePlugin, TreeEntry, TreeKind,
+    pattern_stream,
 };
-use kloset_plugin::{ConnectorError, Importer, Result, unix_millis};
+use kloset_plugin::{ConnectorError, Importer, Protocol, Result, unix_millis};
 use koofr_core::{Client, KoofrPath, UploadBody, UploadOptions};
 
 use crate::importer::{KoofrImporter, connector_error};
@@ -119,13 +120,19 @@ impl KoofrImporterSite {
         }
     }
 
+    /// The same fixture over `protocol` (gRPC transports only).
+    pub fn with_protocol(mut self, protocol: Protocol) -> Self {
+        self.connections = self.connections.with_protocol(protocol);
+        self
+    }
+
     /// The source folder.
     pub fn root(&self) -> &KoofrPath {
         &self.root
     }
 
     /// The plugin handles of the importers still connected (for pid and RSS checks).
-    pub fn live_plugins(&self) -> Vec<Arc<RemoteImporter>> {
+    pub fn live_plugins(&self) -> Vec<Arc<dyn RemotePlugin>> {
         self.connections.live()
     }
 

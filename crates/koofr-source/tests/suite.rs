@@ -1,7 +1,9 @@
 //! The kloset-plugin importer conformance suite on the Koofr importer: in-process, and through
-//! the `koofr-importer` binary over stdin/stdout (live Koofr when KOOFR_* is set, else the
-//! emulator), plus a run through the binary with injected faults (emulator only).
+//! the `koofr-importer` binary over stdin/stdout in protocol v2 and v1 (live Koofr when KOOFR_*
+//! is set, else the emulator), plus a run through the binary with injected faults (emulator
+//! only).
 
+use kloset_plugin::Protocol;
 use kloset_plugin::suites::run_importer_suite;
 use koofr_core::testing::Harness;
 use koofr_emulator::FaultRule;
@@ -35,6 +37,16 @@ async fn importer_suite_over_the_plugin_binary() {
         &site(&h, Transport::Binary(BIN.into())),
     )
     .await;
+    eprintln!("{report}");
+    h.finish().await;
+    report.assert_passed();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn importer_suite_over_the_plugin_binary_v1_protocol() {
+    let h = Harness::any().await;
+    let site = site(&h, Transport::Binary(BIN.into())).with_protocol(Protocol::V1);
+    let report = run_importer_suite("koofr-importer binary, protocol v1", &site).await;
     eprintln!("{report}");
     h.finish().await;
     report.assert_passed();

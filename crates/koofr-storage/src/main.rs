@@ -1,5 +1,6 @@
 //! The `koofr-storage` plugin binary: serves [`koofr_storage::KoofrStore`] to Plakar on
-//! stdin/stdout (gRPC, protocol v2); logs go to stderr (`RUST_LOG` filters them).
+//! stdin/stdout (gRPC, protocol v2, or v1 with `--plakar-protocol v1`); logs go to stderr
+//! (`RUST_LOG` filters them).
 
 use std::process::ExitCode;
 

@@ -133,50 +133,53 @@ impl KoofrStore {
     }
 
     /// Uploads `CONFIG` in error-if-exists mode, so that of two racing creators only one wins.
-    /// Such uploads are not retried by koofr-core (a retry cannot tell its own earlier success
-    /// from a competitor's), so transient failures are retried here: a "name taken" answer on a
-    /// retry counts as success only if the stored bytes are exactly ours.
+    /// koofr-core does not retry such an upload itself (a retry cannot tell its own earlier
+    /// success from a competitor's), so it runs under the client's retry loop here, where a
+    /// "name taken" answer on a retry counts as success only if the stored bytes are exactly
+    /// ours.
     async fn upload_config(&self, config: Bytes) -> Result<()> {
-        let policy = self.client.config().retry().clone();
         let options = UploadOptions {
             policy: OverwritePolicy::ErrorIfExists,
             size_hint: Some(config.len() as u64),
             modified_ms: None,
         };
-        let mut attempt = 1;
-        loop {
-            let sent = self
-                .client
-                .upload(
-                    self.layout.root(),
-                    CONFIG_NAME,
-                    config.clone().into(),
-                    options.clone(),
-                )
-                .await;
-            match sent {
-                Ok(_) => return Ok(()),
-                Err(e) if matches!(e.kind(), CoreKind::Conflict | CoreKind::AlreadyExists) => {
-                    if attempt > 1 && self.read_config().await.ok().flatten() == Some(config) {
-                        return Ok(());
+        let (config, options) = (&config, &options);
+        let taken = |e: &koofr_core::Error| {
+            matches!(e.kind(), CoreKind::Conflict | CoreKind::AlreadyExists)
+        };
+        let sent = self
+            .client
+            .retrying(|attempt| async move {
+                let sent = self
+                    .client
+                    .upload(
+                        self.layout.root(),
+                        CONFIG_NAME,
+                        config.clone().into(),
+                        options.clone(),
+                    )
+                    .await;
+                match sent {
+                    Err(e) if taken(&e) && attempt > 1 => {
+                        match self.read_config().await {
+                            // An earlier attempt stored it and its answer was lost.
+                            Ok(Some(stored)) if stored == *config => Ok(()),
+                            _ => Err(e),
+                        }
                     }
-                    return Err(ConnectorError::already_exists(format!(
-                        "kloset already initialized at {}",
-                        self.url()
-                    )));
+                    other => other.map(drop),
                 }
-                // koofr-core does not retry an exclusive upload (a retry could meet its own first
-                // attempt) but keeps the error temporary; the content check above makes it safe.
-                Err(e) if e.is_temporary() && attempt < policy.max_attempts => {
-                    let wait = policy.delay(attempt, e.retry_after());
-                    tracing::debug!(error = %e, attempt, "koofr-storage: retrying the CONFIG upload");
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-                Err(e) => {
-                    return Err(connector_error(e)
-                        .context(format!("cannot create the kloset at {}", self.url())));
-                }
+            })
+            .await;
+        match sent {
+            Ok(()) => Ok(()),
+            Err(e) if taken(&e) => Err(ConnectorError::already_exists(format!(
+                "kloset already initialized at {}",
+                self.url()
+            ))),
+            Err(e) => {
+                Err(connector_error(e)
+                    .context(format!("cannot create the kloset at {}", self.url())))
             }
         }
     }

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use kloset_plugin::host::{InitArgs, RemoteStore};
 use kloset_plugin::suites::{Connections, StoreCapabilities, StoreFixture};
-use kloset_plugin::{ConnectorError, InitContext, Resource, Result, Store};
+use kloset_plugin::{ConnectorError, InitContext, Protocol, Resource, Result, Store};
 use koofr_core::{Client, KoofrConfig, KoofrPath, UploadOptions};
 
 use crate::store::{KoofrStore, connector_error};
@@ -57,6 +57,12 @@ impl StoreSite {
             capabilities: StoreCapabilities::default(),
             connections: Connections::new("koofr-storage", transport),
         })
+    }
+
+    /// The same fixture over `protocol` (gRPC transports only).
+    pub fn with_protocol(mut self, protocol: Protocol) -> StoreSite {
+        self.connections = self.connections.with_protocol(protocol);
+        self
     }
 
     /// Replaces the declared capabilities (e.g. a smaller large-object size under faults).

@@ -82,7 +82,7 @@ async fn init_rejects_a_bad_config_naming_the_key() {
     let err = KoofrStore::from_init(&ctx).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     assert!(err.message().contains("retries"), "{err}");
-    let (_, password) = harness.credentials();
+    let password = harness.secret();
     assert!(!err.message().contains(&password), "secret in {err}");
 }
 

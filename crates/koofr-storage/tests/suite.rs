@@ -1,10 +1,12 @@
 //! The kloset-plugin store conformance suite against this connector: in-process, over an
-//! in-process gRPC pipe and through the `koofr-storage` binary, on the emulator (or real Koofr
+//! in-process gRPC pipe and through the `koofr-storage` binary (protocol v2 and v1), on the
+//! emulator (or real Koofr
 //! when KOOFR_ENDPOINT/KOOFR_USERNAME/KOOFR_PASSWORD are set), and on the emulator while it
 //! injects 5xx, 429 with Retry-After, dropped connections and truncated bodies.
 
 use std::path::PathBuf;
 
+use kloset_plugin::Protocol;
 use kloset_plugin::suites::{StoreCapabilities, run_store_suite};
 use koofr_core::testing::Harness;
 use koofr_emulator::FaultRule;
@@ -21,12 +23,24 @@ async fn run_suite(
     transport: Transport,
     capabilities: StoreCapabilities,
 ) {
+    run_suite_over(harness, label, transport, Protocol::V2, capabilities).await;
+}
+
+/// [`run_suite`] in `protocol`.
+async fn run_suite_over(
+    harness: &Harness,
+    label: &str,
+    transport: Transport,
+    protocol: Protocol,
+    capabilities: StoreCapabilities,
+) {
     let site = StoreSite::new(
         harness.client.clone(),
         harness.plugin_config("kloset"),
         transport,
     )
     .expect("fixture")
+    .with_protocol(protocol)
     .with_capabilities(capabilities);
     let target = format!(
         "koofr-storage {label} on {}",
@@ -79,6 +93,20 @@ async fn store_suite_over_grpc_pipe() {
 async fn store_suite_through_the_binary() {
     let harness = Harness::any().await;
     run_suite(&harness, "binary", binary(), StoreCapabilities::default()).await;
+    harness.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_suite_through_the_binary_v1_protocol() {
+    let harness = Harness::any().await;
+    run_suite_over(
+        &harness,
+        "binary, protocol v1",
+        binary(),
+        Protocol::V1,
+        StoreCapabilities::default(),
+    )
+    .await;
     harness.finish().await;
 }
 
@@ -207,4 +235,25 @@ async fn store_suite_with_truncated_bodies() {
         under_faults(),
     )
     .await;
+}
+
+/// The protocol comes from argv (the package manifest's `args`); anything else is refused.
+#[tokio::test]
+async fn binary_refuses_unknown_arguments_with_status_2() {
+    for args in [&["--bogus"][..], &["--plakar-protocol", "v9"][..]] {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_koofr-storage"))
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .expect("run koofr-storage");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        let last = args[args.len() - 1];
+        assert!(
+            stderr.contains(last) && stderr.contains("usage: ") && stderr.contains("v1|v2"),
+            "{args:?}: {stderr}"
+        );
+        assert!(output.stdout.is_empty());
+    }
 }

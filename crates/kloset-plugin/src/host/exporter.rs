@@ -30,7 +30,15 @@ const EXPORT_QUEUE: usize = 8;
 /// Concurrent calls callers may usefully make.
 const HOST_IN_FLIGHT: usize = 16;
 
-type Waiters = Arc<Mutex<HashMap<String, VecDeque<oneshot::Sender<Result<pbc::Result>>>>>>;
+/// The calls waiting for their results, and why the result stream ended once it has.
+#[derive(Debug, Default)]
+struct Pending {
+    waiters: HashMap<String, VecDeque<oneshot::Sender<Result<pbc::Result>>>>,
+    /// Set when the result stream ended: a later call fails with it at once.
+    ended: Option<ConnectorError>,
+}
+
+type Waiters = Arc<Mutex<Pending>>;
 
 struct ExportSession {
     sender: mpsc::Sender<pb::ExportRequest>,
@@ -55,11 +63,11 @@ impl std::fmt::Debug for ExportSession {
 }
 
 fn fail_all(waiters: &Waiters, err: &ConnectorError) {
-    let drained: Vec<_> = waiters
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .drain()
-        .collect();
+    let drained: Vec<_> = {
+        let mut pending = waiters.lock().unwrap_or_else(|e| e.into_inner());
+        pending.ended = Some(err.clone());
+        pending.waiters.drain().collect()
+    };
     for (pathname, queue) in drained {
         for waiter in queue {
             let _ = waiter.send(Err(err
@@ -140,6 +148,7 @@ impl RemoteExporter {
                         let waiter = waiters
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
+                            .waiters
                             .get_mut(&header.pathname)
                             .and_then(VecDeque::pop_front);
                         match waiter {
@@ -181,12 +190,19 @@ impl RemoteExporter {
                 .as_ref()
                 .map(|s| s.sender.clone())
                 .ok_or_else(|| ConnectorError::other("the export stream is closed"))?;
-            self.waiters
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(pathname.clone())
-                .or_default()
-                .push_back(waiter_tx);
+            {
+                let mut pending = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(err) = &pending.ended {
+                    return Err(err
+                        .clone()
+                        .context(format_args!("no result for {pathname}")));
+                }
+                pending
+                    .waiters
+                    .entry(pathname.clone())
+                    .or_default()
+                    .push_back(waiter_tx);
+            }
             let closed =
                 || ConnectorError::other(format!("export stream closed while sending {pathname}"));
             sender

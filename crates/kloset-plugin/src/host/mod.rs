@@ -1,11 +1,14 @@
-//! The host side: spawns or embeds a plugin and drives it as plakar v1.1.x does.
+//! The host side: spawns or embeds a plugin and drives it as plakar v1.1.x does (protocol v2),
+//! or as plakar v1.0.x does ([`v1`]).
 //!
-//! [`RemoteStore`], [`RemoteImporter`] and [`RemoteExporter`] implement the same traits as
-//! connectors, so one suite runs against an in-process connector and a plugin binary alike.
+//! [`RemoteStore`], [`RemoteImporter`] and [`RemoteExporter`] (and their [`v1`] equivalents)
+//! implement the same traits as connectors, so one suite runs against an in-process connector
+//! and a plugin binary alike, over either protocol.
 
 mod exporter;
 mod importer;
 mod store;
+pub mod v1;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;

@@ -1,5 +1,7 @@
 //! [`RemoteStore`]: a store plugin driven over gRPC, implementing [`crate::Store`].
 
+use std::future::Future;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -20,7 +22,57 @@ use crate::{ByteStream, Store};
 /// Requests queued ahead of a `Put` stream.
 const PUT_QUEUE: usize = 4;
 /// Encoding limit of `Put` messages: a 1 MiB chunk plus headroom (see `put`).
-const PUT_ENCODE_LIMIT: usize = crate::serve::MAX_CHUNK + 64 * 1024;
+pub(super) const PUT_ENCODE_LIMIT: usize = crate::serve::MAX_CHUNK + 64 * 1024;
+
+/// Feeds `data` into a client-streaming upload as plakar does: `first` names the object, then
+/// one `chunk` message per chunk of at most 1 MiB, then a half-close; returns what `call` (run
+/// on the message stream, with an encoding limit of [`PUT_ENCODE_LIMIT`]) answers. When `data`
+/// fails, the upload is made to fail on the plugin side too, never to look complete: a message
+/// over the client's own encoding limit makes tonic reset the HTTP/2 stream instead of
+/// half-closing it (dropping the call would half-close the body cleanly).
+pub(super) async fn upload<M, C, F, Fut>(
+    first: M,
+    chunk: C,
+    data: ByteStream,
+    call: F,
+) -> Result<i64>
+where
+    M: Send + 'static,
+    C: Fn(Bytes) -> M,
+    F: FnOnce(ReceiverStream<M>) -> Fut,
+    Fut: Future<Output = Result<i64>> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel::<M>(PUT_QUEUE);
+    let call = tokio::spawn(call(ReceiverStream::new(rx)));
+    let mut chunks = std::pin::pin!(plakar_chunks(data));
+    let mut feed_error = None;
+    if tx.send(first).await.is_ok() {
+        while let Some(item) = chunks.next().await {
+            match item {
+                Ok(data) => {
+                    if tx.send(chunk(data)).await.is_err() {
+                        break; // The call ended early; its status says why.
+                    }
+                }
+                Err(err) => {
+                    feed_error = Some(err);
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(err) = feed_error {
+        let _ = tx
+            .send(chunk(Bytes::from(vec![0u8; PUT_ENCODE_LIMIT + 1])))
+            .await;
+        let _ = call.await;
+        drop(tx);
+        return Err(err);
+    }
+    drop(tx); // Half-close: the upload is complete.
+    call.await
+        .map_err(|e| ConnectorError::other(format!("put task failed: {e}")))?
+}
 
 /// A store plugin after `Init` (and a `Mode` query), usable as a [`Store`].
 #[derive(Debug)]
@@ -127,61 +179,27 @@ impl Store for RemoteStore {
     }
 
     async fn put(&self, resource: Resource, mac: Mac, data: ByteStream) -> Result<u64> {
-        let (tx, rx) = mpsc::channel::<pb::PutRequest>(PUT_QUEUE);
         let first = pb::PutRequest {
             mac: Bytes::copy_from_slice(&mac.0),
             r#type: resource.to_proto(),
             chunk: Bytes::new(),
             flags: 0,
         };
+        let chunk = |chunk| pb::PutRequest {
+            mac: Bytes::new(),
+            r#type: 0,
+            chunk,
+            flags: 0,
+        };
         let mut client = self
             .client
             .clone()
             .max_encoding_message_size(PUT_ENCODE_LIMIT);
-        let call = tokio::spawn(async move { client.put(ReceiverStream::new(rx)).await });
-        let mut chunks = std::pin::pin!(plakar_chunks(data));
-        let mut feed_error = None;
-        if tx.send(first).await.is_ok() {
-            while let Some(item) = chunks.next().await {
-                match item {
-                    Ok(chunk) => {
-                        let msg = pb::PutRequest {
-                            mac: Bytes::new(),
-                            r#type: 0,
-                            chunk,
-                            flags: 0,
-                        };
-                        if tx.send(msg).await.is_err() {
-                            break; // The call ended early; its status says why.
-                        }
-                    }
-                    Err(err) => {
-                        feed_error = Some(err);
-                        break;
-                    }
-                }
-            }
-        }
-        if let Some(err) = feed_error {
-            // The upload must fail on the plugin side, never look complete: a message over the
-            // client's own encoding limit makes tonic reset the HTTP/2 stream instead of
-            // half-closing it (dropping the call would half-close the body cleanly).
-            let poison = pb::PutRequest {
-                mac: Bytes::new(),
-                r#type: 0,
-                chunk: Bytes::from(vec![0u8; PUT_ENCODE_LIMIT + 1]),
-                flags: 0,
-            };
-            let _ = tx.send(poison).await;
-            let _ = call.await;
-            drop(tx);
-            return Err(err);
-        }
-        drop(tx); // Half-close: the upload is complete.
-        let response = call
-            .await
-            .map_err(|e| ConnectorError::other(format!("put task failed: {e}")))??;
-        Ok(response.into_inner().bytes_written as u64)
+        let written = upload(first, chunk, data, move |messages| async move {
+            Ok(client.put(messages).await?.into_inner().bytes_written)
+        })
+        .await?;
+        Ok(written as u64)
     }
 
     async fn get(

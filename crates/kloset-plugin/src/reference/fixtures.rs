@@ -1,6 +1,7 @@
 //! Suite fixtures for the reference connectors: in-process, over an in-process duplex pipe,
 //! and over stdin/stdout of a plugin binary (e.g. `kloset-reference-plugin`, whose argv[1] is
-//! importer|exporter|store and whose backend is then a temporary directory).
+//! importer|exporter|store and whose backend is then a temporary directory), in protocol v2 or
+//! v1.
 
 use std::sync::Arc;
 
@@ -13,10 +14,10 @@ use super::{
 use crate::error::{ConnectorError, Result};
 use crate::host::{InitArgs, RemoteExporter, RemoteImporter, RemoteStore};
 use crate::suites::{
-    Connections, ExporterFixture, ImporterFixture, ReadBackEntry, StoreFixture, TreeEntry,
-    TreeKind, pattern_stream, read_all,
+    Connections, ExporterCapabilities, ExporterFixture, ImporterFixture, ReadBackEntry,
+    StoreFixture, TreeEntry, TreeKind, pattern_stream, read_all,
 };
-use crate::{ExportPipeline, Exporter, Importer, Resource, Store};
+use crate::{ExportPipeline, Exporter, Importer, Protocol, Resource, Store};
 
 pub use crate::suites::Transport;
 
@@ -145,6 +146,12 @@ impl StoreSite {
             connections: Connections::new(PLUGIN_NAME, transport).with_binary_args(["store"]),
         })
     }
+
+    /// The same fixture over `protocol` (gRPC transports only).
+    pub fn with_protocol(mut self, protocol: Protocol) -> Self {
+        self.connections = self.connections.with_protocol(protocol);
+        self
+    }
 }
 
 #[async_trait]
@@ -206,6 +213,12 @@ impl ImporterSite {
             site: Site::new(&transport)?,
             connections: Connections::new(PLUGIN_NAME, transport).with_binary_args(["importer"]),
         })
+    }
+
+    /// The same fixture over `protocol` (gRPC transports only).
+    pub fn with_protocol(mut self, protocol: Protocol) -> Self {
+        self.connections = self.connections.with_protocol(protocol);
+        self
     }
 
     /// The `Init` arguments of this fixture's importer.
@@ -284,6 +297,12 @@ impl ExporterSite {
             connections: Connections::new(PLUGIN_NAME, transport).with_binary_args(["exporter"]),
         })
     }
+
+    /// The same fixture over `protocol` (gRPC transports only).
+    pub fn with_protocol(mut self, protocol: Protocol) -> Self {
+        self.connections = self.connections.with_protocol(protocol);
+        self
+    }
 }
 
 #[async_trait]
@@ -331,6 +350,10 @@ impl ExporterFixture for ExporterSite {
             .map(|e| e.path)
             .filter(|p| !(allowed(p) || p.starts_with(&format!("{inside}/"))))
             .collect())
+    }
+
+    fn capabilities(&self) -> ExporterCapabilities {
+        ExporterCapabilities::default().over(self.connections.protocol())
     }
 
     async fn make_unwritable(&self, path: &str) -> Result<bool> {

@@ -5,19 +5,24 @@
 //! flight: small files are read into memory (within a byte budget) and handed to a task; larger
 //! ones stream straight to the connector while the request stream waits. Any record waits for
 //! the calls of its pending ancestor directories, so parents are complete before children.
+//! A [fatal](ConnectorError::fatal) error of any record (refused credentials, a full account)
+//! ends the whole export with that error instead of failing the records one by one.
 
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, Stream, StreamExt};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::transport::spawn_in_flight;
 use super::{ConnectorSlot, Factory, MAX_RECEIVE_MESSAGE, MAX_SEND_MESSAGE};
 use crate::error::{ConnectorError, Result};
 use crate::pb::plakar::connectors as pbc;
@@ -117,7 +122,7 @@ impl<E: Exporter> ExporterRpc for ExporterService<E> {
             .max(1);
         let (tx, rx) = mpsc::channel(in_flight + 16);
         let pump = ExportPump::new(exporter, request.into_inner(), tx, self.pipeline, in_flight);
-        tokio::spawn(pump.run());
+        spawn_in_flight(pump.run());
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -131,14 +136,41 @@ impl<E: Exporter> ExporterRpc for ExporterService<E> {
 }
 
 type Done = Shared<BoxFuture<'static, ()>>;
-type ResultSender = mpsc::Sender<Result<pb::ExportResponse, Status>>;
+
+/// Where results go: the response stream, which a fatal error ends.
+#[derive(Clone)]
+struct Results {
+    tx: mpsc::Sender<Result<pb::ExportResponse, Status>>,
+    /// Set by the first fatal error, which is the last item sent.
+    fatal_sent: Arc<AtomicBool>,
+    /// Fired with it: the pump stops reading records at once.
+    ended: CancellationToken,
+}
+
+impl Results {
+    /// Sends a record's result, or ends the stream with its error when that is fatal.
+    async fn send(&self, header: pbc::Record, outcome: Result<()>) {
+        let item = match outcome {
+            Err(err) if err.is_fatal() => {
+                if self.fatal_sent.swap(true, Ordering::SeqCst) {
+                    return;
+                }
+                tracing::debug!(error = %err, "a fatal error ends the export");
+                self.ended.cancel();
+                Err(Status::from(err))
+            }
+            outcome => Ok(result_message(header, outcome)),
+        };
+        let _ = self.tx.send(item).await;
+    }
+}
 
 /// Reads the export request stream and dispatches connector calls.
 struct ExportPump<E> {
     exporter: Arc<E>,
     incoming: Streaming<pb::ExportRequest>,
     lookahead: Option<pb::ExportRequest>,
-    results: ResultSender,
+    results: Results,
     calls: Arc<Semaphore>,
     memory: Arc<Semaphore>,
     pipeline: ExportPipeline,
@@ -176,7 +208,7 @@ impl<E: Exporter> ExportPump<E> {
     fn new(
         exporter: Arc<E>,
         incoming: Streaming<pb::ExportRequest>,
-        results: ResultSender,
+        results: mpsc::Sender<Result<pb::ExportResponse, Status>>,
         pipeline: ExportPipeline,
         in_flight: usize,
     ) -> Self {
@@ -192,7 +224,11 @@ impl<E: Exporter> ExportPump<E> {
             exporter,
             incoming,
             lookahead: None,
-            results,
+            results: Results {
+                tx: results,
+                fatal_sent: Arc::new(AtomicBool::new(false)),
+                ended: CancellationToken::new(),
+            },
             calls: Arc::new(Semaphore::new(in_flight)),
             memory: Arc::new(Semaphore::new(budget)),
             pipeline,
@@ -200,16 +236,25 @@ impl<E: Exporter> ExportPump<E> {
         }
     }
 
+    /// The next request; `None` at its end, or once a fatal error ended the export (then the
+    /// request stream is dropped at once, which tells plakar to stop sending).
     async fn next_message(&mut self) -> Option<pb::ExportRequest> {
+        if self.results.ended.is_cancelled() {
+            return None;
+        }
         if let Some(msg) = self.lookahead.take() {
             return Some(msg);
         }
-        match self.incoming.message().await {
-            Ok(msg) => msg,
-            Err(status) => {
-                tracing::debug!(%status, "export request stream failed");
-                None
-            }
+        let ended = self.results.ended.clone();
+        tokio::select! {
+            received = self.incoming.message() => match received {
+                Ok(msg) => msg,
+                Err(status) => {
+                    tracing::debug!(%status, "export request stream failed");
+                    None
+                }
+            },
+            () = ended.cancelled() => None,
         }
     }
 
@@ -248,7 +293,7 @@ impl<E: Exporter> ExportPump<E> {
     }
 
     async fn send_now(&self, header: pbc::Record, outcome: Result<()>) {
-        let _ = self.results.send(Ok(result_message(header, outcome))).await;
+        self.results.send(header, outcome).await;
     }
 
     /// Pending calls of this pathname's ancestor directories.
@@ -340,22 +385,22 @@ impl<E: Exporter> ExportPump<E> {
                 self.directories.retain(|_, d| d.peek().is_none());
             }
             self.directories.insert(record.pathname.clone(), done);
-            tokio::spawn(async move {
+            spawn_in_flight(async move {
                 wait_ancestors.await;
                 let outcome = exporter.create_directory(&record.pathname, &info).await;
                 drop(call_permit);
                 let _ = done_tx.send(());
-                let _ = results.send(Ok(result_message(header, outcome))).await;
+                results.send(header, outcome).await;
             });
             return true;
         }
 
         let Some(info) = info.filter(|_| is_file && record.has_reader) else {
-            tokio::spawn(async move {
+            spawn_in_flight(async move {
                 wait_ancestors.await;
                 let outcome = exporter.other(&record).await;
                 drop(call_permit);
-                let _ = results.send(Ok(result_message(header, outcome))).await;
+                results.send(header, outcome).await;
             });
             return true;
         };
@@ -381,7 +426,7 @@ impl<E: Exporter> ExportPump<E> {
                         }
                     }
                     Err(ContentEnd::Complete) => {
-                        tokio::spawn(async move {
+                        spawn_in_flight(async move {
                             wait_ancestors.await;
                             let content =
                                 futures::stream::iter(buffered.into_iter().map(Ok)).boxed();
@@ -389,7 +434,7 @@ impl<E: Exporter> ExportPump<E> {
                                 exporter.store_file(&record.pathname, &info, content).await;
                             drop(call_permit);
                             drop(memory_permit);
-                            let _ = results.send(Ok(result_message(header, outcome))).await;
+                            results.send(header, outcome).await;
                         });
                         return true;
                     }
@@ -406,13 +451,13 @@ impl<E: Exporter> ExportPump<E> {
         // Large, unknown-size or over-long file: stream it to the connector as it arrives.
         let (chunk_tx, chunk_rx) = mpsc::channel::<Result<Bytes>>(STREAMED_CHUNK_QUEUE);
         let pathname = record.pathname.clone();
-        tokio::spawn(async move {
+        spawn_in_flight(async move {
             wait_ancestors.await;
             let head = futures::stream::iter(buffered.into_iter().map(Ok));
             let content = head.chain(ReceiverStream::new(chunk_rx)).boxed();
             let outcome = exporter.store_file(&record.pathname, &info, content).await;
             drop(call_permit);
-            let _ = results.send(Ok(result_message(header, outcome))).await;
+            results.send(header, outcome).await;
         });
         let mut receiver_alive = true;
         loop {

@@ -4,6 +4,7 @@ mod exporter;
 mod importer;
 mod store;
 mod transport;
+mod v1;
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -16,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tonic::Status;
 
 use crate::error::{ConnectorError, ErrorKind, Result};
+use crate::protocol::Protocol;
 use crate::types::InitContext;
 
 pub use exporter::ExportPipeline;
@@ -121,25 +123,73 @@ pub(crate) fn status_error(status: Status) -> ConnectorError {
     ConnectorError::from(status)
 }
 
-/// Runs a store plugin on stdin/stdout until plakar closes the pipe; returns the exit code
-/// (0 at EOF, 1 with a one-line stderr message on a broken transport).
+/// The protocol named by this process's argv, or exit status 2 with a usage line on stderr.
+fn protocol_from_argv() -> Result<Protocol, ExitCode> {
+    let mut argv = std::env::args();
+    let program = argv.next().unwrap_or_else(|| "plugin".to_owned());
+    Protocol::from_args(argv).map_err(|err| {
+        eprintln!("{program}: {err}\n{}", Protocol::usage(&program));
+        ExitCode::from(2)
+    })
+}
+
+/// Runs a store plugin on stdin/stdout until plakar closes the pipe, in the protocol its argv
+/// names (v2 by default, `--plakar-protocol v1` for plakar 1.0.x; anything else is exit status
+/// 2); returns the exit code (0 at EOF, 1 with a one-line stderr message on a broken transport).
 pub async fn serve_store<F, Fut, S>(factory: F) -> ExitCode
 where
     F: Fn(InitContext) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<S>> + Send + 'static,
     S: crate::Store,
 {
-    transport::serve_stdio(StoreService::router(boxed_factory(factory))).await
+    match protocol_from_argv() {
+        Ok(protocol) => serve_store_as(protocol, factory).await,
+        Err(code) => code,
+    }
 }
 
-/// Runs an importer plugin on stdin/stdout (see [`serve_store`]).
+/// Runs a store plugin on stdin/stdout in `protocol` (see [`serve_store`]).
+pub async fn serve_store_as<F, Fut, S>(protocol: Protocol, factory: F) -> ExitCode
+where
+    F: Fn(InitContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<S>> + Send + 'static,
+    S: crate::Store,
+{
+    let factory = boxed_factory(factory);
+    let routes = match protocol {
+        Protocol::V1 => v1::StoreService::router(factory),
+        Protocol::V2 => StoreService::router(factory),
+    };
+    transport::serve_stdio(routes).await
+}
+
+/// Runs an importer plugin on stdin/stdout in the protocol its argv names (see
+/// [`serve_store`]).
 pub async fn serve_importer<F, Fut, I>(factory: F) -> ExitCode
 where
     F: Fn(InitContext) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<I>> + Send + 'static,
     I: crate::Importer,
 {
-    transport::serve_stdio(ImporterService::router(boxed_factory(factory))).await
+    match protocol_from_argv() {
+        Ok(protocol) => serve_importer_as(protocol, factory).await,
+        Err(code) => code,
+    }
+}
+
+/// Runs an importer plugin on stdin/stdout in `protocol` (see [`serve_store`]).
+pub async fn serve_importer_as<F, Fut, I>(protocol: Protocol, factory: F) -> ExitCode
+where
+    F: Fn(InitContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<I>> + Send + 'static,
+    I: crate::Importer,
+{
+    let factory = boxed_factory(factory);
+    let routes = match protocol {
+        Protocol::V1 => v1::ImporterService::router(factory),
+        Protocol::V2 => ImporterService::router(factory),
+    };
+    transport::serve_stdio(routes).await
 }
 
 /// Runs an exporter plugin on stdin/stdout (see [`serve_store`]) with the default
@@ -154,14 +204,38 @@ where
     serve_exporter_with(ExportPipeline::default(), factory).await
 }
 
-/// Runs an exporter plugin on stdin/stdout with explicit pipelining limits.
+/// Runs an exporter plugin on stdin/stdout with explicit pipelining limits, in the protocol its
+/// argv names (see [`serve_store`]).
 pub async fn serve_exporter_with<F, Fut, E>(pipeline: ExportPipeline, factory: F) -> ExitCode
 where
     F: Fn(InitContext) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<E>> + Send + 'static,
     E: crate::Exporter,
 {
-    transport::serve_stdio(ExporterService::router(boxed_factory(factory), pipeline)).await
+    match protocol_from_argv() {
+        Ok(protocol) => serve_exporter_as(protocol, pipeline, factory).await,
+        Err(code) => code,
+    }
+}
+
+/// Runs an exporter plugin on stdin/stdout in `protocol`. Protocol v1 has one call per
+/// operation, which plakar 1.0 issues itself: only `pipeline.max_in_flight` applies to it.
+pub async fn serve_exporter_as<F, Fut, E>(
+    protocol: Protocol,
+    pipeline: ExportPipeline,
+    factory: F,
+) -> ExitCode
+where
+    F: Fn(InitContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<E>> + Send + 'static,
+    E: crate::Exporter,
+{
+    let factory = boxed_factory(factory);
+    let routes = match protocol {
+        Protocol::V1 => v1::ExporterService::router(factory, pipeline.max_in_flight),
+        Protocol::V2 => ExporterService::router(factory, pipeline),
+    };
+    transport::serve_stdio(routes).await
 }
 
 /// Serves a store on any byte pipe (e.g. one end of `tokio::io::duplex`) until it reaches EOF.
@@ -201,6 +275,48 @@ where
     transport::serve_io(
         io,
         ExporterService::router(boxed_factory(factory), pipeline),
+    )
+    .await
+}
+
+/// Serves a store in protocol v1 on any byte pipe until it reaches EOF.
+pub async fn serve_store_v1_on<IO, F, Fut, S>(io: IO, factory: F) -> Result<(), TransportError>
+where
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    F: Fn(InitContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<S>> + Send + 'static,
+    S: crate::Store,
+{
+    transport::serve_io(io, v1::StoreService::router(boxed_factory(factory))).await
+}
+
+/// Serves an importer in protocol v1 on any byte pipe until it reaches EOF.
+pub async fn serve_importer_v1_on<IO, F, Fut, I>(io: IO, factory: F) -> Result<(), TransportError>
+where
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    F: Fn(InitContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<I>> + Send + 'static,
+    I: crate::Importer,
+{
+    transport::serve_io(io, v1::ImporterService::router(boxed_factory(factory))).await
+}
+
+/// Serves an exporter in protocol v1 on any byte pipe until it reaches EOF (of `pipeline`, only
+/// `max_in_flight` applies).
+pub async fn serve_exporter_v1_on<IO, F, Fut, E>(
+    io: IO,
+    pipeline: ExportPipeline,
+    factory: F,
+) -> Result<(), TransportError>
+where
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    F: Fn(InitContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<E>> + Send + 'static,
+    E: crate::Exporter,
+{
+    transport::serve_io(
+        io,
+        v1::ExporterService::router(boxed_factory(factory), pipeline.max_in_flight),
     )
     .await
 }

@@ -33,12 +33,68 @@ impl<S: Store> StoreService<S> {
     }
 }
 
-fn mac_of(bytes: &[u8]) -> Result<Mac, Status> {
+pub(crate) fn mac_of(bytes: &[u8]) -> Result<Mac, Status> {
     Mac::from_slice(bytes).map_err(Status::from)
 }
 
 fn resource_of(value: i32) -> Result<Resource, Status> {
     Resource::from_proto(value).map_err(Status::from)
+}
+
+/// Stores an object received as a `Put` stream (of either protocol): `first` is the chunk of
+/// the message that named it (data, if any), `rest` the following chunks. Empty chunks are
+/// dropped; a broken stream reaches the connector as an error item, so nothing is stored.
+pub(crate) async fn put_object<S, R>(
+    store: &S,
+    resource: Resource,
+    mac: Mac,
+    first: Bytes,
+    rest: R,
+) -> Result<i64, Status>
+where
+    S: Store + ?Sized,
+    R: Stream<Item = Result<Bytes, Status>> + Send + 'static,
+{
+    let head = futures::stream::iter((!first.is_empty()).then_some(Ok(first)));
+    let data = head
+        .chain(rest.map(|chunk| chunk.map_err(status_error)))
+        .filter(|c| futures::future::ready(c.as_ref().map_or(true, |b| !b.is_empty())));
+    let written = store
+        .put(resource, mac, data.boxed())
+        .await
+        .map_err(|e| Status::from(e.context(format_args!("put {resource} {mac}"))))?;
+    Ok(written as i64)
+}
+
+/// Chunks of an object stream, as sent in a `Get` stream of either protocol.
+pub(crate) type ObjectChunks = Pin<Box<dyn Stream<Item = Result<Bytes, Status>> + Send>>;
+
+/// An object (or `range` of it) as chunks of at most 1 MiB for a `Get` stream of either
+/// protocol: never more than the range asks for, and the connector is not read past it.
+pub(crate) async fn get_object<S: Store + ?Sized>(
+    store: &S,
+    resource: Resource,
+    mac: Mac,
+    range: Option<ByteRange>,
+) -> Result<ObjectChunks, Status> {
+    if range.is_some_and(|r| r.length == 0) {
+        return Ok(Box::pin(futures::stream::empty()));
+    }
+    let data = store.get(resource, mac, range).await?;
+    let budget = range.map_or(u64::MAX, |r| u64::from(r.length));
+    let limited = data.scan(budget, |budget, item| {
+        if *budget == 0 {
+            return futures::future::ready(None);
+        }
+        let item = item.map(|mut chunk| {
+            let keep = (chunk.len() as u64).min(*budget) as usize;
+            *budget -= keep as u64;
+            chunk.truncate(keep);
+            chunk
+        });
+        futures::future::ready(Some(item))
+    });
+    Ok(Box::pin(rechunk(limited)))
 }
 
 type GetStream = Pin<Box<dyn Stream<Item = Result<pb::GetResponse, Status>> + Send>>;
@@ -145,18 +201,10 @@ impl<S: Store> StoreRpc for StoreService<S> {
             .ok_or_else(|| invalid("Put stream ended before its first message".to_owned()))?;
         let mac = mac_of(&first.mac)?;
         let resource = resource_of(first.r#type)?;
-        // The first message names the object; a chunk in it, if any, is data.
-        let head = futures::stream::iter((!first.chunk.is_empty()).then_some(Ok(first.chunk)));
-        let rest = incoming.map(|msg| msg.map(|m| m.chunk).map_err(status_error));
-        let data = head
-            .chain(rest)
-            .filter(|c| futures::future::ready(c.as_ref().map_or(true, |b| !b.is_empty())));
-        let written = store
-            .put(resource, mac, data.boxed())
-            .await
-            .map_err(|e| Status::from(e.context(format_args!("put {resource} {mac}"))))?;
+        let rest = incoming.map(|msg| msg.map(|m| m.chunk));
+        let written = put_object(&*store, resource, mac, first.chunk, rest).await?;
         Ok(Response::new(pb::PutResponse {
-            bytes_written: written as i64,
+            bytes_written: written,
         }))
     }
 
@@ -171,26 +219,9 @@ impl<S: Store> StoreRpc for StoreService<S> {
             offset: r.offset,
             length: r.length,
         });
-        if range.is_some_and(|r| r.length == 0) {
-            return Ok(Response::new(Box::pin(futures::stream::empty())));
-        }
-        let data = store.get(resource, mac, range).await?;
-        // Never send more than the range asked for, and stop reading the connector once the
-        // range is complete, whatever it would still yield.
-        let budget = range.map_or(u64::MAX, |r| u64::from(r.length));
-        let limited = data.scan(budget, |budget, item| {
-            if *budget == 0 {
-                return futures::future::ready(None);
-            }
-            let item = item.map(|mut chunk| {
-                let keep = (chunk.len() as u64).min(*budget) as usize;
-                *budget -= keep as u64;
-                chunk.truncate(keep);
-                chunk
-            });
-            futures::future::ready(Some(item))
-        });
-        let stream = rechunk(limited).map(|r| r.map(|chunk| pb::GetResponse { chunk }));
+        let stream = get_object(&*store, resource, mac, range)
+            .await?
+            .map(|r| r.map(|chunk| pb::GetResponse { chunk }));
         Ok(Response::new(Box::pin(stream)))
     }
 

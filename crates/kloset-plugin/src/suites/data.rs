@@ -40,6 +40,15 @@ pub fn pattern_stream(seed: u64, len: u64) -> ByteStream {
     futures::stream::iter(chunks).boxed()
 }
 
+/// `good` bytes of the pattern `seed`, then an error: a source that breaks midway.
+pub(super) fn failing_stream(seed: u64, good: u64) -> ByteStream {
+    pattern_stream(seed, good)
+        .chain(futures::stream::once(async {
+            Err(crate::ConnectorError::other("source failed midway (test)"))
+        }))
+        .boxed()
+}
+
 /// Reads a stream and checks it equals the pattern `seed` from `offset` for `len` bytes.
 pub async fn verify_pattern(
     mut stream: ByteStream,

@@ -1,5 +1,6 @@
-//! The exporter suite: a tree restored and read back, one result per record, per-file
-//! failures that do not stop the export, and hostile paths that cannot escape the root.
+//! The exporter suite: ping, a tree restored and read back, one result per record, per-file
+//! failures that do not stop the export, content cut short that leaves no partial file, and
+//! hostile paths that cannot escape the root.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -9,13 +10,13 @@ use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::data::{pattern_bytes, pattern_stream};
+use super::data::{failing_stream, pattern_bytes, pattern_stream};
 use super::importer::{TreeKind, sample_tree};
 use super::{Case, CaseFailure, CaseResult, SuiteReport, run_cases};
-use crate::Exporter;
 use crate::ensure_case;
 use crate::error::Result;
 use crate::types::{FileInfo, FileMode, Record};
+use crate::{ByteStream, Exporter, Protocol};
 
 /// An entry read back from the destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +39,21 @@ pub struct ExporterCapabilities {
     /// Symlinks, devices and other special files get an error result (the target cannot store
     /// them) instead of being skipped with `Ok`.
     pub rejects_special_files: bool,
+}
+
+impl ExporterCapabilities {
+    /// What is left of these capabilities when the connector is reached over `protocol` (None:
+    /// called directly). Protocol v1 sends a file's metadata only after its content is stored
+    /// (plakar 1.0's `SetPermissions`), so no file modification time can be restored with it.
+    pub fn over(self, protocol: Option<Protocol>) -> Self {
+        match protocol {
+            Some(Protocol::V1) => Self {
+                file_mtimes: false,
+                ..self
+            },
+            _ => self,
+        }
+    }
 }
 
 impl Default for ExporterCapabilities {
@@ -75,6 +91,10 @@ pub trait ExporterFixture: Send + Sync {
 pub fn exporter_cases() -> Vec<Case<dyn ExporterFixture>> {
     vec![
         Case {
+            name: "ping answers",
+            run: ping_answers,
+        },
+        Case {
             name: "tree round trip",
             run: tree_round_trip,
         },
@@ -85,6 +105,10 @@ pub fn exporter_cases() -> Vec<Case<dyn ExporterFixture>> {
         Case {
             name: "per-file failure does not stop",
             run: per_file_failure,
+        },
+        Case {
+            name: "cut-short content leaves no partial file",
+            run: cut_short_content,
         },
         Case {
             name: "hostile paths stay inside",
@@ -220,6 +244,13 @@ fn check_read_back(
     Ok(())
 }
 
+fn ping_answers(f: &dyn ExporterFixture) -> BoxFuture<'_, CaseResult> {
+    with_exporter(f, |exporter| {
+        async move { Ok(exporter.ping().await?) }.boxed()
+    })
+    .boxed()
+}
+
 fn tree_round_trip(f: &dyn ExporterFixture) -> BoxFuture<'_, CaseResult> {
     async move {
         with_exporter(f, |exporter| {
@@ -327,6 +358,73 @@ fn per_file_failure(f: &dyn ExporterFixture) -> BoxFuture<'_, CaseResult> {
     .boxed()
 }
 
+/// Declared size of a cut-short file: above the serve layer's default small-file threshold
+/// (4 MiB), so that over the wire too the connector itself sees its content break.
+const CUT_DECLARED: u64 = 6 << 20;
+/// Bytes of a cut-short file that arrive before its content breaks.
+const CUT_AFTER: u64 = (1 << 20) + 3;
+
+/// Stores one file on a connection of its own (over the wire a broken content ends the export
+/// stream, as an interrupted plakar does); the outcome of `store_file`.
+async fn store_alone(
+    f: &dyn ExporterFixture,
+    path: &str,
+    declared: u64,
+    content: ByteStream,
+) -> Result<Result<()>, CaseFailure> {
+    let exporter = f.connect().await?;
+    let t = UNIX_EPOCH + Duration::from_secs(1_650_000_000);
+    let info = FileInfo::file(path.trim_start_matches('/'), declared as i64, 0o600, t);
+    let outcome = async {
+        exporter
+            .create_directory("/", &root_info())
+            .await
+            .map_err(|e| CaseFailure(format!("/: {e}")))?;
+        Ok(exporter.store_file(path, &info, content).await)
+    }
+    .await;
+    let closed = exporter.close().await;
+    f.release(exporter).await?;
+    closed?;
+    outcome
+}
+
+fn cut_short_content(f: &dyn ExporterFixture) -> BoxFuture<'_, CaseResult> {
+    async move {
+        f.clear().await?;
+        store_alone(f, "/kept.bin", 3000, pattern_stream(13, 3000))
+            .await?
+            .map_err(|e| CaseFailure(format!("/kept.bin: {e}")))?;
+        let replaced =
+            store_alone(f, "/kept.bin", CUT_DECLARED, failing_stream(14, CUT_AFTER)).await?;
+        ensure_case!(
+            replaced.is_err(),
+            "/kept.bin: storing a cut-short content over it succeeded"
+        );
+        let created =
+            store_alone(f, "/fresh.bin", CUT_DECLARED, failing_stream(15, CUT_AFTER)).await?;
+        ensure_case!(
+            created.is_err(),
+            "/fresh.bin: storing a cut-short content succeeded"
+        );
+        let tree = f.read_tree().await?;
+        ensure_case!(
+            tree.iter().map(|e| e.path.as_str()).collect::<Vec<_>>() == ["kept.bin"],
+            "after two cut-short files the destination holds {:?}, expected only kept.bin",
+            tree.iter().map(|e| &e.path).collect::<Vec<_>>()
+        );
+        ensure_case!(
+            tree[0].content.as_ref() == Some(&pattern_bytes(13, 0, 3000)),
+            "kept.bin: the previous content was not kept ({:?} bytes now)",
+            tree[0].content.as_ref().map(Bytes::len)
+        );
+        let outside = f.outside_root().await?;
+        ensure_case!(outside.is_empty(), "entries outside the root: {outside:?}");
+        Ok(())
+    }
+    .boxed()
+}
+
 const HOSTILE: [&str; 9] = [
     "/../escape.txt",
     "/docs/../../escape.txt",
@@ -398,6 +496,10 @@ fn error_and_other_records(f: &dyn ExporterFixture) -> BoxFuture<'_, CaseResult>
                     "the error for a rejected symlink has no message"
                 );
             }
+            // An error record (the file could not be backed up) is Ok by rule (§6.4).
+            let broken = Record::error("/broken.txt", "permission denied (test)");
+            let outcome = exporter.other(&broken).await;
+            ensure_case!(outcome.is_ok(), "an error record gave {outcome:?}");
             Ok(())
         }
         .boxed()

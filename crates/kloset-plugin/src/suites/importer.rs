@@ -1,5 +1,5 @@
-//! The importer suite: records of a known tree, content, concurrent opens, stable FileInfo,
-//! and per-file errors as error records.
+//! The importer suite: records of a known tree, ping, content, concurrent opens, stable
+//! FileInfo, and per-file errors as error records.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -109,6 +109,10 @@ pub fn importer_cases() -> Vec<Case<dyn ImporterFixture>> {
         Case {
             name: "records of a known tree",
             run: records_of_tree,
+        },
+        Case {
+            name: "ping answers",
+            run: ping_answers,
         },
         Case {
             name: "content equals source",
@@ -221,11 +225,14 @@ fn records_of_tree(f: &dyn ImporterFixture) -> BoxFuture<'_, CaseResult> {
                         r.pathname,
                         info.name
                     );
-                    // A parent listed at all must come before its children.
+                }
+                // A parent listed at all must come before its children (looked up once every
+                // record is indexed: a parent listed after its child is not seen before it).
+                for (i, r) in records.iter().enumerate() {
                     if let Some(idx) = r.pathname.rfind('/').filter(|_| r.pathname != "/") {
                         let parent = if idx == 0 { "/" } else { &r.pathname[..idx] };
                         if let Some(&p) = seen.get(parent) {
-                            ensure_case!(p < i, "{} listed before its parent", r.pathname);
+                            ensure_case!(p < i, "{} listed before its parent {parent}", r.pathname);
                         }
                     }
                 }
@@ -303,6 +310,13 @@ fn records_of_tree(f: &dyn ImporterFixture) -> BoxFuture<'_, CaseResult> {
         })
         .await
     }
+    .boxed()
+}
+
+fn ping_answers(f: &dyn ImporterFixture) -> BoxFuture<'_, CaseResult> {
+    with_importer(f, |importer| {
+        async move { Ok(importer.ping().await?) }.boxed()
+    })
     .boxed()
 }
 

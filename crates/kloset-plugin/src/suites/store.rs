@@ -1,5 +1,5 @@
-//! The store suite: kloset create/open, objects of every resource, sizes, ranges, concurrency,
-//! failed uploads, junk names, and a store that starts and ends empty.
+//! The store suite: kloset create/open, objects of every resource, the size, object sizes,
+//! ranges, concurrency, failed uploads, junk names, and a store that starts and ends empty.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -10,11 +10,11 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use rand::{Rng, SeedableRng};
 
-use super::data::{pattern_stream, read_all, verify_pattern};
+use super::data::{failing_stream, pattern_stream, read_all, verify_pattern};
 use super::{Case, CaseFailure, CaseResult, SuiteReport, run_cases};
 use crate::Store;
 use crate::ensure_case;
-use crate::error::{ConnectorError, ErrorKind, Result};
+use crate::error::{ErrorKind, Result};
 use crate::types::{ByteRange, Mac, Resource, StoreMode};
 
 /// What a store backend can do in tests.
@@ -79,6 +79,10 @@ pub fn store_cases() -> Vec<Case<dyn StoreFixture>> {
         Case {
             name: "overwrite replaces",
             run: overwrite,
+        },
+        Case {
+            name: "size is -1 or counts the objects",
+            run: size_counts_objects,
         },
         Case {
             name: "boundary sizes",
@@ -295,7 +299,18 @@ fn crud_per_resource(f: &dyn StoreFixture) -> BoxFuture<'_, CaseResult> {
                     Ok(stream) => read_all(stream).await.map(|_| ()),
                     Err(e) => Err(e),
                 };
-                ensure_case!(gone.is_err(), "get {resource} {m} after delete succeeded");
+                // Not found, and not any error: "range past end fails" holds the other side.
+                match gone {
+                    Ok(()) => {
+                        return Err(CaseFailure(format!(
+                            "get {resource} {m} after delete succeeded"
+                        )));
+                    }
+                    Err(e) => ensure_case!(
+                        e.kind() == ErrorKind::NotFound,
+                        "get {resource} {m} after delete: {e:?}, expected not found"
+                    ),
+                }
             }
             Ok(())
         }
@@ -316,6 +331,24 @@ fn overwrite(f: &dyn StoreFixture) -> BoxFuture<'_, CaseResult> {
                 "overwrite duplicated the object"
             );
             store.delete(Resource::Lock, m).await?;
+            Ok(())
+        }
+        .boxed()
+    })
+    .boxed()
+}
+
+fn size_counts_objects(f: &dyn StoreFixture) -> BoxFuture<'_, CaseResult> {
+    with_store(f, |store| {
+        async move {
+            let m = mac(250);
+            put_pattern(&*store, Resource::Packfile, m, 25, 5000).await?;
+            let size = store.size().await?;
+            ensure_case!(
+                size == -1 || size >= 5000,
+                "size {size} with a 5000-byte object stored: expected -1 (unknown) or at least 5000"
+            );
+            store.delete(Resource::Packfile, m).await?;
             Ok(())
         }
         .boxed()
@@ -491,14 +524,6 @@ fn concurrent_puts(f: &dyn StoreFixture) -> BoxFuture<'_, CaseResult> {
         .boxed()
     })
     .boxed()
-}
-
-fn failing_stream(seed: u64, good: u64) -> crate::ByteStream {
-    pattern_stream(seed, good)
-        .chain(futures::stream::once(async {
-            Err(ConnectorError::other("source failed midway (test)"))
-        }))
-        .boxed()
 }
 
 fn failed_put(f: &dyn StoreFixture) -> BoxFuture<'_, CaseResult> {

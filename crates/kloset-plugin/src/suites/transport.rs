@@ -3,9 +3,10 @@
 //!
 //! A fixture gives the same factory its plugin binary gives `serve_*`, and gets back a
 //! connector: built in process ([`Transport::Direct`]), served over a `tokio::io::duplex` pipe
-//! ([`Transport::Duplex`]), or a spawned plugin binary ([`Transport::Binary`]). The gRPC ones
-//! are kept until [`Connections::release`], which closes the plugin's input and fails unless it
-//! then exits with status 0.
+//! ([`Transport::Duplex`]), or a spawned plugin binary ([`Transport::Binary`]), over protocol
+//! v2 or, with [`Connections::with_protocol`], v1 (a binary is then started with
+//! `--plakar-protocol v1`). The gRPC ones are kept until [`Connections::release`], which closes
+//! the plugin's input and fails unless it then exits with status 0.
 //!
 //! ```no_run
 //! # async fn demo() -> kloset_plugin::Result<()> {
@@ -28,16 +29,18 @@
 //! ```
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use tokio::io::DuplexStream;
 
 use crate::host::{
-    InitArgs, PluginConnection, PluginHandle, RemoteExporter, RemoteImporter, RemoteStore,
+    InitArgs, PluginConnection, PluginHandle, RemoteExporter, RemoteImporter, RemoteStore, v1,
 };
 use crate::{
-    ConnectorError, ExportPipeline, Exporter, Importer, InitContext, Result, Store, TransportError,
+    ConnectorError, ExportPipeline, Exporter, Importer, InitContext, Protocol, Result, Store,
+    TransportError,
 };
 
 /// How a fixture reaches the connector.
@@ -53,7 +56,7 @@ pub enum Transport {
 }
 
 /// A host-side plugin connection of one role ([`RemoteStore`], [`RemoteImporter`],
-/// [`RemoteExporter`]), as kept by [`Connections`].
+/// [`RemoteExporter`] and their [`v1`] equivalents), as kept by [`Connections`].
 pub trait RemotePlugin: Send + Sync + 'static {
     /// The running plugin (pid, shutdown).
     fn plugin(&self) -> &PluginHandle;
@@ -77,13 +80,34 @@ impl RemotePlugin for RemoteExporter {
     }
 }
 
-/// The connections of one fixture to its connector of role `R`: opens them over the
-/// fixture's [`Transport`] and keeps the gRPC ones until [`Connections::release`].
+impl RemotePlugin for v1::RemoteStore {
+    fn plugin(&self) -> &PluginHandle {
+        v1::RemoteStore::plugin(self)
+    }
+}
+
+impl RemotePlugin for v1::RemoteImporter {
+    fn plugin(&self) -> &PluginHandle {
+        v1::RemoteImporter::plugin(self)
+    }
+}
+
+impl RemotePlugin for v1::RemoteExporter {
+    fn plugin(&self) -> &PluginHandle {
+        v1::RemoteExporter::plugin(self)
+    }
+}
+
+/// The connections of one fixture to its connector of role `R` (named by its protocol v2 host
+/// type): opens them over the fixture's [`Transport`] and [`Protocol`], and keeps the gRPC ones
+/// until [`Connections::release`].
 pub struct Connections<R> {
     plugin_name: String,
     transport: Transport,
+    protocol: Protocol,
     binary_args: Vec<String>,
-    live: Mutex<Vec<Arc<R>>>,
+    live: Mutex<Vec<Arc<dyn RemotePlugin>>>,
+    role: PhantomData<fn() -> R>,
 }
 
 impl<R> std::fmt::Debug for Connections<R> {
@@ -91,6 +115,7 @@ impl<R> std::fmt::Debug for Connections<R> {
         f.debug_struct("Connections")
             .field("plugin_name", &self.plugin_name)
             .field("transport", &self.transport)
+            .field("protocol", &self.protocol)
             .field("binary_args", &self.binary_args)
             .field("live", &self.lock_live().len())
             .finish()
@@ -99,7 +124,7 @@ impl<R> std::fmt::Debug for Connections<R> {
 
 impl<R> Connections<R> {
     // A panicking case must not make every later release fail too.
-    fn lock_live(&self) -> std::sync::MutexGuard<'_, Vec<Arc<R>>> {
+    fn lock_live(&self) -> std::sync::MutexGuard<'_, Vec<Arc<dyn RemotePlugin>>> {
         self.live.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -110,13 +135,26 @@ impl<R: RemotePlugin> Connections<R> {
         Self {
             plugin_name: plugin_name.to_owned(),
             transport,
+            protocol: Protocol::default(),
             binary_args: Vec::new(),
             live: Mutex::default(),
+            role: PhantomData,
         }
     }
 
-    /// The arguments a [`Transport::Binary`] plugin is started with (none by default; e.g.
-    /// the role, for a binary serving several).
+    /// The protocol gRPC connections speak (v2 by default).
+    pub fn with_protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// The protocol between the fixture and its connector; None for [`Transport::Direct`].
+    pub fn protocol(&self) -> Option<Protocol> {
+        (self.transport != Transport::Direct).then_some(self.protocol)
+    }
+
+    /// The arguments a [`Transport::Binary`] plugin is started with, before those of the
+    /// protocol (none by default; e.g. the role, for a binary serving several).
     pub fn with_binary_args<I, S>(mut self, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -132,12 +170,12 @@ impl<R: RemotePlugin> Connections<R> {
     }
 
     /// The gRPC connections not released yet (for pid and RSS checks).
-    pub fn live(&self) -> Vec<Arc<R>> {
+    pub fn live(&self) -> Vec<Arc<dyn RemotePlugin>> {
         self.lock_live().clone()
     }
 
     /// Keeps `remote` until [`Connections::release`].
-    pub fn track(&self, remote: R) -> Arc<R> {
+    pub fn track<T: RemotePlugin>(&self, remote: T) -> Arc<T> {
         let remote = Arc::new(remote);
         self.lock_live().push(remote.clone());
         remote
@@ -176,10 +214,27 @@ impl<R: RemotePlugin> Connections<R> {
         Fut: Future<Output = std::result::Result<(), TransportError>> + Send + 'static,
     {
         match &self.transport {
-            Transport::Binary(program) => PluginConnection::spawn(program, &self.binary_args).await,
+            Transport::Binary(program) => {
+                let args = self.binary_args.iter().cloned().chain(self.protocol.args());
+                PluginConnection::spawn(program, args).await
+            }
             Transport::Direct | Transport::Duplex => PluginConnection::in_process(serve).await,
         }
         .map_err(ConnectorError::from)
+    }
+
+    /// Refuses a protocol v2 call on connections of another protocol.
+    fn expect_v2(&self, what: &str) -> Result<()> {
+        if self.protocol == Protocol::V2 {
+            return Ok(());
+        }
+        Err(ConnectorError::new(
+            crate::ErrorKind::FailedPrecondition,
+            format!(
+                "{what} speaks protocol v2; these {} connections speak {}",
+                self.plugin_name, self.protocol
+            ),
+        ))
     }
 }
 
@@ -194,18 +249,36 @@ fn init_context(init: &InitArgs, with_options: bool) -> InitContext {
 }
 
 impl Connections<RemoteStore> {
-    /// A store over gRPC after `Init` with `init`, served by `factory` in process unless the
-    /// transport is a binary; the caller owns it (it is not kept for release).
+    /// A store over gRPC (protocol v2) after `Init` with `init`, served by `factory` in process
+    /// unless the transport is a binary; the caller owns it (it is not kept for release).
     pub async fn open_store<F, Fut, S>(&self, init: &InitArgs, factory: F) -> Result<RemoteStore>
     where
         F: Fn(InitContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<S>> + Send + 'static,
         S: Store,
     {
+        self.expect_v2("open_store")?;
         let connection = self
             .connection(|io| crate::serve_store_on(io, factory))
             .await?;
         RemoteStore::init(connection, init).await
+    }
+
+    /// A store over gRPC in protocol v1 (see [`Connections::open_store`]).
+    pub async fn open_store_v1<F, Fut, S>(
+        &self,
+        init: &InitArgs,
+        factory: F,
+    ) -> Result<v1::RemoteStore>
+    where
+        F: Fn(InitContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<S>> + Send + 'static,
+        S: Store,
+    {
+        let connection = self
+            .connection(|io| crate::serve_store_v1_on(io, factory))
+            .await?;
+        v1::RemoteStore::init(connection, init).await
     }
 
     /// A store as the transport dictates: `factory` called directly, or [`Self::open_store`]
@@ -220,10 +293,11 @@ impl Connections<RemoteStore> {
         Fut: Future<Output = Result<S>> + Send + 'static,
         S: Store,
     {
-        if self.transport == Transport::Direct {
-            return Ok(Arc::new(factory(init_context(init, false)).await?));
-        }
-        Ok(self.track(self.open_store(init, factory).await?))
+        Ok(match (&self.transport, self.protocol) {
+            (Transport::Direct, _) => Arc::new(factory(init_context(init, false)).await?),
+            (_, Protocol::V2) => self.track(self.open_store(init, factory).await?),
+            (_, Protocol::V1) => self.track(self.open_store_v1(init, factory).await?),
+        })
     }
 }
 
@@ -239,10 +313,28 @@ impl Connections<RemoteImporter> {
         Fut: Future<Output = Result<I>> + Send + 'static,
         I: Importer,
     {
+        self.expect_v2("open_importer")?;
         let connection = self
             .connection(|io| crate::serve_importer_on(io, factory))
             .await?;
         RemoteImporter::init(connection, init).await
+    }
+
+    /// An importer over gRPC in protocol v1 (see [`Connections::open_store`]).
+    pub async fn open_importer_v1<F, Fut, I>(
+        &self,
+        init: &InitArgs,
+        factory: F,
+    ) -> Result<v1::RemoteImporter>
+    where
+        F: Fn(InitContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<I>> + Send + 'static,
+        I: Importer,
+    {
+        let connection = self
+            .connection(|io| crate::serve_importer_v1_on(io, factory))
+            .await?;
+        v1::RemoteImporter::init(connection, init).await
     }
 
     /// An importer as the transport dictates (see [`Connections::connect_store`]).
@@ -256,10 +348,11 @@ impl Connections<RemoteImporter> {
         Fut: Future<Output = Result<I>> + Send + 'static,
         I: Importer,
     {
-        if self.transport == Transport::Direct {
-            return Ok(Arc::new(factory(init_context(init, true)).await?));
-        }
-        Ok(self.track(self.open_importer(init, factory).await?))
+        Ok(match (&self.transport, self.protocol) {
+            (Transport::Direct, _) => Arc::new(factory(init_context(init, true)).await?),
+            (_, Protocol::V2) => self.track(self.open_importer(init, factory).await?),
+            (_, Protocol::V1) => self.track(self.open_importer_v1(init, factory).await?),
+        })
     }
 }
 
@@ -277,10 +370,30 @@ impl Connections<RemoteExporter> {
         Fut: Future<Output = Result<E>> + Send + 'static,
         E: Exporter,
     {
+        self.expect_v2("open_exporter")?;
         let connection = self
             .connection(|io| crate::serve_exporter_on(io, pipeline, factory))
             .await?;
         RemoteExporter::init(connection, init).await
+    }
+
+    /// An exporter over gRPC in protocol v1 (see [`Connections::open_exporter`]; of `pipeline`,
+    /// only `max_in_flight` applies).
+    pub async fn open_exporter_v1<F, Fut, E>(
+        &self,
+        init: &InitArgs,
+        pipeline: ExportPipeline,
+        factory: F,
+    ) -> Result<v1::RemoteExporter>
+    where
+        F: Fn(InitContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<E>> + Send + 'static,
+        E: Exporter,
+    {
+        let connection = self
+            .connection(|io| crate::serve_exporter_v1_on(io, pipeline, factory))
+            .await?;
+        v1::RemoteExporter::init(connection, init).await
     }
 
     /// An exporter as the transport dictates (see [`Connections::connect_store`]).
@@ -295,9 +408,10 @@ impl Connections<RemoteExporter> {
         Fut: Future<Output = Result<E>> + Send + 'static,
         E: Exporter,
     {
-        if self.transport == Transport::Direct {
-            return Ok(Arc::new(factory(init_context(init, true)).await?));
-        }
-        Ok(self.track(self.open_exporter(init, pipeline, factory).await?))
+        Ok(match (&self.transport, self.protocol) {
+            (Transport::Direct, _) => Arc::new(factory(init_context(init, true)).await?),
+            (_, Protocol::V2) => self.track(self.open_exporter(init, pipeline, factory).await?),
+            (_, Protocol::V1) => self.track(self.open_exporter_v1(init, pipeline, factory).await?),
+        })
     }
 }

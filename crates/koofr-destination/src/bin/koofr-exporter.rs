@@ -8,5 +8,5 @@ use koofr_destination::KoofrExporter;
 #[tokio::main]
 async fn main() -> ExitCode {
     init_logging();
-    serve_exporter(|ctx: InitContext| async move { KoofrExporter::from_init(&ctx) }).await
+    serve_exporter(|ctx: InitContext| async move { KoofrExporter::open(&ctx).await }).await
 }

@@ -1,0 +1,18 @@
+//! The host side of protocol v1: plugins driven as plakar v1.0.6 drives them (integration-grpc
+//! v1.0.18), behind the same traits as the v2 host, so the suites run unchanged over v1.
+//!
+//! Like plakar 1.0.6, every request echoes the cookie `Init` answered. Unlike it, a broken
+//! `Scan` stream ends the scan with an error instead of looping (§12.7 of the protocol notes).
+
+mod exporter;
+mod importer;
+mod store;
+
+pub use exporter::RemoteExporter;
+pub use importer::RemoteImporter;
+pub use store::RemoteStore;
+
+/// `host::location_of` for a v1 answer, which has no flags.
+fn location(origin: String, r#type: String, root: String) -> crate::LocationInfo {
+    super::location_of(origin, r#type, root, 0)
+}

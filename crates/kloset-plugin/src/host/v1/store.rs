@@ -1,0 +1,326 @@
+//! [`RemoteStore`]: a protocol v1 store plugin, implementing [`crate::Store`].
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use tonic::transport::Channel;
+
+use super::location;
+use crate::error::{ConnectorError, Result};
+use crate::host::store::{PUT_ENCODE_LIMIT, upload};
+use crate::host::{InitArgs, PluginConnection, PluginHandle, check_received_chunk};
+use crate::pb::v1::store as pb;
+use crate::pb::v1::store::store_client::StoreClient;
+use crate::serve::MAX_SEND_MESSAGE;
+use crate::types::{ByteRange, LocationInfo, Mac, Resource, StoreMode};
+use crate::{ByteStream, Store};
+
+/// A v1 store plugin after `Init` (and `GetLocation` and `GetMode`), usable as a [`Store`].
+#[derive(Debug)]
+pub struct RemoteStore {
+    client: StoreClient<Channel>,
+    cookie: String,
+    location: LocationInfo,
+    mode: StoreMode,
+    plugin: PluginHandle,
+}
+
+fn mac_message(mac: Mac) -> Option<pb::Mac> {
+    Some(pb::Mac {
+        value: Bytes::copy_from_slice(&mac.0),
+    })
+}
+
+/// The chunks of a `Get…` stream, checked as plakar reads them.
+fn received<T, S>(stream: S, chunk: fn(T) -> Bytes, what: String) -> ByteStream
+where
+    T: Send + 'static,
+    S: futures::Stream<Item = Result<T, tonic::Status>> + Send + 'static,
+{
+    stream
+        .map(move |item| match item {
+            Ok(msg) => check_received_chunk(chunk(msg), &what, false),
+            Err(status) => Err(ConnectorError::from(status)),
+        })
+        .boxed()
+}
+
+impl RemoteStore {
+    /// Sends `Init`, then `GetLocation` and `GetMode` (answered from memory afterwards).
+    pub async fn init(connection: PluginConnection, args: &InitArgs) -> Result<Self> {
+        let (channel, plugin) = connection.into_parts();
+        // plakar's client refuses messages over 4 MiB; do the same to catch oversized answers.
+        let mut client = StoreClient::new(channel)
+            .max_decoding_message_size(MAX_SEND_MESSAGE)
+            .max_encoding_message_size(usize::MAX);
+        let cookie = client
+            .init(pb::InitRequest {
+                proto: args.proto.clone(),
+                config: args.config.clone(),
+            })
+            .await?
+            .into_inner()
+            .cookie;
+        let url = client
+            .get_location(pb::GetLocationRequest {
+                cookie: cookie.clone(),
+            })
+            .await?
+            .into_inner()
+            .location;
+        // `type://root`; v1 carries no origin.
+        let (r#type, root) = match url.split_once("://") {
+            Some((scheme, root)) => (scheme.to_owned(), root.to_owned()),
+            None => (String::new(), url),
+        };
+        let mode = client
+            .get_mode(pb::GetModeRequest {
+                cookie: cookie.clone(),
+            })
+            .await?
+            .into_inner()
+            .mode;
+        Ok(Self {
+            client,
+            cookie,
+            location: location(String::new(), r#type, root),
+            mode: StoreMode(mode),
+            plugin,
+        })
+    }
+
+    /// The plugin process (pid, shutdown).
+    pub fn plugin(&self) -> &PluginHandle {
+        &self.plugin
+    }
+
+    /// The raw gRPC client, for protocol-level tests.
+    pub fn client(&self) -> StoreClient<Channel> {
+        self.client.clone()
+    }
+
+    /// The cookie `Init` answered, echoed in every request.
+    pub fn cookie(&self) -> &str {
+        &self.cookie
+    }
+}
+
+#[async_trait]
+impl Store for RemoteStore {
+    fn location(&self) -> LocationInfo {
+        self.location.clone()
+    }
+
+    async fn create(&self, config: Bytes) -> Result<()> {
+        self.client
+            .clone()
+            .create(pb::CreateRequest {
+                config,
+                cookie: self.cookie.clone(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn open(&self) -> Result<Bytes> {
+        let request = pb::OpenRequest {
+            cookie: self.cookie.clone(),
+        };
+        Ok(self.client.clone().open(request).await?.into_inner().config)
+    }
+
+    /// v1 has no `Ping`: a `GetLocation` round trip proves the plugin answers.
+    async fn ping(&self) -> Result<()> {
+        let request = pb::GetLocationRequest {
+            cookie: self.cookie.clone(),
+        };
+        self.client.clone().get_location(request).await?;
+        Ok(())
+    }
+
+    fn mode(&self) -> StoreMode {
+        self.mode
+    }
+
+    async fn size(&self) -> Result<i64> {
+        let request = pb::GetSizeRequest {
+            cookie: self.cookie.clone(),
+        };
+        Ok(self
+            .client
+            .clone()
+            .get_size(request)
+            .await?
+            .into_inner()
+            .size)
+    }
+
+    async fn list(&self, resource: Resource) -> Result<Vec<Mac>> {
+        let mut client = self.client.clone();
+        let cookie = self.cookie.clone();
+        let macs = match resource {
+            Resource::State => {
+                let request = pb::GetStatesRequest { cookie };
+                client.get_states(request).await?.into_inner().macs
+            }
+            Resource::Packfile => {
+                let request = pb::GetPackfilesRequest { cookie };
+                client.get_packfiles(request).await?.into_inner().macs
+            }
+            Resource::Lock => {
+                let request = pb::GetLocksRequest { cookie };
+                client.get_locks(request).await?.into_inner().macs
+            }
+        };
+        macs.iter().map(|mac| Mac::from_slice(&mac.value)).collect()
+    }
+
+    async fn put(&self, resource: Resource, mac: Mac, data: ByteStream) -> Result<u64> {
+        let mut client = self
+            .client
+            .clone()
+            .max_encoding_message_size(PUT_ENCODE_LIMIT);
+        let cookie = self.cookie.clone();
+        let first_cookie = cookie.clone();
+        // As plakar: the first message holds the MAC only, every message the cookie.
+        let written = match resource {
+            Resource::State => {
+                let first = pb::PutStateRequest {
+                    mac: mac_message(mac),
+                    chunk: Bytes::new(),
+                    cookie: first_cookie,
+                };
+                let chunk = move |chunk| pb::PutStateRequest {
+                    mac: None,
+                    chunk,
+                    cookie: cookie.clone(),
+                };
+                upload(first, chunk, data, move |messages| async move {
+                    Ok(client.put_state(messages).await?.into_inner().bytes_written)
+                })
+                .await?
+            }
+            Resource::Packfile => {
+                let first = pb::PutPackfileRequest {
+                    mac: mac_message(mac),
+                    chunk: Bytes::new(),
+                    cookie: first_cookie,
+                };
+                let chunk = move |chunk| pb::PutPackfileRequest {
+                    mac: None,
+                    chunk,
+                    cookie: cookie.clone(),
+                };
+                upload(first, chunk, data, move |messages| async move {
+                    Ok(client
+                        .put_packfile(messages)
+                        .await?
+                        .into_inner()
+                        .bytes_written)
+                })
+                .await?
+            }
+            Resource::Lock => {
+                let first = pb::PutLockRequest {
+                    mac: mac_message(mac),
+                    chunk: Bytes::new(),
+                    cookie: first_cookie,
+                };
+                let chunk = move |chunk| pb::PutLockRequest {
+                    mac: None,
+                    chunk,
+                    cookie: cookie.clone(),
+                };
+                upload(first, chunk, data, move |messages| async move {
+                    Ok(client.put_lock(messages).await?.into_inner().bytes_written)
+                })
+                .await?
+            }
+        };
+        Ok(written as u64)
+    }
+
+    async fn get(
+        &self,
+        resource: Resource,
+        mac: Mac,
+        range: Option<ByteRange>,
+    ) -> Result<ByteStream> {
+        let mut client = self.client.clone();
+        let cookie = self.cookie.clone();
+        let what = format!("get {resource} {mac}");
+        Ok(match (resource, range) {
+            (Resource::Packfile, Some(range)) => {
+                let request = pb::GetPackfileBlobRequest {
+                    mac: mac_message(mac),
+                    offset: range.offset,
+                    length: range.length,
+                    cookie,
+                };
+                let stream = client.get_packfile_blob(request).await?.into_inner();
+                received(stream, |m: pb::GetPackfileBlobResponse| m.chunk, what)
+            }
+            (_, Some(_)) => {
+                return Err(ConnectorError::invalid_input(format!(
+                    "{what}: protocol v1 reads ranges of packfiles only"
+                )));
+            }
+            (Resource::Packfile, None) => {
+                let request = pb::GetPackfileRequest {
+                    mac: mac_message(mac),
+                    cookie,
+                };
+                let stream = client.get_packfile(request).await?.into_inner();
+                received(stream, |m: pb::GetPackfileResponse| m.chunk, what)
+            }
+            (Resource::State, None) => {
+                let request = pb::GetStateRequest {
+                    mac: mac_message(mac),
+                    cookie,
+                };
+                let stream = client.get_state(request).await?.into_inner();
+                received(stream, |m: pb::GetStateResponse| m.chunk, what)
+            }
+            (Resource::Lock, None) => {
+                let request = pb::GetLockRequest {
+                    mac: mac_message(mac),
+                    cookie,
+                };
+                let stream = client.get_lock(request).await?.into_inner();
+                received(stream, |m: pb::GetLockResponse| m.chunk, what)
+            }
+        })
+    }
+
+    async fn delete(&self, resource: Resource, mac: Mac) -> Result<()> {
+        let mut client = self.client.clone();
+        let cookie = self.cookie.clone();
+        let mac = mac_message(mac);
+        match resource {
+            Resource::State => {
+                client
+                    .delete_state(pb::DeleteStateRequest { mac, cookie })
+                    .await?;
+            }
+            Resource::Packfile => {
+                client
+                    .delete_packfile(pb::DeletePackfileRequest { mac, cookie })
+                    .await?;
+            }
+            Resource::Lock => {
+                client
+                    .delete_lock(pb::DeleteLockRequest { mac, cookie })
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn close(&self) -> Result<()> {
+        let request = pb::CloseRequest {
+            cookie: self.cookie.clone(),
+        };
+        self.client.clone().close(request).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,145 @@
+//! Failures as plakar meets them, through the `koofr-storage` binary: refused credentials cost
+//! one refused request per process and one clear error, a refused endpoint fails after a few
+//! attempts naming the cause, and a `Delete` still running when plakar closes the plugin's
+//! input finishes (the object is gone) before the plugin exits 0.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kloset_plugin::host::{InitArgs, PluginConnection, RemoteStore};
+use kloset_plugin::suites::pattern_stream;
+use kloset_plugin::{Mac, Resource, Store};
+use koofr_core::testing::Harness;
+use koofr_emulator::FaultRule;
+use koofr_storage::layout::Layout;
+
+const BIN: &str = env!("CARGO_BIN_EXE_koofr-storage");
+
+async fn spawn(config: HashMap<String, String>) -> RemoteStore {
+    let connection = PluginConnection::spawn(BIN, std::iter::empty::<&str>())
+        .await
+        .expect("spawn koofr-storage");
+    RemoteStore::init(connection, &InitArgs::new("koofr", config))
+        .await
+        .expect("Init makes no request, so it succeeds")
+}
+
+fn refused(h: &Harness) -> usize {
+    h.emu()
+        .requests()
+        .iter()
+        .filter(|r| r.status == 401)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_one_refused_request_and_one_clear_error() {
+    let h = Harness::emulator().await;
+    let mut config = h.plugin_config("kloset");
+    config.insert("password".to_owned(), "WRONG".to_owned());
+    let store = spawn(config).await;
+    h.take_requests();
+    let err = store.open().await.unwrap_err();
+    assert!(
+        err.message().contains("authentication failed") && err.message().contains("koofr:///"),
+        "{err}"
+    );
+    // What plakar may still ask of the same process is refused without a request.
+    let mac = Mac([7; 32]);
+    for err in [
+        store.list(Resource::Packfile).await.map(drop).unwrap_err(),
+        store
+            .get(Resource::State, mac, None)
+            .await
+            .map(drop)
+            .unwrap_err(),
+        store.delete(Resource::Lock, mac).await.unwrap_err(),
+    ] {
+        assert!(err.message().contains("authentication failed"), "{err}");
+    }
+    assert_eq!(refused(&h), 1, "{:?}", h.emu().requests());
+    assert!(!err.message().contains("WRONG"), "{err}");
+    assert_eq!(store.plugin().shutdown().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_endpoint_fails_after_three_attempts_naming_the_cause() {
+    let h = Harness::emulator().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = h.plugin_config("kloset");
+    config.insert("endpoint".to_owned(), format!("http://127.0.0.1:{port}"));
+    config.insert("retries".to_owned(), "8".to_owned());
+    let store = spawn(config).await;
+    let err = store.open().await.unwrap_err();
+    let text = err.message();
+    assert!(
+        text.contains(&format!(
+            "cannot connect to http://127.0.0.1:{port}: connection refused"
+        )) && text.contains("[gave up after 3 attempts]"),
+        "{text}"
+    );
+    assert_eq!(err.kind(), kloset_plugin::ErrorKind::Unavailable, "{err:?}");
+    assert_eq!(store.plugin().shutdown().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_delete_cut_by_the_end_of_input_still_completes() {
+    let h = Harness::emulator().await;
+    let mut config = h.plugin_config("kloset");
+    // Backoffs long enough that the input closes while the Delete waits to retry.
+    config.insert("retry_delay_ms".to_owned(), "300".to_owned());
+    let store = spawn(config).await;
+    store
+        .create(Bytes::from_static(b"kloset config"))
+        .await
+        .unwrap();
+    let lock = Mac([0x5a; 32]);
+    store
+        .put(Resource::Lock, lock, pattern_stream(1, 300))
+        .await
+        .unwrap();
+    let layout = Layout::new(h.path("kloset"));
+    let flat = layout.flat(Resource::Lock, &lock);
+    assert!(h.emu().stat(flat.as_str()).is_some());
+
+    h.emu()
+        .faults()
+        .inject(FaultRule::status("files/remove", 503).times(4));
+    h.take_requests();
+    let store = Arc::new(store);
+    let delete = tokio::spawn({
+        let store = store.clone();
+        async move { store.delete(Resource::Lock, lock).await }
+    });
+    // Wait until the Delete met its first 503, then close the input as plakar does.
+    let mut waited = Duration::ZERO;
+    while !h.emu().requests().iter().any(|r| r.status == 503) {
+        assert!(waited < Duration::from_secs(10), "the Delete never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        waited += Duration::from_millis(5);
+    }
+    assert_eq!(store.plugin().shutdown().await.unwrap(), 0, "exit status");
+    assert!(
+        h.emu().stat(flat.as_str()).is_none(),
+        "the lock is still there: {:?}",
+        h.emu().requests()
+    );
+    let removes = h
+        .emu()
+        .requests()
+        .into_iter()
+        .filter(|r| r.endpoint == "files/remove")
+        .count();
+    assert!(
+        removes > 4,
+        "the retries ran after the input closed: {removes}"
+    );
+    // Its answer could not reach the host any more.
+    let _ = delete.await;
+}
