@@ -81,17 +81,34 @@ async fn open_and_verify(importer: &dyn Importer, pathname: &str, size: u64) {
 
 /// Waits (up to 10 s) until the emulator has answered a download of `path` in full.
 async fn wait_for_download(h: &Harness, path: &str, size: u64) -> Vec<RequestRecord> {
-    let mut seen = Vec::new();
-    for _ in 0..1000 {
-        seen.extend(h.take_requests());
-        if seen.iter().any(|r| {
+    wait_for_downloads(h, &[path], size).await
+}
+
+/// Waits (up to 10 s) until the emulator has answered a download of each of `paths` in full;
+/// then takes the log. (It peeks until then: a request taken from the log while it is being
+/// answered would stay unanswered in the copy.)
+async fn wait_for_downloads<S: AsRef<str>>(
+    h: &Harness,
+    paths: &[S],
+    size: u64,
+) -> Vec<RequestRecord> {
+    let done = |log: &[RequestRecord], path: &str| {
+        log.iter().any(|r| {
             r.endpoint == "files/get" && r.path.as_deref() == Some(path) && r.bytes_out == size
-        }) {
-            return seen;
+        })
+    };
+    for _ in 0..1000 {
+        let log = h.emu().requests();
+        if paths.iter().all(|p| done(&log, p.as_ref())) {
+            return h.take_requests();
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("{path} was never read ahead: {seen:?}");
+    let paths: Vec<&str> = paths.iter().map(AsRef::as_ref).collect();
+    panic!(
+        "{paths:?} were never all read ahead: {:?}",
+        h.take_requests()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -219,8 +236,9 @@ async fn the_budget_and_the_size_limit_hold() {
         );
     }
     // Content served but not yet read still counts: three unread files fill the budget, so
-    // nothing more is fetched until they are consumed or dropped.
-    let mut log = wait_for_download(&h, &files[14], SIZE as u64).await;
+    // nothing more is fetched until they are consumed or dropped. (Wait until all three have
+    // arrived: dropping an unread `Open` whose fetch is still running cancels the download.)
+    let mut log = wait_for_downloads(&h, &files[12..15], SIZE as u64).await;
     let mut unread = Vec::new();
     for file in &files[12..15] {
         unread.push(limited.open(file).await.unwrap());
