@@ -227,7 +227,7 @@ impl Importer for KoofrImporter {
         let prefetched = self.readahead.open(pathname);
         Ok(futures::stream::once(async move {
             if let Some(prefetched) = prefetched
-                && let Some((content, reservation)) = prefetched.content().await
+                && let Some((content, reservation)) = prefetched.content().await?
             {
                 // The bytes stay reserved until the stream is read or dropped.
                 let chunks = (content.into_iter(), reservation);

@@ -24,10 +24,12 @@
 //!   rate is then `concurrency` files per round trip: at 20 ms and the default 8, one small
 //!   file every ~3 ms, while plakar alone needs ~1.2 ms per file, so a higher `concurrency`
 //!   still speeds up backups of many small files. Fetches use the same verified download as
-//!   `Open`: the size, time and MD5 the scan listed. A fetch that failed (the file changed or vanished after the listing, a
+//!   `Open` (koofr-core's, with its one retry budget per download): the size, time and MD5 the
+//!   scan listed. A fetch that failed (the file changed or vanished after the listing, a
 //!   network error) is forgotten and `Open` downloads the file itself, exactly as without
-//!   read-ahead; content fetched ahead is the version the scan listed, which is what the record
-//!   sent to plakar describes.
+//!   read-ahead, except that a fatal error (refused credentials, an unreachable endpoint) is
+//!   `Open`'s error at once; content fetched ahead is the version the scan listed, which is
+//!   what the record sent to plakar describes.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -225,15 +227,17 @@ impl ReadAhead {
 impl Prefetched {
     /// The verified content and its reservation (to drop once the content is consumed), or
     /// `None` if the fetch failed (the caller then downloads the file itself, which reports the
-    /// failure as `Open` always did).
-    pub async fn content(mut self) -> Option<(Vec<Bytes>, Reservation)> {
+    /// failure as `Open` always did). A fatal error (refused credentials, an unreachable
+    /// endpoint) is returned as it is: another download would only fail the same way.
+    pub async fn content(mut self) -> Result<Option<(Vec<Bytes>, Reservation)>> {
         match (&mut self.fetch.task).await {
-            Ok(Ok(content)) => Some((content, self.reservation)),
+            Ok(Ok(content)) => Ok(Some((content, self.reservation))),
+            Ok(Err(e)) if e.is_fatal() => Err(e),
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "koofr: a read-ahead fetch failed; downloading again");
-                None
+                Ok(None)
             }
-            Err(_) => None,
+            Err(_) => Ok(None),
         }
     }
 }

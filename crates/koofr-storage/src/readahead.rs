@@ -32,9 +32,13 @@
 //!   their object, and those of objects no `Get` touched for [`IDLE_GETS`] `Get`s; when that is
 //!   not enough, there is no read-ahead for this `Get`. A window's request is cancelled when no
 //!   window list or `Get` holds it any more.
-//! * A window that fails serves what it holds; the rest of each `Get` is requested on its own,
-//!   so errors are the ones a plain `Get` gives. A window that ends early marks the object's end:
-//!   no window is requested past it, and a `Get` running past it ends there, as a plain one.
+//! * Windows are requested as plain ranged `Get`s are (koofr-core's download, with its one retry
+//!   budget per request, resumed within it). A window that fails serves what it holds; the rest
+//!   of each `Get` is requested on its own, so errors are the ones a plain `Get` gives, mapped
+//!   the same way. A fatal error (refused credentials, an unreachable endpoint) is given at
+//!   once to the `Get`s waiting on the window instead: another request would fail the same way.
+//!   A window that ends early marks the object's end: no window is requested past it, and a
+//!   `Get` running past it ends there, as a plain one.
 //!
 //! plakar's reads name no packfile ahead of time: at `-concurrency 1` packfiles are read one
 //! after another in the snapshot's path order, and nothing in the `Get`s tells which comes next,
@@ -48,7 +52,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use kloset_plugin::{ByteStream, ErrorKind, Mac, Resource, Result};
+use kloset_plugin::{ByteStream, ConnectorError, ErrorKind, Mac, Resource, Result};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -142,6 +146,8 @@ struct WindowData {
     /// Received chunks with their absolute offsets, contiguous from the window's start.
     chunks: Mutex<Vec<(u64, Bytes)>>,
     progress: watch::Sender<Progress>,
+    /// The request's error, when it was fatal (set before `progress` says it ended).
+    fatal: Mutex<Option<ConnectorError>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -432,6 +438,7 @@ impl Window {
         let data = Arc::new(WindowData {
             chunks: Mutex::new(Vec::new()),
             progress,
+            fatal: Mutex::new(None),
         });
         let task = tokio::spawn(fill(data.clone(), start, end, fetch));
         Window {
@@ -443,10 +450,16 @@ impl Window {
     }
 }
 
-/// Receives a window's bytes; any error just ends it (readers then request the rest).
+/// Receives a window's bytes; an error ends it (readers then request the rest, unless the error
+/// is fatal: they get it).
 async fn fill(data: Arc<WindowData>, start: u64, end: u64, fetch: Fetch) {
     let mut filled = start;
     let mut clean = false;
+    let keep_fatal = |e: ConnectorError| {
+        if e.is_fatal() {
+            *data.fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+        }
+    };
     match fetch(start, end - start).await {
         Ok(mut stream) => {
             clean = true;
@@ -468,6 +481,7 @@ async fn fill(data: Arc<WindowData>, start: u64, end: u64, fetch: Fetch) {
                     Err(e) => {
                         tracing::debug!(error = %e, "koofr-storage: a read-ahead window broke off");
                         clean = false;
+                        keep_fatal(e);
                         break;
                     }
                 }
@@ -475,7 +489,10 @@ async fn fill(data: Arc<WindowData>, start: u64, end: u64, fetch: Fetch) {
         }
         // The window starts at or beyond the object's end: the object ends at `start`.
         Err(e) if e.kind() == ErrorKind::RangeNotSatisfiable => clean = true,
-        Err(e) => tracing::debug!(error = %e, "koofr-storage: a read-ahead window failed"),
+        Err(e) => {
+            tracing::debug!(error = %e, "koofr-storage: a read-ahead window failed");
+            keep_fatal(e);
+        }
     }
     data.progress.send_modify(|p| {
         p.ended = true;
@@ -575,7 +592,18 @@ fn serve(windows: Vec<Arc<Window>>, start: u64, end: u64, fetch: Fetch) -> ByteS
                 // starting at or past the end is requested on its own, for its error).
                 return None;
             }
-            // The window failed before `pos`: what follows is requested on its own.
+            // The window failed before `pos`: a fatal error is the `Get`'s (another request
+            // would fail the same way); after any other, what follows is requested on its own.
+            let fatal = window
+                .data
+                .fatal
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if let Some(e) = fatal {
+                c.pos = c.end;
+                return Some((Err(e), c));
+            }
             c.windows.clear();
         }
     })
@@ -601,4 +629,56 @@ where
     Fut: Future<Output = Result<ByteStream>> + Send + 'static,
 {
     Arc::new(move |offset, len| Box::pin(f(offset, len)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A fatal error of a window reaches the `Get` waiting on it without another request; any
+    /// other error is followed by a plain request of the rest. (Against the emulator, Koofr's
+    /// refusals cost no second request either way: the client remembers them; an unreachable
+    /// endpoint would cost a second round of attempts.)
+    #[tokio::test]
+    async fn a_fatal_window_error_is_the_gets_and_another_is_followed_by_a_plain_request() {
+        for fatal in [true, false] {
+            let calls = Arc::new(AtomicU32::new(0));
+            let fetch = fetch_fn({
+                let calls = calls.clone();
+                move |_offset, len| {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        if len >= FIRST_WINDOW {
+                            let e = ConnectorError::other("unreachable");
+                            return Err(if fatal { e.fatal() } else { e });
+                        }
+                        let bytes = Bytes::from(vec![7u8; len as usize]);
+                        Ok(futures::stream::iter([Ok(bytes)]).boxed())
+                    }
+                }
+            });
+            let readahead = ReadAhead::new(ReadAheadLimits {
+                budget: 16 << 20,
+                window: 4 << 20,
+            });
+            let key = (Resource::Packfile, Mac([1; 32]));
+            let mut outcomes = Vec::new();
+            for offset in [0, 20_000, 40_000] {
+                let stream = readahead
+                    .get(key, offset, 1_000, fetch.clone())
+                    .await
+                    .unwrap();
+                let items: Vec<Result<Bytes>> = stream.collect().await;
+                outcomes.push(items.iter().all(|i| i.is_ok()));
+            }
+            // Two exact Gets, then a walk: its window fails.
+            let calls = calls.load(Ordering::SeqCst);
+            if fatal {
+                assert_eq!((outcomes, calls), (vec![true, true, false], 3));
+            } else {
+                assert_eq!((outcomes, calls), (vec![true, true, true], 4));
+            }
+        }
+    }
 }

@@ -2,14 +2,15 @@
 //! request of exactly its length; plakar's restore pattern (per file an object, then the chunk
 //! just before it) walking forward through a packfile takes a handful of requests instead of one
 //! per `Get`; one read elsewhere leaves the walk going, two in a row drop its windows; the
-//! object's end, the budget and `0` (off) hold; the same through the plugin binary.
+//! object's end, the budget and `0` (off) hold; a window refused by Koofr fails its `Get` as a
+//! plain one does, at the same cost; the same through the plugin binary.
 
 use std::path::PathBuf;
 
 use kloset_plugin::suites::{pattern_bytes, verify_pattern};
 use kloset_plugin::{ByteRange, ErrorKind, Mac, Resource, Store};
 use koofr_core::testing::{Harness, count};
-use koofr_emulator::RequestRecord;
+use koofr_emulator::{FaultRule, RequestRecord};
 use koofr_storage::KoofrStore;
 use koofr_storage::readahead::ReadAheadLimits;
 use koofr_storage::testkit::{StoreSite, Transport};
@@ -253,6 +254,71 @@ async fn interleaved_walks_stay_within_the_budget_and_zero_turns_it_off() {
     }
     let expected: Vec<u64> = ranges.iter().map(|(_, l)| u64::from(*l)).collect();
     assert_eq!(gets(&h.take_requests()), expected);
+}
+
+/// The `Get` of `(offset, length)` of packfile `seed` fails; its error.
+async fn get_error(
+    store: &dyn Store,
+    seed: u8,
+    offset: u64,
+    length: u32,
+) -> kloset_plugin::ConnectorError {
+    match store
+        .get(
+            Resource::Packfile,
+            mac(seed),
+            Some(ByteRange { offset, length }),
+        )
+        .await
+    {
+        Ok(stream) => kloset_plugin::suites::read_all(stream)
+            .await
+            .expect_err("the Get should fail"),
+        Err(e) => e,
+    }
+}
+
+/// The endpoints of the requests, in order.
+fn endpoints(log: &[RequestRecord]) -> Vec<&'static str> {
+    log.iter().map(|r| r.endpoint).collect()
+}
+
+#[tokio::test]
+async fn a_refused_window_fails_its_get_as_a_plain_get_does_at_the_same_cost() {
+    let h = Harness::emulator().await;
+    put_packfile(&h, 6, 2 << 20);
+    let ranges = restore_pattern(100_000, 10);
+    // Without read-ahead: what a Get costs once Koofr refuses the credentials.
+    let off = store(
+        &h,
+        ReadAheadLimits {
+            budget: 0,
+            window: 1 << 20,
+        },
+    );
+    get_and_verify(&off, 6, ranges[0].0, ranges[0].1).await;
+    h.emu().faults().inject(FaultRule::status("files/get", 401));
+    h.take_requests();
+    let plain = get_error(&off, 6, ranges[2].0, ranges[2].1).await;
+    let plain_log = endpoints(&h.take_requests());
+    h.emu().faults().clear();
+    // With it, the third Get starts a walk: its window is refused, and the Get gets that error
+    // without another request of its own.
+    let on = store(&h, DEFAULT);
+    get_and_verify(&on, 6, ranges[0].0, ranges[0].1).await;
+    get_and_verify(&on, 6, ranges[1].0, ranges[1].1).await;
+    h.emu().faults().inject(FaultRule::status("files/get", 401));
+    h.take_requests();
+    let err = get_error(&on, 6, ranges[2].0, ranges[2].1).await;
+    let log = h.take_requests();
+    assert!(plain.is_fatal() && err.is_fatal(), "{plain:?} / {err:?}");
+    assert_eq!((err.kind(), err.message()), (plain.kind(), plain.message()));
+    assert_eq!(endpoints(&log), plain_log, "{log:?}");
+    assert!(
+        log.iter()
+            .any(|r| r.endpoint == "files/get" && r.status == 401),
+        "the window was refused: {log:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
