@@ -212,6 +212,7 @@ impl Importer for KoofrImporter {
     }
 
     async fn open(&self, pathname: &str) -> Result<ByteStream> {
+        tracing::debug!(pathname, "koofr: open");
         let listed = self.index.get(pathname).ok_or_else(|| {
             ConnectorError::not_found(format!("{pathname}: not a file announced by this scan"))
         })?;

@@ -183,6 +183,7 @@ impl ReadAhead {
         let mut state = self.shared.lock();
         let seq = state.next_seq;
         state.next_seq += 1;
+        tracing::trace!(pathname, seq, "koofr: announced");
         if state.upcoming.len() == MAX_UPCOMING
             && let Some(oldest) = state.upcoming.pop_front()
         {

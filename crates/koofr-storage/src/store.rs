@@ -382,6 +382,7 @@ impl Store for KoofrStore {
         mac: Mac,
         range: Option<ByteRange>,
     ) -> Result<ByteStream> {
+        tracing::debug!(%resource, %mac, offset = range.map(|r| r.offset), length = range.map(|r| r.length), "koofr-storage: get");
         match range {
             Some(range) if range.length == 0 => Ok(futures::stream::empty().boxed()),
             Some(range) => {
