@@ -20,10 +20,12 @@
 //!   long, up to the configured window, and never shorter than the `Get`s), so it arrives while
 //!   the current one is consumed. A `Get` running past the last window extends them at once.
 //!   Windows ending more than [`TRAIL`] behind the latest `Get` are done with.
-//! * A `Get` far from every window of its object is fetched on its own; a second one in a row
-//!   (the reads moved elsewhere) drops the windows. A single one is usually a lookup (at each
-//!   folder, plakar reads its directory pack, stored elsewhere) after which the reads come back
-//!   to where they were. A near `Get` behind the windows is fetched on its own.
+//! * A `Get` far from every window of its object is fetched on its own and leaves the windows
+//!   in place: at each folder plakar reads two blobs stored elsewhere (the directory's object
+//!   and its pack, next to each other or with one of the folder's reads between them), then
+//!   comes back. More than [`LOOKUPS`] such `Get`s in a row mean the reads moved elsewhere:
+//!   the windows are dropped, and a walk starts there as one from nowhere would. A near `Get`
+//!   behind the windows is fetched on its own.
 //! * Memory: the bytes of every window count against one budget (a window that ended at the
 //!   object's end counts what it received). Read-ahead past a `Get` is at most the configured
 //!   window and half the object's fair share of the budget (it holds about two windows), and one
@@ -68,6 +70,10 @@ pub const TRAIL: u64 = 512 << 10;
 
 /// An object no `Get` touched for this many `Get`s (of any object) is no longer being read.
 pub const IDLE_GETS: u64 = 256;
+
+/// Reads far from a walk's windows tolerated in a row (lookups elsewhere) before the windows
+/// are dropped.
+pub const LOOKUPS: u32 = 2;
 
 /// The smallest window worth a request when the budget is short.
 const MIN_WINDOW: u64 = 64 << 10;
@@ -240,31 +246,33 @@ impl ReadAhead {
         walk.next_len = walk.next_len.max((end - start).min(self.limits.window));
         let near = previous.is_some_and(|last| distance(last, (start, end)) <= NEAR);
         walk.streak = if near { walk.streak + 1 } else { 0 };
-        let zone = walk
+        let mut zone = walk
             .windows
             .front()
             .zip(walk.windows.back())
             .map(|(front, back)| (front.start, back.end));
+        // Far from the windows: a lookup elsewhere (at each folder plakar reads a directory's
+        // object and its pack, in either order), or, after more than `LOOKUPS` in a row, the
+        // reads moved on. Then the windows are dropped and the streak, which counts from the
+        // first read elsewhere, may start a walk there at once, as one from nowhere would.
+        if let Some((low, high)) = zone
+            && (start > high + NEAR || (start < low && low - start > NEAR))
+        {
+            walk.away += 1;
+            if walk.away <= LOOKUPS {
+                return Plan::Exact;
+            }
+            walk.windows.clear();
+            walk.next_len = first_len;
+            zone = None;
+        }
 
         let mut wanted = match zone {
             Some((low, high)) if start >= low && end <= high => None,
             // Ahead of the windows, or running past their end: extend them.
-            Some((low, high)) if start >= low && start <= high + NEAR => {
-                Some((high, end.max(high + walk.next_len)))
-            }
+            Some((low, high)) if start >= low => Some((high, end.max(high + walk.next_len))),
             // Just behind them (a straggler at high concurrency): on its own.
-            Some((low, _)) if start < low && low - start <= NEAR => return Plan::Exact,
-            // Far from them: a lookup elsewhere, or (twice in a row) the reads moved on.
-            Some(_) => {
-                walk.away += 1;
-                if walk.away >= 2 {
-                    // The streak is kept: it counts from the first read elsewhere, so a walk
-                    // there starts as soon as one from nowhere would.
-                    walk.windows.clear();
-                    walk.next_len = first_len;
-                }
-                return Plan::Exact;
-            }
+            Some(_) => return Plan::Exact,
             None if walk.streak >= 2 => {
                 // From the end of the previous read when this one steps forward: plakar reads
                 // a chunk just before the object it read last.

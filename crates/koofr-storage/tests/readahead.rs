@@ -1,7 +1,7 @@
 //! The read-ahead of ranged `Get`s against the emulator's request log: a lone range is one
 //! request of exactly its length; plakar's restore pattern (per file an object, then the chunk
 //! just before it) walking forward through a packfile takes a handful of requests instead of one
-//! per `Get`; one read elsewhere leaves the walk going, two in a row drop its windows; the
+//! per `Get`; plakar's lookups elsewhere leave the walk going, three reads there drop it; the
 //! object's end, the budget and `0` (off) hold; a window refused by Koofr fails its `Get` as a
 //! plain one does, at the same cost; the same through the plugin binary.
 
@@ -140,34 +140,59 @@ async fn reads_elsewhere_leave_the_walk_or_drop_it_and_the_object_end_holds() {
         get_and_verify(&store, 4, offset, length).await;
     }
     assert_eq!(store.readahead_held().1, 1, "the walk holds windows");
-    let (next_object, next_length) = restore_pattern(0, 41)[80];
+    let next = &restore_pattern(0, 44)[80..];
     h.take_requests();
-    // One read far elsewhere (a lookup, as plakar's directory packs): one exact request, and
-    // the walk goes on from its windows.
-    get_and_verify(&store, 4, 7_000_000, 10_000).await;
-    get_and_verify(&store, 4, next_object, next_length).await;
+    // At each folder plakar reads two blobs stored elsewhere (a directory's object and its
+    // pack), with one read of the walk between them or none: one exact request each, and the
+    // walk goes on from its windows.
+    for (lookups, (walk_offset, walk_length)) in [
+        (vec![(7_000_000, 190)], next[0]),
+        (vec![(6_990_000, 10_000)], next[1]),
+        (vec![(7_100_000, 190), (7_090_000, 10_000)], next[2]),
+        (vec![], next[3]),
+    ] {
+        for (offset, length) in lookups {
+            get_and_verify(&store, 4, offset, length).await;
+        }
+        get_and_verify(&store, 4, walk_offset, walk_length).await;
+    }
     let after = gets(&h.take_requests());
+    let exact = [190, 10_000, 190, 10_000];
     assert_eq!(
-        after.iter().filter(|n| **n == 10_000).count(),
-        1,
+        after.iter().filter(|n| exact.contains(n)).count(),
+        4,
         "{after:?}"
     );
     assert!(
-        !after.contains(&u64::from(next_length)),
+        next[..4]
+            .iter()
+            .all(|(_, l)| !after.contains(&u64::from(*l))),
         "served from the windows: {after:?}"
     );
     assert_eq!(store.readahead_held().1, 1);
-    // Two in a row: the reads moved on, and the windows are gone.
-    get_and_verify(&store, 4, 7_900_000, 5_000).await;
-    get_and_verify(&store, 4, 7_500_000, 5_000).await;
-    assert_eq!(store.readahead_held(), (0, 0));
+    // Three in a row, near each other: the reads moved on. The windows are dropped and the
+    // third starts a walk there, as a walk from nowhere would.
+    for offset in [7_500_000, 7_520_000, 7_540_000] {
+        get_and_verify(&store, 4, offset, 5_000).await;
+    }
     let after = gets(&h.take_requests());
     assert_eq!(
         after.iter().filter(|n| **n == 5_000).count(),
         2,
         "{after:?}"
     );
-    assert!(after.len() <= 3, "{after:?}");
+    assert!(
+        after.len() <= 3
+            && after
+                .iter()
+                .any(|n| *n >= koofr_storage::readahead::FIRST_WINDOW),
+        "{after:?}"
+    );
+    let (held, objects) = store.readahead_held();
+    assert!(
+        objects == 1 && held < 2 * u64::from(DEFAULT.window as u32),
+        "{held}"
+    );
     // A walk up to the object's end: a Get running past it gets the bytes there are, one
     // starting at the end fails as a plain ranged Get does.
     let ranges = restore_pattern(size - 400_000, 30);
@@ -178,8 +203,7 @@ async fn reads_elsewhere_leave_the_walk_or_drop_it_and_the_object_end_holds() {
     for (offset, length) in &inside {
         get_and_verify(&store, 4, *offset, *length).await;
     }
-    // The walk there starts at once: its first Gets are near the two reads before them, as a
-    // walk from nowhere would be (one window to the object's end, and its extension).
+    // That walk goes on to the object's end (its windows, and their extension).
     let walk = gets(&h.take_requests());
     assert!(walk.len() <= 2, "{} Gets took {walk:?}", inside.len());
     let stream = store
