@@ -167,10 +167,10 @@ impl Client {
             // Uploads never create their folder, so a 404 means it is gone (removed by another
             // client): what this client remembers about it is stale.
             if e.is_not_found() {
-                self.forget_folder_and_ancestors(dir);
+                self.folders().forget_with_ancestors(dir);
             }
         })?;
-        self.remember_folder(dir);
+        self.folders().remember(dir);
         Ok(info)
     }
 
