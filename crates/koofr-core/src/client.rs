@@ -435,6 +435,7 @@ impl Client {
     }
 }
 
+/// A random name beside `path`, the halfway point of a case-only move or rename.
 fn temporary_sibling(path: &KoofrPath) -> Result<KoofrPath> {
     let parent = path.parent().unwrap_or_else(KoofrPath::root);
     let tag: u32 = rand::random();
