@@ -53,6 +53,7 @@ pub mod suites;
 
 mod connector;
 mod error;
+mod messages;
 mod path;
 mod protocol;
 mod types;
