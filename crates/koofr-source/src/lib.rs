@@ -25,6 +25,7 @@ pub mod importer;
 pub mod index;
 pub mod records;
 mod scan;
+#[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use config::SourceConfig;

@@ -14,6 +14,7 @@
 pub mod layout;
 pub mod spool;
 mod store;
+#[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use store::{CONNECTOR_TYPE, KoofrStore, connector_error};
