@@ -147,15 +147,17 @@ async fn run_scenarios(bench: &Bench, scenarios: &[u8]) -> anyhow::Result<Vec<Ro
     };
     for &scenario in scenarios {
         let outcome = match (scenario, &tools) {
-            (1, _) => scenarios::scan(bench).await,
-            (2, _) => scenarios::backup(bench).await,
-            (3, _) => scenarios::restore(bench).await,
-            (4, _) => scenarios::large_file(bench).await,
-            (5, _) => scenarios::storage(bench).await,
-            (6, _) => scenarios::cold_start(bench).await,
-            (7, Some(tools)) => plakar::backup_from_koofr(bench, tools).await,
-            (8, Some(tools)) => plakar::restore_into_koofr(bench, tools).await,
-            (_, Some(tools)) => plakar::kloset_on_koofr(bench, tools).await,
+            (1, _) => scenarios::scan::scan(bench).await,
+            (2, _) => scenarios::backup::backup(bench).await,
+            (3, _) => scenarios::restore::restore(bench).await,
+            (4, _) => scenarios::large_file::large_file(bench).await,
+            (5, _) => scenarios::storage::storage(bench).await,
+            (6, _) => scenarios::cold_start::cold_start(bench).await,
+            (7, Some(tools)) => scenarios::backup_from_koofr::backup_from_koofr(bench, tools).await,
+            (8, Some(tools)) => {
+                scenarios::restore_into_koofr::restore_into_koofr(bench, tools).await
+            }
+            (_, Some(tools)) => scenarios::kloset_on_koofr::kloset_on_koofr(bench, tools).await,
             (_, None) => Err(anyhow::anyhow!("scenario {scenario} needs a plakar")),
         };
         rows.extend(outcome.with_context(|| format!("scenario {scenario}"))?);

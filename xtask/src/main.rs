@@ -1,9 +1,6 @@
 //! `cargo xtask`: the project's tasks (demo, conformance, bench, package) in one binary.
 
-mod bench;
-mod conformance;
-mod demo;
-mod package;
+use xtask::{bench, conformance, demo, package};
 
 use clap::{Parser, Subcommand};
 

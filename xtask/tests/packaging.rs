@@ -2,17 +2,13 @@
 //! target, exact connector types, protocols and flags), the manifest derived from it for plakar
 //! 1.0.x, and the Rust target → Go OS/arch names used in package file names.
 
-#[allow(dead_code)]
-#[path = "../src/package.rs"]
-mod package;
-
 use std::collections::BTreeMap;
 
-use package::{
+use xtask::package::{
     go_os_arch, is_plakar_version, manifest_problems, parse_manifest, plakar_1_0_manifest,
 };
 
-fn repo_manifest() -> package::Manifest {
+fn repo_manifest() -> xtask::package::Manifest {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifest.yaml");
     let text = std::fs::read_to_string(path).expect("manifest.yaml at the repository root");
     parse_manifest(&text).expect("manifest.yaml parses")
@@ -106,7 +102,7 @@ fn plakar_1_0_manifest_is_what_plakar_1_0_6_loads() {
             "a plakar 1.1 key: {connector:?}"
         );
     }
-    let workspace = package::workspace().expect("cargo metadata");
+    let workspace = xtask::package::workspace().expect("cargo metadata");
     for connector in &manifest.connectors {
         assert!(workspace.binaries.contains_key(&connector.executable));
     }
@@ -114,7 +110,7 @@ fn plakar_1_0_manifest_is_what_plakar_1_0_6_loads() {
 
 #[test]
 fn every_manifest_executable_is_a_workspace_binary() {
-    let workspace = package::workspace().expect("cargo metadata");
+    let workspace = xtask::package::workspace().expect("cargo metadata");
     let manifest = repo_manifest();
     for connector in &manifest.connectors {
         assert!(

@@ -5,9 +5,22 @@
 //! binary calls [`serve_store`], [`serve_importer`] or [`serve_exporter`] with an async factory
 //! that builds the connector from the `Init` configuration. The [`host`] module drives a plugin
 //! (a child process or an in-process server) exactly as plakar v1.1.x does, and its clients
-//! implement the same traits, so the [`suites`] run unchanged against both.
+//! implement the same traits, so the conformance suites run unchanged against both.
+//!
+//! Features (both off by default, so a plugin binary carries neither):
+//! * `suites`: the `suites` module, the conformance suites and the fixture transport that
+//!   reaches a connector directly, over an in-process pipe or as a plugin binary;
+//! * `reference`: the `reference` module (in-memory and directory reference connectors that
+//!   pass every suite, and their fixtures) and the `kloset-reference-plugin` binary; enables
+//!   `suites`.
+//!
+//! Crates enable them where they use them: in `[dev-dependencies]` for tests, in
+//! `[dependencies]` for tools that run the suites (`cargo xtask conformance`). Cargo unifies
+//! features across one build, so a workspace-wide build turns them on for everything it builds;
+//! `cargo build -p <connector> --bin <plugin>` builds the plugin without them.
 //!
 //! ```no_run
+//! // A store plugin serving the reference store (`reference` feature).
 //! use kloset_plugin::reference::{ReferenceStore, backend_from_config};
 //! use kloset_plugin::{InitContext, init_logging, serve_store};
 //!
@@ -32,12 +45,15 @@
 
 pub mod host;
 pub mod pb;
+#[cfg(feature = "reference")]
 pub mod reference;
 pub mod serve;
+#[cfg(feature = "suites")]
 pub mod suites;
 
 mod connector;
 mod error;
+mod messages;
 mod path;
 mod protocol;
 mod types;

@@ -501,6 +501,24 @@ async fn probe_client(
     (client, handle)
 }
 
+/// Sends `messages` on one `Export` stream and returns each result's error by pathname.
+async fn export_errors(
+    client: &mut ExporterClient<tonic::transport::Channel>,
+    messages: Vec<epb::ExportRequest>,
+) -> HashMap<String, String> {
+    let mut results = client
+        .export(futures::stream::iter(messages))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut errors = HashMap::new();
+    while let Some(msg) = results.message().await.unwrap() {
+        let r = msg.result.unwrap();
+        errors.insert(r.header.unwrap().pathname, r.error);
+    }
+    errors
+}
+
 fn record(path: &str, info: FileInfo, has_reader: bool) -> pbc::Record {
     let mut r = if has_reader {
         Record::file(path, info)
@@ -646,16 +664,7 @@ async fn exporter_truncated_file_gets_an_error_reader_and_result() {
                 packet: Some(Packet::Chunk(Bytes::from(vec![1u8; 1000]))),
             },
         ];
-        let mut results = client
-            .export(futures::stream::iter(messages))
-            .await
-            .unwrap()
-            .into_inner();
-        let mut errors = HashMap::new();
-        while let Some(msg) = results.message().await.unwrap() {
-            let r = msg.result.unwrap();
-            errors.insert(r.header.unwrap().pathname, r.error);
-        }
+        let errors = export_errors(&mut client, messages).await;
         assert!(
             errors["/cut"].contains("ended before the end"),
             "small={small}: {errors:?}"
@@ -720,16 +729,7 @@ async fn exporter_small_budget_and_undersized_declarations_still_deliver_every_b
             packet: Some(Packet::Chunk(Bytes::new())),
         });
     }
-    let mut results = client
-        .export(futures::stream::iter(messages))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut errors = HashMap::new();
-    while let Some(msg) = results.message().await.unwrap() {
-        let r = msg.result.unwrap();
-        errors.insert(r.header.unwrap().pathname, r.error);
-    }
+    let errors = export_errors(&mut client, messages).await;
     assert_eq!(errors.len(), 12);
     assert!(
         errors["/liar"].contains("got 5000 bytes, expected 100"),

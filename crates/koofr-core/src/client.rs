@@ -1,30 +1,23 @@
-//! The Koofr client: mount selection, metadata operations, listings and folder management.
-//! Transfers (download, upload) live in `download.rs` and `upload.rs`.
+//! The Koofr client: mount selection, metadata, remove, copy, move and rename. Listings live
+//! in `listing.rs`, folder creation and the folder cache in `folders.rs`, transfers in
+//! `download.rs` and `upload.rs`.
 
-use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::StreamExt;
-use futures::stream::BoxStream;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use tokio::sync::OnceCell;
 
 use crate::config::{ApiVersion, KoofrConfig, MountSelector};
 use crate::error::{Error, ErrorKind, Result};
-use crate::path::{KoofrPath, encode_component, is_key_within, validate_name};
+use crate::folders::FolderCache;
+use crate::path::{KoofrPath, encode_component, validate_name};
 use crate::retry::Retry;
-use crate::transport::{ByteStream, RequestContext, Transport, body_stream};
-use crate::types::{FileInfo, FileList, ListEntry, Mount, MountList, RecursiveItem, User};
+use crate::transport::{RequestContext, Transport};
+use crate::types::{FileInfo, Mount, MountList, User};
 
 pub(crate) const JSON: &str = "application/json";
-
-/// More folders than this in the cache and it starts over (bounds memory on huge trees).
-const MAX_CACHED_FOLDERS: usize = 100_000;
-
-/// Longest accepted line of a recursive listing.
-const MAX_LISTING_LINE: usize = 4 * 1024 * 1024;
 
 /// Which URL family an endpoint lives in (spec §2.2).
 #[derive(Clone, Copy)]
@@ -43,12 +36,7 @@ pub(crate) struct Inner {
     pub(crate) config: KoofrConfig,
     pub(crate) transport: Transport,
     mount_id: OnceCell<String>,
-    /// Case keys of folders known to exist.
-    folders: Mutex<HashSet<String>>,
-    /// One gate per folder being ensured, so concurrent callers of `create_folder_all` on one
-    /// client wait for the first instead of racing it (different clients still race, which the
-    /// "already exists" handling tolerates).
-    folder_gates: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    folders: FolderCache,
 }
 
 impl std::fmt::Debug for Client {
@@ -70,8 +58,7 @@ impl Client {
                 config,
                 transport,
                 mount_id: OnceCell::new(),
-                folders: Mutex::new(HashSet::new()),
-                folder_gates: Mutex::new(HashMap::new()),
+                folders: FolderCache::default(),
             }),
         })
     }
@@ -83,6 +70,11 @@ impl Client {
 
     pub(crate) fn transport(&self) -> &Transport {
         &self.inner.transport
+    }
+
+    /// The folders this client knows to exist.
+    pub(crate) fn folders(&self) -> &FolderCache {
+        &self.inner.folders
     }
 
     /// Runs `f` under the configured retry policy.
@@ -159,7 +151,7 @@ impl Client {
         }
     }
 
-    async fn get_json<T: for<'de> serde::Deserialize<'de>>(
+    pub(crate) async fn get_json<T: for<'de> serde::Deserialize<'de>>(
         &self,
         op: &'static str,
         path: Option<&KoofrPath>,
@@ -262,196 +254,6 @@ impl Client {
         self.get_json_with("info", Some(path), &url, retry).await
     }
 
-    /// The direct children of a folder (no pagination: one response).
-    pub async fn list(&self, dir: &KoofrPath) -> Result<Vec<FileInfo>> {
-        let url = self.files_url(Family::Api, "list", dir, "").await?;
-        let list: FileList = self.get_json("list", Some(dir), &url).await?;
-        self.remember_folder(dir);
-        Ok(list.files)
-    }
-
-    /// Streams the whole tree below `dir` (`dir` itself first, parents before children), parsed
-    /// line by line as it arrives. A server error line becomes a [`ListEntry::Error`] item and
-    /// ends the stream. A connection that breaks mid-listing is resumed: the listing
-    /// is requested again and the entries already yielded are skipped (checked by the path of
-    /// the last one, so a listing that changed order fails instead of skipping wrongly). The
-    /// first request and every resume share ONE retry state, so the whole listing sends at most
-    /// the policy's attempts. A mount that refuses recursive listings gives
-    /// [`ErrorKind::Unsupported`] before any entry.
-    pub async fn list_recursive(
-        &self,
-        dir: &KoofrPath,
-    ) -> Result<BoxStream<'static, Result<ListEntry>>> {
-        let mut retry = self.new_retry();
-        let first = self.open_listing(dir, &mut retry).await?;
-        Ok(resuming_listing(self.clone(), dir.clone(), first, retry))
-    }
-
-    /// One `files/listrecursive` request (retried until its response starts).
-    async fn open_listing(
-        &self,
-        dir: &KoofrPath,
-        retry: &mut Retry,
-    ) -> Result<BoxStream<'static, Result<ListEntry>>> {
-        let url = self
-            .files_url(Family::Content, "listrecursive", dir, "")
-            .await?;
-        let ctx = RequestContext {
-            op: "list recursively",
-            path: Some(dir.as_str()),
-            exists_possible: false,
-        };
-        let url = url.as_str();
-        let response = retry
-            .run(true, |_| async move {
-                self.transport()
-                    .send(ctx, None, move |http| {
-                        Ok(http.get(url).header(ACCEPT, "application/x-ndjson"))
-                    })
-                    .await
-                    .map_err(|e| {
-                        // Some connected external mounts refuse the listing itself with a bare 400.
-                        if e.kind() == ErrorKind::InvalidInput && e.code() != Some("InvalidPath") {
-                            e.with_kind(ErrorKind::Unsupported)
-                        } else {
-                            e
-                        }
-                    })
-            })
-            .await?;
-        let body = body_stream(
-            response,
-            ctx.op,
-            Some(dir.to_string()),
-            self.transport().stall(),
-        );
-        Ok(ndjson_entries(body, dir.clone()))
-    }
-
-    /// Creates one folder `name` inside `parent` (which must exist). An existing folder of that
-    /// name gives an [`ErrorKind::AlreadyExists`] error.
-    pub async fn create_folder(&self, parent: &KoofrPath, name: &str) -> Result<()> {
-        let name = validate_name(name)?;
-        let child = parent.child(&name)?;
-        let url = self.files_url(Family::Api, "folder", parent, "").await?;
-        let ctx = RequestContext {
-            op: "create folder",
-            path: Some(child.as_str()),
-            exists_possible: true,
-        };
-        let body = Bytes::from(serde_json::json!({ "name": name }).to_string());
-        let url = url.as_str();
-        let child_ref = &child;
-        let result = self
-            .with_retry(true, |attempt| {
-                let body = body.clone();
-                async move {
-                    let sent = self
-                        .transport()
-                        .empty(ctx, move |http| {
-                            Ok(http.post(url).header(CONTENT_TYPE, JSON).body(body.clone()))
-                        })
-                        .await;
-                    match sent {
-                        // A lost answer to an earlier attempt that did create the folder.
-                        Err(e) if attempt > 1 && e.kind() == ErrorKind::AlreadyExists => {
-                            match self.info(child_ref).await {
-                                Ok(info) if info.is_dir() => Ok(()),
-                                _ => Err(e),
-                            }
-                        }
-                        other => other,
-                    }
-                }
-            })
-            .await;
-        if result.is_ok() {
-            self.remember_folder(&child);
-        }
-        result
-    }
-
-    /// Makes sure `path` and all its parents exist as folders ("mkdir -p", spec §9.2). Known
-    /// folders are cached; "already exists" answers from racing creators count as success once
-    /// `info` confirms a folder.
-    pub async fn create_folder_all(&self, path: &KoofrPath) -> Result<()> {
-        if path.is_root() || self.knows_folder(path) {
-            return Ok(());
-        }
-        let key = path.case_key();
-        let gate = {
-            let mut gates = self
-                .inner
-                .folder_gates
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            gates.entry(key.clone()).or_default().clone()
-        };
-        let result = {
-            let _turn = gate.lock().await;
-            if self.knows_folder(path) {
-                Ok(())
-            } else {
-                self.ensure_folders(path).await
-            }
-        };
-        let mut gates = self
-            .inner
-            .folder_gates
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if gates.get(&key).is_some_and(|g| Arc::ptr_eq(g, &gate)) && Arc::strong_count(&gate) <= 2 {
-            gates.remove(&key);
-        }
-        result
-    }
-
-    async fn ensure_folders(&self, path: &KoofrPath) -> Result<()> {
-        match self.info(path).await {
-            Ok(info) if info.is_dir() => {
-                self.remember_folder(path);
-                return Ok(());
-            }
-            Ok(_) => return Err(not_a_folder(path)),
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e),
-        }
-        // Walk from the top; once a level had to be created, its children cannot exist yet.
-        let mut creating = false;
-        for folder in path.ancestors_from_top() {
-            if !creating {
-                if self.knows_folder(&folder) {
-                    continue;
-                }
-                if folder != *path {
-                    match self.info(&folder).await {
-                        Ok(info) if info.is_dir() => {
-                            self.remember_folder(&folder);
-                            continue;
-                        }
-                        Ok(_) => return Err(not_a_folder(&folder)),
-                        Err(e) if e.is_not_found() => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                creating = true;
-            }
-            let (parent, name) = folder
-                .split()
-                .expect("an ancestor below the root has a parent");
-            match self.create_folder(&parent, name).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => match self.info(&folder).await {
-                    Ok(info) if info.is_dir() => self.remember_folder(&folder),
-                    Ok(_) => return Err(not_a_folder(&folder)),
-                    Err(_) => return Err(e.with_op("create folders")),
-                },
-                Err(e) => return Err(e.with_op("create folders")),
-            }
-        }
-        Ok(())
-    }
-
     /// Removes a file or a whole folder (recursive; Koofr moves it to the trash).
     pub async fn remove(&self, path: &KoofrPath) -> Result<()> {
         if path.is_root() {
@@ -482,7 +284,7 @@ impl Client {
                 }
             })
             .await;
-        self.forget_folders(path);
+        self.folders().forget_within(path);
         result
     }
 
@@ -539,7 +341,7 @@ impl Client {
                 ErrorKind::NotFound,
             )
             .await;
-        self.forget_folders(from);
+        self.folders().forget_within(from);
         result
     }
 
@@ -582,7 +384,7 @@ impl Client {
                 ErrorKind::NotFound,
             )
             .await;
-        self.forget_folders(path);
+        self.folders().forget_within(path);
         result
     }
 
@@ -631,69 +433,19 @@ impl Client {
         })
         .await
     }
-
-    pub(crate) fn knows_folder(&self, path: &KoofrPath) -> bool {
-        path.is_root()
-            || self
-                .inner
-                .folders
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(&path.case_key())
-    }
-
-    pub(crate) fn remember_folder(&self, path: &KoofrPath) {
-        let mut folders = self.inner.folders.lock().unwrap_or_else(|e| e.into_inner());
-        if folders.len() >= MAX_CACHED_FOLDERS {
-            folders.clear();
-        }
-        folders.insert(path.case_key());
-    }
-
-    /// Drops `path` and each of its ancestors (not their other children) from the folder cache:
-    /// after a 404 under `path`, any of them may be the folder that is gone.
-    pub(crate) fn forget_folder_and_ancestors(&self, path: &KoofrPath) {
-        let mut folders = self.inner.folders.lock().unwrap_or_else(|e| e.into_inner());
-        for folder in path.ancestors_from_top() {
-            folders.remove(&folder.case_key());
-        }
-    }
-
-    /// Drops `path` and everything below it from the folder cache.
-    pub(crate) fn forget_folders(&self, path: &KoofrPath) {
-        let base = path.case_key();
-        self.inner
-            .folders
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|key| !is_key_within(key, &base));
-    }
 }
 
-fn not_a_folder(path: &KoofrPath) -> Error {
-    Error::permanent(
-        ErrorKind::NotADirectory,
-        "create folders",
-        "a file is in the way of a folder",
-    )
-    .with_path(path)
-}
-
+/// A random name beside `path`, the halfway point of a case-only move or rename.
 fn temporary_sibling(path: &KoofrPath) -> Result<KoofrPath> {
     let parent = path.parent().unwrap_or_else(KoofrPath::root);
     let tag: u32 = rand::random();
     Ok(parent.child(&format!(".koofr-tmp-{tag:08x}"))?)
 }
 
+/// A mount id as Koofr writes them: a hyphenated UUID (36 characters; the other forms `uuid`
+/// accepts, such as 32 bare hex digits, are taken for mount names).
 fn looks_like_uuid(value: &str) -> bool {
-    value.len() == 36
-        && value.char_indices().all(|(i, c)| {
-            if [8, 13, 18, 23].contains(&i) {
-                c == '-'
-            } else {
-                c.is_ascii_hexdigit()
-            }
-        })
+    value.len() == 36 && uuid::Uuid::try_parse(value).is_ok()
 }
 
 /// Picks a mount by id, then by exact name, then by case-insensitive name (unique).
@@ -730,222 +482,6 @@ fn select_mount<'a>(mounts: &'a [Mount], wanted: &str) -> Result<&'a Mount> {
     }
 }
 
-/// Splits a byte stream into NDJSON items without ever holding more than one line.
-fn ndjson_entries(body: ByteStream, dir: KoofrPath) -> BoxStream<'static, Result<ListEntry>> {
-    struct State {
-        body: ByteStream,
-        buf: Vec<u8>,
-        dir: KoofrPath,
-        eof: bool,
-        done: bool,
-    }
-    let state = State {
-        body,
-        buf: Vec::new(),
-        dir,
-        eof: false,
-        done: false,
-    };
-    futures::stream::unfold(state, |mut st| async move {
-        loop {
-            if st.done {
-                return None;
-            }
-            let line = if let Some(i) = st.buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = st.buf.drain(..=i).collect();
-                line
-            } else if st.eof {
-                if st.buf.is_empty() {
-                    return None;
-                }
-                std::mem::take(&mut st.buf)
-            } else {
-                match st.body.next().await {
-                    Some(Ok(chunk)) => {
-                        st.buf.extend_from_slice(&chunk);
-                        if st.buf.len() > MAX_LISTING_LINE && !st.buf.contains(&b'\n') {
-                            st.done = true;
-                            let e = Error::permanent(
-                                ErrorKind::Unexpected,
-                                "list recursively",
-                                format!("a listing line exceeds {MAX_LISTING_LINE} bytes"),
-                            )
-                            .with_path(&st.dir);
-                            return Some((Err(e), st));
-                        }
-                    }
-                    Some(Err(e)) => {
-                        st.done = true;
-                        return Some((Err(e), st));
-                    }
-                    None => st.eof = true,
-                }
-                continue;
-            };
-            let text = String::from_utf8_lossy(&line);
-            let text = text.trim();
-            if text.is_empty() {
-                continue;
-            }
-            match parse_recursive_line(text, &st.dir) {
-                Ok(Some((entry, last))) => {
-                    st.done = last;
-                    return Some((Ok(entry), st));
-                }
-                Ok(None) => continue,
-                Err(e) => {
-                    st.done = true;
-                    return Some((Err(e), st));
-                }
-            }
-        }
-    })
-    .boxed()
-}
-
-/// Where a resumed listing stands.
-struct Resume {
-    client: Client,
-    dir: KoofrPath,
-    entries: Option<BoxStream<'static, Result<ListEntry>>>,
-    /// Entries handed to the caller so far.
-    yielded: u64,
-    /// The key of the last entry handed out (checked when skipping after a restart).
-    last: Option<String>,
-    /// Entries of a restarted listing still to skip.
-    skip: u64,
-    /// The listing's one retry state, shared by the first request and every resume.
-    retry: Retry,
-}
-
-fn entry_key(entry: &ListEntry) -> String {
-    match entry {
-        ListEntry::File { path, .. } => path.as_str().to_owned(),
-        ListEntry::Error { message, .. } => format!("error: {message}"),
-    }
-}
-
-fn resuming_listing(
-    client: Client,
-    dir: KoofrPath,
-    first: BoxStream<'static, Result<ListEntry>>,
-    retry: Retry,
-) -> BoxStream<'static, Result<ListEntry>> {
-    let state = Resume {
-        client,
-        dir,
-        entries: Some(first),
-        yielded: 0,
-        last: None,
-        skip: 0,
-        retry,
-    };
-    futures::stream::unfold(state, |mut st| async move {
-        loop {
-            let item = st.entries.as_mut()?.next().await;
-            match item {
-                None => return None,
-                Some(Ok(entry)) if st.skip > 0 => {
-                    st.skip -= 1;
-                    if st.skip == 0 && st.last.as_deref() != Some(entry_key(&entry).as_str()) {
-                        st.entries = None;
-                        let e = Error::permanent(
-                            ErrorKind::Unexpected,
-                            "list recursively",
-                            "the listing changed order while it was resumed after a broken connection",
-                        )
-                        .with_path(&st.dir);
-                        return Some((Err(e), st));
-                    }
-                }
-                Some(Ok(entry)) => {
-                    st.yielded += 1;
-                    st.last = Some(entry_key(&entry));
-                    st.retry.progressed();
-                    return Some((Ok(entry), st));
-                }
-                Some(Err(e)) => {
-                    st.entries = None;
-                    if let Err(e) = st.retry.failed(e, true).await {
-                        return Some((Err(e), st));
-                    }
-                    tracing::debug!(attempt = st.retry.attempts() + 1, "koofr: resuming a broken listing");
-                    let (client, dir) = (st.client.clone(), st.dir.clone());
-                    match client.open_listing(&dir, &mut st.retry).await {
-                        Ok(entries) => {
-                            st.entries = Some(entries);
-                            st.skip = st.yielded;
-                        }
-                        Err(e) => return Some((Err(e), st)),
-                    }
-                }
-            }
-        }
-    })
-    .boxed()
-}
-
-/// One listing line as an entry, and whether the server ends the listing with it (an error
-/// line is always the last one).
-fn parse_recursive_line(line: &str, dir: &KoofrPath) -> Result<Option<(ListEntry, bool)>> {
-    let bad = |message: String| {
-        Error::permanent(ErrorKind::Unexpected, "list recursively", message).with_path(dir)
-    };
-    let item: RecursiveItem = serde_json::from_str(line)
-        .map_err(|e| bad(format!("unparsable listing line ({e}): {:.120}", line)))?;
-    let join = |rel: &str| {
-        dir.join(rel)
-            .map_err(|e| bad(format!("invalid path in listing: {e}")))
-    };
-    match item.item_type.as_str() {
-        "file" => {
-            let rel = item
-                .path
-                .ok_or_else(|| bad("a listing item has no path".to_owned()))?;
-            let info = item
-                .file
-                .ok_or_else(|| bad(format!("listing item {rel:?} has no file")))?;
-            // One odd name must not abort a whole listing: it becomes an error item for the
-            // caller to report, and the listing goes on.
-            Ok(Some((
-                match join(&rel) {
-                    Ok(path) => ListEntry::File { path, info },
-                    Err(e) => ListEntry::Error {
-                        path: None,
-                        code: "InvalidPath".to_owned(),
-                        message: format!(
-                            "listing item {rel:?} has an unusable path: {}",
-                            e.message()
-                        ),
-                    },
-                },
-                false,
-            )))
-        }
-        "error" => {
-            let detail = item.error;
-            Ok(Some((
-                ListEntry::Error {
-                    path: item.path.and_then(|rel| join(&rel).ok()),
-                    code: detail
-                        .as_ref()
-                        .and_then(|d| d.code.clone())
-                        .unwrap_or_default(),
-                    message: detail.and_then(|d| d.message).unwrap_or_default(),
-                },
-                true,
-            )))
-        }
-        other => {
-            tracing::debug!(
-                item_type = other,
-                "koofr: skipping an unknown listing item type"
-            );
-            Ok(None)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -953,7 +489,10 @@ mod tests {
     #[test]
     fn uuid_detection_and_mount_selection() {
         assert!(looks_like_uuid("9fd62581-3bad-478a-702b-01937d2bf7f1"));
+        assert!(looks_like_uuid("9FD62581-3BAD-478A-702B-01937D2BF7F1"));
         assert!(!looks_like_uuid("Koofr"));
+        assert!(!looks_like_uuid("9fd625813bad478a702b01937d2bf7f1"));
+        assert!(!looks_like_uuid("9fd62581-3bad-478a-702b-01937d2bf7fg"));
         let mounts: Vec<Mount> = serde_json::from_str(
             r#"[{"id":"a","name":"Koofr","isPrimary":true},{"id":"b","name":"Dropbox"},{"id":"c","name":"dropbox"}]"#,
         )
@@ -966,105 +505,5 @@ mod tests {
             ErrorKind::InvalidInput
         );
         assert!(select_mount(&mounts, "GDrive").unwrap_err().is_not_found());
-    }
-
-    #[tokio::test]
-    async fn ndjson_transport_error_mid_stream_ends_the_listing() {
-        let line = r#"{"type":"file","path":"/","file":{"name":"d","type":"dir"}}"#;
-        let chunks: Vec<Result<Bytes>> = vec![
-            Ok(Bytes::from(format!("{line}\n{{\"type\":\"fi"))),
-            Err(Error::new(
-                ErrorKind::Transport,
-                true,
-                "list recursively",
-                "the response body broke off",
-            )),
-            Ok(Bytes::from_static(b"never read\n")),
-        ];
-        let dir = KoofrPath::parse("/d").unwrap();
-        let entries: Vec<_> = ndjson_entries(futures::stream::iter(chunks).boxed(), dir)
-            .collect()
-            .await;
-        assert_eq!(entries.len(), 2);
-        assert!(matches!(entries[0], Ok(ListEntry::File { .. })));
-        assert_eq!(
-            entries[1].as_ref().unwrap_err().kind(),
-            ErrorKind::Transport
-        );
-    }
-
-    #[tokio::test]
-    async fn an_unusable_item_path_is_an_error_item_and_the_listing_goes_on() {
-        let lines = concat!(
-            r#"{"type":"file","path":"/a/../b","file":{"name":"..","type":"file","modified":1,"size":0,"contentType":""}}"#,
-            "\n",
-            r#"{"type":"file","path":"/ok","file":{"name":"ok","type":"file","modified":2,"size":1,"contentType":""}}"#,
-            "\n",
-        );
-        let body = futures::stream::iter([Ok(Bytes::from_static(lines.as_bytes()))]).boxed();
-        let entries: Vec<_> = ndjson_entries(body, KoofrPath::parse("/r").unwrap())
-            .collect()
-            .await;
-        assert_eq!(entries.len(), 2, "{entries:?}");
-        match &entries[0] {
-            Ok(ListEntry::Error {
-                path,
-                code,
-                message,
-            }) => {
-                assert!(path.is_none());
-                assert_eq!(code, "InvalidPath");
-                assert!(message.contains("/a/../b"), "{message}");
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(
-            matches!(&entries[1], Ok(ListEntry::File { path, .. }) if path.as_str() == "/r/ok")
-        );
-    }
-
-    #[tokio::test]
-    async fn ndjson_is_split_across_chunks() {
-        let lines = concat!(
-            r#"{"type":"file","path":"/","file":{"name":"backup","type":"dir","modified":1,"size":0,"contentType":""}}"#,
-            "\n",
-            r#"{"type":"file","path":"/a b.bin","file":{"name":"a b.bin","type":"file","modified":2,"size":3,"contentType":"","hash":"abc"}}"#,
-            "\n",
-            r#"{"type":"error","path":"/sub","error":{"code":"Other","message":"boom"}}"#,
-            "\n",
-            r#"{"type":"file","path":"/never","file":{"name":"never","type":"file"}}"#,
-        );
-        let chunks: Vec<Result<Bytes>> = lines
-            .as_bytes()
-            .chunks(7)
-            .map(|c| Ok(Bytes::copy_from_slice(c)))
-            .collect();
-        let dir = KoofrPath::parse("/backup").unwrap();
-        let entries: Vec<_> = ndjson_entries(futures::stream::iter(chunks).boxed(), dir)
-            .collect()
-            .await;
-        assert_eq!(entries.len(), 3);
-        match &entries[1] {
-            Ok(ListEntry::File { path, info }) => {
-                assert_eq!(path.as_str(), "/backup/a b.bin");
-                assert_eq!(info.size, 3);
-            }
-            other => panic!("{other:?}"),
-        }
-        match &entries[0] {
-            Ok(ListEntry::File { path, .. }) => assert_eq!(path.as_str(), "/backup"),
-            other => panic!("{other:?}"),
-        }
-        match &entries[2] {
-            Ok(ListEntry::Error {
-                path,
-                code,
-                message,
-            }) => {
-                assert_eq!(path.as_ref().unwrap().as_str(), "/backup/sub");
-                assert_eq!((code.as_str(), message.as_str()), ("Other", "boom"));
-            }
-            other => panic!("{other:?}"),
-        }
     }
 }

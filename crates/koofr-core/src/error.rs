@@ -52,10 +52,21 @@ pub enum ErrorKind {
 
 /// An error from the Koofr client. Its message names the operation and the Koofr path, and
 /// never contains credentials. Boxed so that `Result`s stay small.
+#[derive(thiserror::Error)]
+#[error(transparent)]
 pub struct Error {
     inner: Box<ErrorInner>,
 }
 
+/// The parts of an [`Error`]; its `Display` is the error's message.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "koofr {op}{}: {message}{}{}{}",
+    quoted(.path),
+    http_status(.status, .code),
+    gave_up(.attempts),
+    caused_by(.source)
+)]
 struct ErrorInner {
     kind: ErrorKind,
     temporary: bool,
@@ -205,28 +216,38 @@ impl Error {
     }
 }
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "koofr {}", self.inner.op)?;
-        if let Some(path) = &self.inner.path {
-            write!(f, " {path:?}")?;
-        }
-        write!(f, ": {}", self.inner.message)?;
-        match (self.inner.status, &self.inner.code) {
-            (Some(status), Some(code)) => write!(f, " (HTTP {status}, {code})")?,
-            (Some(status), None) => write!(f, " (HTTP {status})")?,
-            _ => {}
-        }
-        if self.inner.attempts > 1 {
-            write!(f, " [gave up after {} attempts]", self.inner.attempts)?;
-        }
-        if let Some(source) = &self.inner.source {
-            write!(f, ": {source}")?;
-        }
-        Ok(())
+/// ` "<path>"`, or nothing.
+fn quoted(path: &Option<String>) -> String {
+    path.as_ref().map(|p| format!(" {p:?}")).unwrap_or_default()
+}
+
+/// ` (HTTP <status>, <code>)`, ` (HTTP <status>)`, or nothing.
+fn http_status(status: &Option<u16>, code: &Option<String>) -> String {
+    match (status, code) {
+        (Some(status), Some(code)) => format!(" (HTTP {status}, {code})"),
+        (Some(status), None) => format!(" (HTTP {status})"),
+        _ => String::new(),
     }
 }
 
+/// ` [gave up after <n> attempts]` once the error was retried.
+fn gave_up(attempts: &u32) -> String {
+    if *attempts > 1 {
+        format!(" [gave up after {attempts} attempts]")
+    } else {
+        String::new()
+    }
+}
+
+/// `: <source>`, or nothing.
+fn caused_by(source: &Option<Box<dyn std::error::Error + Send + Sync>>) -> String {
+    source
+        .as_ref()
+        .map(|s| format!(": {s}"))
+        .unwrap_or_default()
+}
+
+/// By hand, to show the source by its message rather than its (long) `Debug`.
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Error")
@@ -240,15 +261,6 @@ impl fmt::Debug for Error {
             .field("message", &self.inner.message)
             .field("source", &self.inner.source.as_ref().map(|s| s.to_string()))
             .finish()
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.inner
-            .source
-            .as_ref()
-            .map(|s| s.as_ref() as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -372,11 +384,30 @@ mod tests {
             .with_path("/a b")
             .with_status(503, Some("Other".into()))
             .exhausted(4);
-        let text = e.to_string();
-        assert!(
-            text.contains("info") && text.contains("/a b") && text.contains("4 attempts"),
-            "{text}"
+        assert_eq!(
+            e.to_string(),
+            r#"koofr info "/a b": server error (HTTP 503, Other) [gave up after 4 attempts]"#
         );
         assert!(!e.is_temporary());
+        let bare = Error::permanent(ErrorKind::Unexpected, "get user", "odd answer").exhausted(1);
+        assert_eq!(bare.to_string(), "koofr get user: odd answer");
+    }
+
+    #[test]
+    fn the_source_is_shown_and_chained() {
+        use std::error::Error as _;
+        let e = Error::new(ErrorKind::Transport, true, "upload", "request failed")
+            .with_status(404, None)
+            .with_source(std::io::Error::other("connection reset"));
+        assert_eq!(
+            e.to_string(),
+            "koofr upload: request failed (HTTP 404): connection reset"
+        );
+        assert_eq!(e.source().unwrap().to_string(), "connection reset");
+        assert!(
+            Error::permanent(ErrorKind::Unexpected, "x", "y")
+                .source()
+                .is_none()
+        );
     }
 }

@@ -38,6 +38,8 @@ mod client;
 pub mod config;
 mod download;
 pub mod error;
+mod folders;
+mod listing;
 pub mod path;
 #[cfg(feature = "plakar")]
 pub mod plakar;

@@ -24,14 +24,16 @@ pub type ByteStream = BoxStream<'static, Result<Bytes, Error>>;
 /// Largest error body read to find Koofr's error code.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
-/// The last time a transfer made progress; the watchdog fails it after `stall` without any.
+/// A stall watchdog: the last time a transfer made progress, and a wait that resolves once it
+/// made none for the stall timeout.
 #[derive(Clone, Debug)]
-pub(crate) struct Progress(Arc<Mutex<Instant>>);
+pub(crate) struct StallWatchdog(Arc<Mutex<Instant>>);
 
-impl Progress {
-    pub(crate) fn new() -> Progress {
-        Progress(Arc::new(Mutex::new(Instant::now())))
+impl StallWatchdog {
+    pub(crate) fn new() -> StallWatchdog {
+        StallWatchdog(Arc::new(Mutex::new(Instant::now())))
     }
+    /// The transfer made progress.
     pub(crate) fn touch(&self) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
     }
@@ -218,12 +220,12 @@ impl Transport {
 
     /// Sends one request (built by `build`, possibly twice: once more after a 401 renewal) and
     /// returns a 2xx response holding a concurrency permit, or the classified error.
-    /// `progress` (uploads) is touched by the body as it is sent; without it, the stall watchdog
+    /// `watchdog` (uploads) is touched by the body as it is sent; without it, the stall watchdog
     /// counts from the start of the request.
     pub(crate) async fn send<F>(
         &self,
         ctx: RequestContext<'_>,
-        progress: Option<Progress>,
+        watchdog: Option<StallWatchdog>,
         mut build: F,
     ) -> Result<Response>
     where
@@ -244,11 +246,11 @@ impl Transport {
                 .await
                 .map_err(|e| e.with_op(ctx.op).or_path_opt(ctx.path))?;
             let request = build(&self.http)?.header(AUTHORIZATION, auth_header);
-            let progress = progress.clone().unwrap_or_else(Progress::new);
-            progress.touch();
+            let watchdog = watchdog.clone().unwrap_or_else(StallWatchdog::new);
+            watchdog.touch();
             let response = tokio::select! {
                 r = request.send() => r.map_err(|e| ctx.send_error(&self.base, e))?,
-                () = progress.stalled(self.stall) => return Err(ctx.stall_error(self.stall)),
+                () = watchdog.stalled(self.stall) => return Err(ctx.stall_error(self.stall)),
             };
             let status = response.status().as_u16();
             if status != 401 {

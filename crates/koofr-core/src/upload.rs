@@ -11,7 +11,7 @@ use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use crate::client::{Client, Family, JSON};
 use crate::error::{Error, ErrorKind, Result};
 use crate::path::{KoofrPath, encode_component, validate_name};
-use crate::transport::{ByteStream, Progress, RequestContext};
+use crate::transport::{ByteStream, RequestContext, StallWatchdog};
 use crate::types::FileInfo;
 
 /// What an existing file of the same name means for an upload.
@@ -167,10 +167,10 @@ impl Client {
             // Uploads never create their folder, so a 404 means it is gone (removed by another
             // client): what this client remembers about it is stale.
             if e.is_not_found() {
-                self.forget_folder_and_ancestors(dir);
+                self.folders().forget_with_ancestors(dir);
             }
         })?;
-        self.remember_folder(dir);
+        self.folders().remember(dir);
         Ok(info)
     }
 
@@ -181,18 +181,18 @@ impl Client {
         source: &Source,
         size_hint: Option<u64>,
     ) -> Result<FileInfo> {
-        let progress = Progress::new();
+        let watchdog = StallWatchdog::new();
         let mut sent_state: Option<Arc<Mutex<Sent>>> = None;
         let response = self
             .transport()
-            .send(ctx, Some(progress.clone()), |http| {
+            .send(ctx, Some(watchdog.clone()), |http| {
                 let stream = source.open(ctx)?;
                 let sent = Arc::new(Mutex::new(Sent {
                     md5: Some(Md5::new()),
                     ..Sent::default()
                 }));
                 sent_state = Some(sent.clone());
-                let body = counting_body(stream, sent, progress.clone(), size_hint, ctx);
+                let body = counting_body(stream, sent, watchdog.clone(), size_hint, ctx);
                 let mut request = http
                     .post(url)
                     .header(CONTENT_TYPE, "application/octet-stream")
@@ -261,12 +261,13 @@ impl Client {
     }
 }
 
-/// Wraps the source: counts and hashes bytes, marks progress, enforces `size_hint`, and records
-/// the first failure so the caller can report it rather than the resulting broken request.
+/// Wraps the source: counts and hashes bytes, touches the stall watchdog, enforces `size_hint`,
+/// and records the first failure so the caller can report it rather than the resulting broken
+/// request.
 fn counting_body(
     source: ByteStream,
     sent: Arc<Mutex<Sent>>,
-    progress: Progress,
+    watchdog: StallWatchdog,
     size_hint: Option<u64>,
     ctx: RequestContext<'_>,
 ) -> ByteStream {
@@ -285,14 +286,14 @@ fn counting_body(
         (source, sent, false),
         move |(mut source, sent, finished)| {
             let fail = fail.clone();
-            let progress = progress.clone();
+            let watchdog = watchdog.clone();
             async move {
                 if finished {
                     return None;
                 }
                 match source.next().await {
                     Some(Ok(chunk)) => {
-                        progress.touch();
+                        watchdog.touch();
                         let total = {
                             let mut state = sent.lock().unwrap_or_else(|e| e.into_inner());
                             state.bytes += chunk.len() as u64;

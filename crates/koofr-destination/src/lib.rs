@@ -20,6 +20,7 @@
 
 mod exporter;
 mod names;
+#[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use exporter::{KOOFR_TYPE, KoofrExporter, REPLAYABLE_MAX};

@@ -28,6 +28,7 @@ pub mod index;
 pub mod readahead;
 pub mod records;
 mod scan;
+#[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use config::SourceConfig;

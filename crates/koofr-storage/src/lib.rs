@@ -20,6 +20,7 @@ pub mod layout;
 pub mod readahead;
 pub mod spool;
 mod store;
+#[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use store::{CONNECTOR_TYPE, KoofrStore, connector_error};

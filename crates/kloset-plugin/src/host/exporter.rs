@@ -15,13 +15,13 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-use super::{InitArgs, PluginConnection, PluginHandle, location_of, plakar_chunks};
+use super::{InitArgs, PluginConnection, PluginHandle, plakar_client};
 use crate::error::{ConnectorError, Result};
 use crate::pb::plakar::connectors as pbc;
 use crate::pb::plakar::exporter as pb;
 use crate::pb::plakar::exporter::export_request::Packet;
 use crate::pb::plakar::exporter::exporter_client::ExporterClient;
-use crate::serve::MAX_SEND_MESSAGE;
+use crate::serve::chunked;
 use crate::types::{FileInfo, LocationInfo, Record};
 use crate::{ByteStream, Exporter};
 
@@ -81,21 +81,11 @@ impl RemoteExporter {
     /// Sends `Init` with the config map and options.
     pub async fn init(connection: PluginConnection, args: &InitArgs) -> Result<Self> {
         let (channel, plugin) = connection.into_parts();
-        let mut client = ExporterClient::new(channel)
-            .max_decoding_message_size(MAX_SEND_MESSAGE)
-            .max_encoding_message_size(usize::MAX);
-        let options = pb::Options::from(&args.options);
-        let init = client
-            .init(pb::InitRequest {
-                options: Some(options),
-                proto: args.proto.clone(),
-                config: args.config.clone(),
-            })
-            .await?
-            .into_inner();
+        let mut client = plakar_client!(ExporterClient::new(channel));
+        let init = client.init(pb::InitRequest::from(args)).await?.into_inner();
         Ok(Self {
             client,
-            location: location_of(init.origin, init.r#type, init.root, init.flags),
+            location: init.into(),
             plugin,
             session: tokio::sync::Mutex::new(None),
             started: Mutex::new(false),
@@ -212,7 +202,7 @@ impl RemoteExporter {
                 .await
                 .map_err(|_| closed())?;
             if let Some(content) = content {
-                let mut chunks = std::pin::pin!(plakar_chunks(content));
+                let mut chunks = std::pin::pin!(chunked(content));
                 while let Some(item) = chunks.next().await {
                     match item {
                         Ok(chunk) => sender

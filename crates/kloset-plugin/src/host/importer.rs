@@ -13,12 +13,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
 use tonic::transport::Channel;
 
-use super::{InitArgs, PluginConnection, PluginHandle, check_received_chunk, location_of};
+use super::{InitArgs, PluginConnection, PluginHandle, plakar_client, received};
 use crate::error::{ConnectorError, Result};
 use crate::pb::importer as pb;
 use crate::pb::importer::importer_client::ImporterClient;
 use crate::pb::plakar::connectors as pbc;
-use crate::serve::MAX_SEND_MESSAGE;
 use crate::types::{LocationInfo, Record};
 use crate::{ByteStream, Importer, RecordStream};
 
@@ -104,21 +103,11 @@ impl RemoteImporter {
     /// Sends `Init` with the config map and options.
     pub async fn init(connection: PluginConnection, args: &InitArgs) -> Result<Self> {
         let (channel, plugin) = connection.into_parts();
-        let mut client = ImporterClient::new(channel)
-            .max_decoding_message_size(MAX_SEND_MESSAGE)
-            .max_encoding_message_size(usize::MAX);
-        let options = pb::Options::from(&args.options);
-        let init = client
-            .init(pb::InitRequest {
-                options: Some(options),
-                proto: args.proto.clone(),
-                config: args.config.clone(),
-            })
-            .await?
-            .into_inner();
+        let mut client = plakar_client!(ImporterClient::new(channel));
+        let init = client.init(pb::InitRequest::from(args)).await?.into_inner();
         Ok(Self {
             client,
-            location: location_of(init.origin, init.r#type, init.root, init.flags),
+            location: init.into(),
             plugin,
             acks: Arc::default(),
             import_end: tokio::sync::Mutex::new(None),
@@ -272,20 +261,12 @@ impl Importer for RemoteImporter {
                 return Err(status.into());
             }
         };
-        let what = format!("open {pathname}");
-        let guard = AckOnDrop {
+        let ack = AckOnDrop {
             acks: self.acks.clone(),
             pathname: pathname.to_owned(),
         };
-        Ok(stream
-            .map(move |item| {
-                let _keep = &guard;
-                match item {
-                    Ok(msg) => check_received_chunk(msg.chunk, &what, false),
-                    Err(status) => Err(ConnectorError::from(status)),
-                }
-            })
-            .boxed())
+        let what = format!("open {pathname}");
+        Ok(received(stream, |m: pb::OpenResponse| m.chunk, what, ack))
     }
 
     async fn close(&self) -> Result<()> {

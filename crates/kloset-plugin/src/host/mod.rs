@@ -28,9 +28,10 @@ use tokio::process::Child;
 use tokio::task::JoinHandle;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use crate::error::{ConnectorError, Result};
+use crate::ByteStream;
+use crate::error::ConnectorError;
 use crate::serve::{MAX_CHUNK, TransportError};
-use crate::types::{LocationInfo, Options};
+use crate::types::Options;
 
 pub use exporter::RemoteExporter;
 pub use importer::RemoteImporter;
@@ -329,45 +330,42 @@ impl InitArgs {
     }
 }
 
-fn location_of(origin: String, r#type: String, root: String, flags: u32) -> LocationInfo {
-    LocationInfo {
-        origin,
-        r#type,
-        root,
-        flags,
-    }
+/// A generated gRPC client limited as plakar's is: an answer over 4 MiB fails (so a plugin that
+/// sends one fails here too), and requests are not limited.
+macro_rules! plakar_client {
+    ($client:expr) => {
+        $client
+            .max_decoding_message_size($crate::serve::MAX_SEND_MESSAGE)
+            .max_encoding_message_size(usize::MAX)
+    };
 }
+use plakar_client;
 
-/// Re-chunks a byte stream to non-empty chunks of at most 1 MiB, as plakar sends data.
-fn plakar_chunks(data: crate::ByteStream) -> impl Stream<Item = Result<Bytes>> + Send {
-    data.flat_map(|item| {
-        let pieces: Vec<Result<Bytes>> = match item {
-            Ok(mut chunk) => {
-                let mut pieces = Vec::new();
-                while !chunk.is_empty() {
-                    let take = chunk.len().min(MAX_CHUNK);
-                    pieces.push(Ok(chunk.split_to(take)));
-                }
-                pieces
+/// The data chunks of a response stream, each checked as plakar reads them (§2.5: not empty, at
+/// most 1 MiB); `what` names the call in errors, and `keep` lives as long as the stream (e.g. a
+/// guard that ends the file's read when it drops).
+fn received<T, S, K>(stream: S, chunk: fn(T) -> Bytes, what: String, keep: K) -> ByteStream
+where
+    T: Send + 'static,
+    S: Stream<Item = std::result::Result<T, tonic::Status>> + Send + 'static,
+    K: Send + 'static,
+{
+    stream
+        .map(move |item| {
+            let _keep = &keep;
+            let chunk = chunk(item?);
+            if chunk.is_empty() {
+                return Err(ConnectorError::other(format!(
+                    "{what}: unexpected response: empty chunk"
+                )));
             }
-            Err(err) => vec![Err(err)],
-        };
-        futures::stream::iter(pieces)
-    })
-}
-
-/// Checks a received data chunk against §2.5 (non-empty, at most 1 MiB).
-fn check_received_chunk(chunk: Bytes, what: &str, allow_empty: bool) -> Result<Bytes> {
-    if chunk.is_empty() && !allow_empty {
-        return Err(ConnectorError::other(format!(
-            "{what}: unexpected response: empty chunk"
-        )));
-    }
-    if chunk.len() > MAX_CHUNK {
-        return Err(ConnectorError::other(format!(
-            "{what}: chunk of {} bytes exceeds 1 MiB",
-            chunk.len()
-        )));
-    }
-    Ok(chunk)
+            if chunk.len() > MAX_CHUNK {
+                return Err(ConnectorError::other(format!(
+                    "{what}: chunk of {} bytes exceeds 1 MiB",
+                    chunk.len()
+                )));
+            }
+            Ok(chunk)
+        })
+        .boxed()
 }

@@ -9,13 +9,11 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-use super::{
-    InitArgs, PluginConnection, PluginHandle, check_received_chunk, location_of, plakar_chunks,
-};
+use super::{InitArgs, PluginConnection, PluginHandle, plakar_client, received};
 use crate::error::{ConnectorError, Result};
 use crate::pb::store as pb;
 use crate::pb::store::store_client::StoreClient;
-use crate::serve::MAX_SEND_MESSAGE;
+use crate::serve::chunked;
 use crate::types::{ByteRange, LocationInfo, Mac, Resource, StoreMode};
 use crate::{ByteStream, Store};
 
@@ -44,7 +42,7 @@ where
 {
     let (tx, rx) = mpsc::channel::<M>(PUT_QUEUE);
     let call = tokio::spawn(call(ReceiverStream::new(rx)));
-    let mut chunks = std::pin::pin!(plakar_chunks(data));
+    let mut chunks = std::pin::pin!(chunked(data));
     let mut feed_error = None;
     if tx.send(first).await.is_ok() {
         while let Some(item) = chunks.next().await {
@@ -87,21 +85,12 @@ impl RemoteStore {
     /// Sends `Init` (then `Mode`, answered from memory) on a connection.
     pub async fn init(connection: PluginConnection, args: &InitArgs) -> Result<Self> {
         let (channel, plugin) = connection.into_parts();
-        // plakar's client refuses messages over 4 MiB; do the same to catch oversized answers.
-        let mut client = StoreClient::new(channel)
-            .max_decoding_message_size(MAX_SEND_MESSAGE)
-            .max_encoding_message_size(usize::MAX);
-        let init = client
-            .init(pb::InitRequest {
-                proto: args.proto.clone(),
-                config: args.config.clone(),
-            })
-            .await?
-            .into_inner();
+        let mut client = plakar_client!(StoreClient::new(channel));
+        let init = client.init(pb::InitRequest::from(args)).await?.into_inner();
         let mode = client.mode(pb::ModeRequest {}).await?.into_inner().mode;
         Ok(Self {
             client,
-            location: location_of(init.origin, init.r#type, init.root, init.flags),
+            location: init.into(),
             mode: StoreMode(mode),
             plugin,
         })
@@ -219,12 +208,7 @@ impl Store for RemoteStore {
         };
         let stream = self.client.clone().get(request).await?.into_inner();
         let what = format!("get {resource} {mac}");
-        Ok(stream
-            .map(move |item| match item {
-                Ok(msg) => check_received_chunk(msg.chunk, &what, false),
-                Err(status) => Err(ConnectorError::from(status)),
-            })
-            .boxed())
+        Ok(received(stream, |m: pb::GetResponse| m.chunk, what, ()))
     }
 
     async fn delete(&self, resource: Resource, mac: Mac) -> Result<()> {

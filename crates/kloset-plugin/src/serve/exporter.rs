@@ -23,13 +23,13 @@ use tonic::service::Routes;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::transport::spawn_in_flight;
-use super::{ConnectorSlot, Factory, MAX_RECEIVE_MESSAGE, MAX_SEND_MESSAGE};
+use super::{ConnectorSlot, Factory, routes};
 use crate::error::{ConnectorError, Result};
 use crate::pb::plakar::connectors as pbc;
 use crate::pb::plakar::exporter as pb;
 use crate::pb::plakar::exporter::export_request::Packet;
 use crate::pb::plakar::exporter::exporter_server::{Exporter as ExporterRpc, ExporterServer};
-use crate::types::{InitContext, Options, Record};
+use crate::types::Record;
 use crate::{Exporter, safe_relative_path};
 
 /// Limits of the exporter pipeline.
@@ -66,13 +66,10 @@ pub(crate) struct ExporterService<E> {
 
 impl<E: Exporter> ExporterService<E> {
     pub(crate) fn router(factory: Factory<E>, pipeline: ExportPipeline) -> Routes {
-        let server = ExporterServer::new(Self {
+        routes!(ExporterServer::new(Self {
             slot: ConnectorSlot::new(factory),
             pipeline,
-        })
-        .max_decoding_message_size(MAX_RECEIVE_MESSAGE)
-        .max_encoding_message_size(MAX_SEND_MESSAGE);
-        Routes::new(server)
+        }))
     }
 }
 
@@ -84,20 +81,8 @@ impl<E: Exporter> ExporterRpc for ExporterService<E> {
         &self,
         request: Request<pb::InitRequest>,
     ) -> Result<Response<pb::InitResponse>, Status> {
-        let req = request.into_inner();
-        let ctx = InitContext {
-            proto: req.proto,
-            config: req.config,
-            options: req.options.map(Options::from),
-        };
-        let exporter = self.slot.init(ctx).await?;
-        let loc = exporter.location();
-        Ok(Response::new(pb::InitResponse {
-            origin: loc.origin,
-            r#type: loc.r#type,
-            root: loc.root,
-            flags: loc.flags,
-        }))
+        let exporter = self.slot.init(request.into_inner().into()).await?;
+        Ok(Response::new(exporter.location().into()))
     }
 
     async fn ping(

@@ -4,17 +4,17 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{ConnectorSlot, Factory, MAX_RECEIVE_MESSAGE, MAX_SEND_MESSAGE, invalid, rechunk};
+use super::{ConnectorSlot, Factory, invalid, rechunk, routes};
 use crate::Importer;
 use crate::pb::importer as pb;
 use crate::pb::importer::importer_server::{Importer as ImporterRpc, ImporterServer};
-use crate::types::{InitContext, Options};
 
 /// Records queued ahead of the gRPC stream; flow control does the rest.
 const RECORD_QUEUE: usize = 64;
@@ -57,14 +57,23 @@ pub(crate) struct ImporterService<I> {
 
 impl<I: Importer> ImporterService<I> {
     pub(crate) fn router(factory: Factory<I>) -> Routes {
-        let server = ImporterServer::new(Self {
+        routes!(ImporterServer::new(Self {
             slot: ConnectorSlot::new(factory),
             announced: Arc::default(),
-        })
-        .max_decoding_message_size(MAX_RECEIVE_MESSAGE)
-        .max_encoding_message_size(MAX_SEND_MESSAGE);
-        Routes::new(server)
+        }))
     }
+}
+
+/// A file's content as chunks for an `Open` stream (of either protocol).
+pub(crate) async fn content<I: Importer + ?Sized>(
+    importer: &I,
+    pathname: &str,
+) -> Result<impl Stream<Item = Result<Bytes, Status>> + Send + 'static, Status> {
+    let data = importer
+        .open(pathname)
+        .await
+        .map_err(|e| Status::from(e.context(format_args!("open {pathname}"))))?;
+    Ok(rechunk(data))
 }
 
 type ImportStream = Pin<Box<dyn Stream<Item = Result<pb::ImportResponse, Status>> + Send>>;
@@ -76,20 +85,8 @@ impl<I: Importer> ImporterRpc for ImporterService<I> {
         &self,
         request: Request<pb::InitRequest>,
     ) -> Result<Response<pb::InitResponse>, Status> {
-        let req = request.into_inner();
-        let ctx = InitContext {
-            proto: req.proto,
-            config: req.config,
-            options: req.options.map(Options::from),
-        };
-        let importer = self.slot.init(ctx).await?;
-        let loc = importer.location();
-        Ok(Response::new(pb::InitResponse {
-            origin: loc.origin,
-            r#type: loc.r#type,
-            root: loc.root,
-            flags: loc.flags,
-        }))
+        let importer = self.slot.init(request.into_inner().into()).await?;
+        Ok(Response::new(importer.location().into()))
     }
 
     async fn ping(
@@ -188,12 +185,9 @@ impl<I: Importer> ImporterRpc for ImporterService<I> {
                 record.pathname
             )));
         }
-        let pathname = record.pathname;
-        let data = importer
-            .open(&pathname)
-            .await
-            .map_err(|e| Status::from(e.context(format_args!("open {pathname}"))))?;
-        let stream = rechunk(data).map(|r| r.map(|chunk| pb::OpenResponse { chunk }));
+        let stream = content(&*importer, &record.pathname)
+            .await?
+            .map(|r| r.map(|chunk| pb::OpenResponse { chunk }));
         Ok(Response::new(Box::pin(stream)))
     }
 

@@ -47,6 +47,18 @@ pub fn init_logging() {
         .try_init();
 }
 
+/// The routes of a generated gRPC server, with the message limits of every service (§2.5).
+macro_rules! routes {
+    ($server:expr) => {
+        tonic::service::Routes::new(
+            $server
+                .max_decoding_message_size($crate::serve::MAX_RECEIVE_MESSAGE)
+                .max_encoding_message_size($crate::serve::MAX_SEND_MESSAGE),
+        )
+    };
+}
+pub(crate) use routes;
+
 /// The async constructor of a connector, run by `Init`.
 pub(crate) type Factory<C> =
     Arc<dyn Fn(InitContext) -> BoxFuture<'static, Result<C>> + Send + Sync>;
@@ -97,13 +109,13 @@ impl<C: Send + Sync + 'static> ConnectorSlot<C> {
     }
 }
 
-/// Splits chunks larger than [`MAX_CHUNK`] and drops empty ones, mapping errors to statuses.
-pub(crate) fn rechunk<S>(stream: S) -> impl Stream<Item = Result<Bytes, Status>> + Send + 'static
+/// Splits chunks larger than [`MAX_CHUNK`] and drops empty ones (§2.5), as both sides send data.
+pub(crate) fn chunked<S>(stream: S) -> impl Stream<Item = Result<Bytes>> + Send + 'static
 where
     S: Stream<Item = Result<Bytes>> + Send + 'static,
 {
     stream.flat_map(|item| {
-        let pieces: Vec<Result<Bytes, Status>> = match item {
+        let pieces: Vec<Result<Bytes>> = match item {
             Ok(mut chunk) => {
                 let mut pieces = Vec::with_capacity(chunk.len().div_ceil(MAX_CHUNK));
                 while !chunk.is_empty() {
@@ -112,15 +124,18 @@ where
                 }
                 pieces
             }
-            Err(err) => vec![Err(Status::from(err))],
+            Err(err) => vec![Err(err)],
         };
         futures::stream::iter(pieces)
     })
 }
 
-/// Maps a status received from the peer into a connector error.
-pub(crate) fn status_error(status: Status) -> ConnectorError {
-    ConnectorError::from(status)
+/// [`chunked`], with errors mapped to statuses for a response stream.
+pub(crate) fn rechunk<S>(stream: S) -> impl Stream<Item = Result<Bytes, Status>> + Send + 'static
+where
+    S: Stream<Item = Result<Bytes>> + Send + 'static,
+{
+    chunked(stream).map(|item| item.map_err(Status::from))
 }
 
 /// The protocol named by this process's argv, or exit status 2 with a usage line on stderr.

@@ -7,13 +7,12 @@ use futures::{Stream, StreamExt};
 use tonic::service::Routes;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{
-    ConnectorSlot, Factory, MAX_RECEIVE_MESSAGE, MAX_SEND_MESSAGE, invalid, rechunk, status_error,
-};
+use super::{ConnectorSlot, Factory, MAX_SEND_MESSAGE, invalid, rechunk, routes};
 use crate::Store;
+use crate::error::ConnectorError;
 use crate::pb::store as pb;
 use crate::pb::store::store_server::{Store as StoreRpc, StoreServer};
-use crate::types::{ByteRange, InitContext, Mac, Resource};
+use crate::types::{ByteRange, Mac, Resource};
 
 /// Largest MAC count that fits one `ListResponse` under 4 MiB (34 bytes each on the wire).
 pub const MAX_LIST_MACS: usize = 120_000;
@@ -24,12 +23,9 @@ pub(crate) struct StoreService<S> {
 
 impl<S: Store> StoreService<S> {
     pub(crate) fn router(factory: Factory<S>) -> Routes {
-        let server = StoreServer::new(Self {
+        routes!(StoreServer::new(Self {
             slot: ConnectorSlot::new(factory),
-        })
-        .max_decoding_message_size(MAX_RECEIVE_MESSAGE)
-        .max_encoding_message_size(MAX_SEND_MESSAGE);
-        Routes::new(server)
+        }))
     }
 }
 
@@ -39,6 +35,38 @@ pub(crate) fn mac_of(bytes: &[u8]) -> Result<Mac, Status> {
 
 fn resource_of(value: i32) -> Result<Resource, Status> {
     Resource::from_proto(value).map_err(Status::from)
+}
+
+/// The kloset configuration `Open` answers (in either protocol), refused if it cannot be sent.
+pub(crate) fn sendable_config(config: Bytes) -> Result<Bytes, Status> {
+    if config.len() > MAX_SEND_MESSAGE - 64 {
+        return Err(invalid(format!(
+            "kloset configuration too large to send ({} bytes)",
+            config.len()
+        )));
+    }
+    Ok(config)
+}
+
+/// The MACs of `resource` as a `List` answers them (in either protocol): refused when more than
+/// `limit` would not fit one response under 4 MiB (`protocol` names the limit in the error).
+pub(crate) async fn listed_macs<S: Store + ?Sized>(
+    store: &S,
+    resource: Resource,
+    limit: usize,
+    protocol: &str,
+) -> Result<Vec<Bytes>, Status> {
+    let macs = store.list(resource).await?;
+    if macs.len() > limit {
+        return Err(Status::resource_exhausted(format!(
+            "too many {resource} objects to list: {} ({protocol} limit {limit} per response)",
+            macs.len()
+        )));
+    }
+    Ok(macs
+        .into_iter()
+        .map(|mac| Bytes::copy_from_slice(&mac.0))
+        .collect())
 }
 
 /// Stores an object received as a `Put` stream (of either protocol): `first` is the chunk of
@@ -57,7 +85,7 @@ where
 {
     let head = futures::stream::iter((!first.is_empty()).then_some(Ok(first)));
     let data = head
-        .chain(rest.map(|chunk| chunk.map_err(status_error)))
+        .chain(rest.map(|chunk| chunk.map_err(ConnectorError::from)))
         .filter(|c| futures::future::ready(c.as_ref().map_or(true, |b| !b.is_empty())));
     let written = store
         .put(resource, mac, data.boxed())
@@ -105,20 +133,8 @@ impl<S: Store> StoreRpc for StoreService<S> {
         &self,
         request: Request<pb::InitRequest>,
     ) -> Result<Response<pb::InitResponse>, Status> {
-        let req = request.into_inner();
-        let ctx = InitContext {
-            proto: req.proto,
-            config: req.config,
-            options: None,
-        };
-        let store = self.slot.init(ctx).await?;
-        let loc = store.location();
-        Ok(Response::new(pb::InitResponse {
-            origin: loc.origin,
-            r#type: loc.r#type,
-            root: loc.root,
-            flags: loc.flags,
-        }))
+        let store = self.slot.init(request.into_inner().into()).await?;
+        Ok(Response::new(store.location().into()))
     }
 
     async fn create(
@@ -133,13 +149,7 @@ impl<S: Store> StoreRpc for StoreService<S> {
         &self,
         _request: Request<pb::OpenRequest>,
     ) -> Result<Response<pb::OpenResponse>, Status> {
-        let config = self.slot.get()?.open().await?;
-        if config.len() > MAX_SEND_MESSAGE - 64 {
-            return Err(invalid(format!(
-                "kloset configuration too large to send ({} bytes)",
-                config.len()
-            )));
-        }
+        let config = sendable_config(self.slot.get()?.open().await?)?;
         Ok(Response::new(pb::OpenResponse { config }))
     }
 
@@ -175,17 +185,7 @@ impl<S: Store> StoreRpc for StoreService<S> {
     ) -> Result<Response<pb::ListResponse>, Status> {
         let store = self.slot.get()?;
         let resource = resource_of(request.into_inner().r#type)?;
-        let macs = store.list(resource).await?;
-        if macs.len() > MAX_LIST_MACS {
-            return Err(Status::resource_exhausted(format!(
-                "too many {resource} objects to list: {} (protocol limit {MAX_LIST_MACS} per response)",
-                macs.len()
-            )));
-        }
-        let macs = macs
-            .into_iter()
-            .map(|mac| Bytes::copy_from_slice(&mac.0))
-            .collect();
+        let macs = listed_macs(&*store, resource, MAX_LIST_MACS, "protocol").await?;
         Ok(Response::new(pb::ListResponse { macs }))
     }
 

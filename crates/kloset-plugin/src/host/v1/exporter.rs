@@ -15,11 +15,11 @@ use tonic::transport::Channel;
 
 use super::location;
 use crate::error::{ConnectorError, Result};
-use crate::host::{InitArgs, PluginConnection, PluginHandle, plakar_chunks};
+use crate::host::{InitArgs, PluginConnection, PluginHandle, plakar_client};
 use crate::pb::v1::exporter as pb;
 use crate::pb::v1::exporter::exporter_client::ExporterClient;
 use crate::pb::v1::exporter::store_file_request::Type as Packet;
-use crate::serve::MAX_SEND_MESSAGE;
+use crate::serve::chunked;
 use crate::types::{FileInfo, LocationInfo, Record};
 use crate::{ByteStream, Exporter};
 
@@ -46,15 +46,9 @@ impl RemoteExporter {
     /// Sends `Init` with the config map and the concurrency (the one v1 option), then `Root`.
     pub async fn init(connection: PluginConnection, args: &InitArgs) -> Result<Self> {
         let (channel, plugin) = connection.into_parts();
-        let mut client = ExporterClient::new(channel)
-            .max_decoding_message_size(MAX_SEND_MESSAGE)
-            .max_encoding_message_size(usize::MAX);
+        let mut client = plakar_client!(ExporterClient::new(channel));
         let cookie = client
-            .init(pb::InitRequest {
-                options: Some(pb::Options::from(&args.options)),
-                proto: args.proto.clone(),
-                config: args.config.clone(),
-            })
+            .init(pb::InitRequest::from(args))
             .await?
             .into_inner()
             .cookie;
@@ -193,7 +187,7 @@ impl Exporter for RemoteExporter {
         };
         let mut content_error = None;
         if tx.send(header).await.is_ok() {
-            let mut chunks = std::pin::pin!(plakar_chunks(content));
+            let mut chunks = std::pin::pin!(chunked(content));
             while let Some(item) = chunks.next().await {
                 let chunk = match item {
                     Ok(chunk) => chunk,

@@ -7,10 +7,9 @@ use tonic::transport::Channel;
 
 use super::location;
 use crate::error::{ConnectorError, Result};
-use crate::host::{InitArgs, PluginConnection, PluginHandle, check_received_chunk};
+use crate::host::{InitArgs, PluginConnection, PluginHandle, plakar_client, received};
 use crate::pb::v1::importer as pb;
 use crate::pb::v1::importer::importer_client::ImporterClient;
-use crate::serve::MAX_SEND_MESSAGE;
 use crate::types::{FileInfo, LocationInfo, Record, XattrType};
 use crate::{ByteStream, Importer, RecordStream};
 
@@ -59,17 +58,8 @@ impl RemoteImporter {
     /// Sends `Init` with the config map and the five v1 options, then `Info`.
     pub async fn init(connection: PluginConnection, args: &InitArgs) -> Result<Self> {
         let (channel, plugin) = connection.into_parts();
-        let mut client = ImporterClient::new(channel)
-            .max_decoding_message_size(MAX_SEND_MESSAGE)
-            .max_encoding_message_size(usize::MAX);
-        let init = client
-            .init(pb::InitRequest {
-                options: Some(pb::Options::from(&args.options)),
-                proto: args.proto.clone(),
-                config: args.config.clone(),
-            })
-            .await?
-            .into_inner();
+        let mut client = plakar_client!(ImporterClient::new(channel));
+        let init = client.init(pb::InitRequest::from(args)).await?.into_inner();
         if let Some(error) = init.error {
             return Err(ConnectorError::other(error));
         }
@@ -154,15 +144,12 @@ impl Importer for RemoteImporter {
         };
         let stream = self.client.clone().open_reader(request).await?.into_inner();
         let what = format!("open {pathname}");
-        Ok(stream
-            .map(move |item| {
-                let _close = &close;
-                match item {
-                    Ok(msg) => check_received_chunk(msg.chunk, &what, false),
-                    Err(status) => Err(ConnectorError::from(status)),
-                }
-            })
-            .boxed())
+        Ok(received(
+            stream,
+            |m: pb::OpenReaderResponse| m.chunk,
+            what,
+            close,
+        ))
     }
 
     async fn close(&self) -> Result<()> {

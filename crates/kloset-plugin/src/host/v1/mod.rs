@@ -12,7 +12,12 @@ pub use exporter::RemoteExporter;
 pub use importer::RemoteImporter;
 pub use store::RemoteStore;
 
-/// `host::location_of` for a v1 answer, which has no flags.
+/// The location of a v1 answer, which has no flags.
 fn location(origin: String, r#type: String, root: String) -> crate::LocationInfo {
-    super::location_of(origin, r#type, root, 0)
+    crate::LocationInfo {
+        origin,
+        r#type,
+        root,
+        flags: 0,
+    }
 }

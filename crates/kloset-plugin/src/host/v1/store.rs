@@ -1,17 +1,19 @@
 //! [`RemoteStore`]: a protocol v1 store plugin, implementing [`crate::Store`].
 
+use std::future::Future;
+
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 use super::location;
 use crate::error::{ConnectorError, Result};
 use crate::host::store::{PUT_ENCODE_LIMIT, upload};
-use crate::host::{InitArgs, PluginConnection, PluginHandle, check_received_chunk};
+use crate::host::{InitArgs, PluginConnection, PluginHandle, plakar_client, received};
+use crate::messages::PutMessage;
 use crate::pb::v1::store as pb;
 use crate::pb::v1::store::store_client::StoreClient;
-use crate::serve::MAX_SEND_MESSAGE;
 use crate::types::{ByteRange, LocationInfo, Mac, Resource, StoreMode};
 use crate::{ByteStream, Store};
 
@@ -31,33 +33,13 @@ fn mac_message(mac: Mac) -> Option<pb::Mac> {
     })
 }
 
-/// The chunks of a `Get…` stream, checked as plakar reads them.
-fn received<T, S>(stream: S, chunk: fn(T) -> Bytes, what: String) -> ByteStream
-where
-    T: Send + 'static,
-    S: futures::Stream<Item = Result<T, tonic::Status>> + Send + 'static,
-{
-    stream
-        .map(move |item| match item {
-            Ok(msg) => check_received_chunk(chunk(msg), &what, false),
-            Err(status) => Err(ConnectorError::from(status)),
-        })
-        .boxed()
-}
-
 impl RemoteStore {
     /// Sends `Init`, then `GetLocation` and `GetMode` (answered from memory afterwards).
     pub async fn init(connection: PluginConnection, args: &InitArgs) -> Result<Self> {
         let (channel, plugin) = connection.into_parts();
-        // plakar's client refuses messages over 4 MiB; do the same to catch oversized answers.
-        let mut client = StoreClient::new(channel)
-            .max_decoding_message_size(MAX_SEND_MESSAGE)
-            .max_encoding_message_size(usize::MAX);
+        let mut client = plakar_client!(StoreClient::new(channel));
         let cookie = client
-            .init(pb::InitRequest {
-                proto: args.proto.clone(),
-                config: args.config.clone(),
-            })
+            .init(pb::InitRequest::from(args))
             .await?
             .into_inner()
             .cookie;
@@ -102,6 +84,24 @@ impl RemoteStore {
     /// The cookie `Init` answered, echoed in every request.
     pub fn cookie(&self) -> &str {
         &self.cookie
+    }
+
+    /// Uploads `data` with `call` (one of the three `Put…` calls) as plakar does: the first
+    /// message holds the MAC only, every message the cookie.
+    async fn put_through<M, F, Fut>(&self, mac: Mac, data: ByteStream, call: F) -> Result<i64>
+    where
+        M: PutMessage,
+        F: FnOnce(StoreClient<Channel>, ReceiverStream<M>) -> Fut,
+        Fut: Future<Output = Result<i64>> + Send + 'static,
+    {
+        let client = self
+            .client
+            .clone()
+            .max_encoding_message_size(PUT_ENCODE_LIMIT);
+        let cookie = self.cookie.clone();
+        let first = M::new(mac_message(mac), Bytes::new(), cookie.clone());
+        let chunk = move |chunk| M::new(None, chunk, cookie.clone());
+        upload(first, chunk, data, move |messages| call(client, messages)).await
     }
 }
 
@@ -176,42 +176,15 @@ impl Store for RemoteStore {
     }
 
     async fn put(&self, resource: Resource, mac: Mac, data: ByteStream) -> Result<u64> {
-        let mut client = self
-            .client
-            .clone()
-            .max_encoding_message_size(PUT_ENCODE_LIMIT);
-        let cookie = self.cookie.clone();
-        let first_cookie = cookie.clone();
-        // As plakar: the first message holds the MAC only, every message the cookie.
         let written = match resource {
             Resource::State => {
-                let first = pb::PutStateRequest {
-                    mac: mac_message(mac),
-                    chunk: Bytes::new(),
-                    cookie: first_cookie,
-                };
-                let chunk = move |chunk| pb::PutStateRequest {
-                    mac: None,
-                    chunk,
-                    cookie: cookie.clone(),
-                };
-                upload(first, chunk, data, move |messages| async move {
+                self.put_through(mac, data, |mut client, messages| async move {
                     Ok(client.put_state(messages).await?.into_inner().bytes_written)
                 })
                 .await?
             }
             Resource::Packfile => {
-                let first = pb::PutPackfileRequest {
-                    mac: mac_message(mac),
-                    chunk: Bytes::new(),
-                    cookie: first_cookie,
-                };
-                let chunk = move |chunk| pb::PutPackfileRequest {
-                    mac: None,
-                    chunk,
-                    cookie: cookie.clone(),
-                };
-                upload(first, chunk, data, move |messages| async move {
+                self.put_through(mac, data, |mut client, messages| async move {
                     Ok(client
                         .put_packfile(messages)
                         .await?
@@ -221,17 +194,7 @@ impl Store for RemoteStore {
                 .await?
             }
             Resource::Lock => {
-                let first = pb::PutLockRequest {
-                    mac: mac_message(mac),
-                    chunk: Bytes::new(),
-                    cookie: first_cookie,
-                };
-                let chunk = move |chunk| pb::PutLockRequest {
-                    mac: None,
-                    chunk,
-                    cookie: cookie.clone(),
-                };
-                upload(first, chunk, data, move |messages| async move {
+                self.put_through(mac, data, |mut client, messages| async move {
                     Ok(client.put_lock(messages).await?.into_inner().bytes_written)
                 })
                 .await?
@@ -258,7 +221,7 @@ impl Store for RemoteStore {
                     cookie,
                 };
                 let stream = client.get_packfile_blob(request).await?.into_inner();
-                received(stream, |m: pb::GetPackfileBlobResponse| m.chunk, what)
+                received(stream, |m: pb::GetPackfileBlobResponse| m.chunk, what, ())
             }
             (_, Some(_)) => {
                 return Err(ConnectorError::invalid_input(format!(
@@ -271,7 +234,7 @@ impl Store for RemoteStore {
                     cookie,
                 };
                 let stream = client.get_packfile(request).await?.into_inner();
-                received(stream, |m: pb::GetPackfileResponse| m.chunk, what)
+                received(stream, |m: pb::GetPackfileResponse| m.chunk, what, ())
             }
             (Resource::State, None) => {
                 let request = pb::GetStateRequest {
@@ -279,7 +242,7 @@ impl Store for RemoteStore {
                     cookie,
                 };
                 let stream = client.get_state(request).await?.into_inner();
-                received(stream, |m: pb::GetStateResponse| m.chunk, what)
+                received(stream, |m: pb::GetStateResponse| m.chunk, what, ())
             }
             (Resource::Lock, None) => {
                 let request = pb::GetLockRequest {
@@ -287,7 +250,7 @@ impl Store for RemoteStore {
                     cookie,
                 };
                 let stream = client.get_lock(request).await?.into_inner();
-                received(stream, |m: pb::GetLockResponse| m.chunk, what)
+                received(stream, |m: pb::GetLockResponse| m.chunk, what, ())
             }
         })
     }

@@ -20,8 +20,8 @@ use crate::error::{ConnectorError, Result};
 use crate::pb::v1::exporter as pb;
 use crate::pb::v1::exporter::exporter_server::{Exporter as ExporterRpc, ExporterServer};
 use crate::pb::v1::exporter::store_file_request::Type as Packet;
-use crate::serve::{Factory, MAX_RECEIVE_MESSAGE, MAX_SEND_MESSAGE, invalid};
-use crate::types::{FileInfo, FileMode, InitContext, Options, Record};
+use crate::serve::{Factory, invalid, routes};
+use crate::types::{FileInfo, FileMode, Record};
 use crate::{ByteStream, Exporter};
 
 /// `CreateLinkRequest.ltype` of a symbolic link (0 is a hard link).
@@ -36,14 +36,11 @@ pub(crate) struct ExporterService<E> {
 impl<E: Exporter> ExporterService<E> {
     /// `max_in_flight` overrides the connector's [`Exporter::max_in_flight`].
     pub(crate) fn router(factory: Factory<E>, max_in_flight: Option<usize>) -> Routes {
-        let server = ExporterServer::new(Self {
+        routes!(ExporterServer::new(Self {
             session: Session::new(factory),
             max_in_flight,
             calls: OnceCell::new(),
-        })
-        .max_decoding_message_size(MAX_RECEIVE_MESSAGE)
-        .max_encoding_message_size(MAX_SEND_MESSAGE);
-        Routes::new(server)
+        }))
     }
 
     /// The connector and the connector's pathname of `pathname`, for a request with `cookie`.
@@ -145,13 +142,7 @@ impl<E: Exporter> ExporterRpc for ExporterService<E> {
         &self,
         request: Request<pb::InitRequest>,
     ) -> Result<Response<pb::InitResponse>, Status> {
-        let req = request.into_inner();
-        let ctx = InitContext {
-            proto: req.proto,
-            config: req.config,
-            options: req.options.map(Options::from),
-        };
-        let exporter = self.session.init(ctx).await?;
+        let exporter = self.session.init(request.into_inner().into()).await?;
         let in_flight = self
             .max_in_flight
             .unwrap_or_else(|| exporter.max_in_flight())

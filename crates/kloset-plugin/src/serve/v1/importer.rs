@@ -13,8 +13,9 @@ use super::Session;
 use crate::Importer;
 use crate::pb::v1::importer as pb;
 use crate::pb::v1::importer::importer_server::{Importer as ImporterRpc, ImporterServer};
-use crate::serve::{Factory, MAX_RECEIVE_MESSAGE, MAX_SEND_MESSAGE, rechunk};
-use crate::types::{InitContext, Options, Record};
+use crate::serve::importer::content;
+use crate::serve::{Factory, routes};
+use crate::types::Record;
 
 /// Records queued ahead of the gRPC stream; flow control does the rest.
 const RECORD_QUEUE: usize = 64;
@@ -25,12 +26,9 @@ pub(crate) struct ImporterService<I> {
 
 impl<I: Importer> ImporterService<I> {
     pub(crate) fn router(factory: Factory<I>) -> Routes {
-        let server = ImporterServer::new(Self {
+        routes!(ImporterServer::new(Self {
             session: Session::new(factory),
-        })
-        .max_decoding_message_size(MAX_RECEIVE_MESSAGE)
-        .max_encoding_message_size(MAX_SEND_MESSAGE);
-        Routes::new(server)
+        }))
     }
 }
 
@@ -78,13 +76,7 @@ impl<I: Importer> ImporterRpc for ImporterService<I> {
         &self,
         request: Request<pb::InitRequest>,
     ) -> Result<Response<pb::InitResponse>, Status> {
-        let req = request.into_inner();
-        let ctx = InitContext {
-            proto: req.proto,
-            config: req.config,
-            options: req.options.map(Options::from),
-        };
-        let importer = self.session.init(ctx).await?;
+        let importer = self.session.init(request.into_inner().into()).await?;
         importer.ping().await?;
         Ok(Response::new(pb::InitResponse {
             error: None,
@@ -147,14 +139,11 @@ impl<I: Importer> ImporterRpc for ImporterService<I> {
     ) -> Result<Response<OpenReaderStream>, Status> {
         let req = request.into_inner();
         let importer = self.session.get(&req.cookie)?;
-        let pathname = req.pathname;
         // The connector answers only for files its scan announced (v1 has no acks to bound a
         // list of them here).
-        let data = importer
-            .open(&pathname)
-            .await
-            .map_err(|e| Status::from(e.context(format_args!("open {pathname}"))))?;
-        let stream = rechunk(data).map(|r| r.map(|chunk| pb::OpenReaderResponse { chunk }));
+        let stream = content(&*importer, &req.pathname)
+            .await?
+            .map(|r| r.map(|chunk| pb::OpenReaderResponse { chunk }));
         Ok(Response::new(Box::pin(stream)))
     }
 

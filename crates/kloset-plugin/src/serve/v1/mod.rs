@@ -28,6 +28,14 @@ pub(crate) use exporter::ExporterService;
 pub(crate) use importer::ImporterService;
 pub(crate) use store::StoreService;
 
+/// 16 bytes from the operating system's random source, in hex: a host cannot guess it.
+fn new_cookie() -> String {
+    let mut raw = [0u8; 16];
+    // As for any random source (`rand` does the same): a system without one cannot serve.
+    getrandom::fill(&mut raw).expect("the operating system's random source failed");
+    hex::encode(raw)
+}
+
 /// The connector built by `Init`, and the cookie that proves a request belongs to it.
 pub(crate) struct Session<C> {
     slot: ConnectorSlot<C>,
@@ -38,7 +46,7 @@ impl<C: Send + Sync + 'static> Session<C> {
     pub(crate) fn new(factory: Factory<C>) -> Self {
         Self {
             slot: ConnectorSlot::new(factory),
-            cookie: hex::encode(rand::random::<[u8; 16]>()),
+            cookie: new_cookie(),
         }
     }
 

@@ -10,11 +10,14 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::Session;
 use crate::Store;
+use crate::messages::PutMessage;
 use crate::pb::v1::store as pb;
 use crate::pb::v1::store::store_server::{Store as StoreRpc, StoreServer};
-use crate::serve::store::{ObjectChunks, get_object, mac_of, put_object};
-use crate::serve::{Factory, MAX_RECEIVE_MESSAGE, MAX_SEND_MESSAGE, invalid};
-use crate::types::{ByteRange, InitContext, Mac, Resource};
+use crate::serve::store::{
+    ObjectChunks, get_object, listed_macs, mac_of, put_object, sendable_config,
+};
+use crate::serve::{Factory, invalid, routes};
+use crate::types::{ByteRange, Mac, Resource};
 
 /// Largest MAC count that fits one `Get…sResponse` under 4 MiB: each is a `MAC` message inside
 /// the repeated field, 36 bytes on the wire.
@@ -26,28 +29,15 @@ pub(crate) struct StoreService<S> {
 
 impl<S: Store> StoreService<S> {
     pub(crate) fn router(factory: Factory<S>) -> Routes {
-        let server = StoreServer::new(Self {
+        routes!(StoreServer::new(Self {
             session: Session::new(factory),
-        })
-        .max_decoding_message_size(MAX_RECEIVE_MESSAGE)
-        .max_encoding_message_size(MAX_SEND_MESSAGE);
-        Routes::new(server)
+        }))
     }
 
     async fn list(&self, cookie: &str, resource: Resource) -> Result<Vec<pb::Mac>, Status> {
-        let macs = self.session.get(cookie)?.list(resource).await?;
-        if macs.len() > MAX_LIST_MACS {
-            return Err(Status::resource_exhausted(format!(
-                "too many {resource} objects to list: {} (protocol v1 limit {MAX_LIST_MACS} per response)",
-                macs.len()
-            )));
-        }
-        Ok(macs
-            .into_iter()
-            .map(|mac| pb::Mac {
-                value: Bytes::copy_from_slice(&mac.0),
-            })
-            .collect())
+        let store = self.session.get(cookie)?;
+        let macs = listed_macs(&*store, resource, MAX_LIST_MACS, "protocol v1").await?;
+        Ok(macs.into_iter().map(|value| pb::Mac { value }).collect())
     }
 
     async fn put<M: PutMessage>(
@@ -94,28 +84,6 @@ fn mac_field(mac: Option<pb::Mac>) -> Result<Mac, Status> {
     mac_of(&mac.value)
 }
 
-/// The three `Put…Request` messages, alike field for field.
-trait PutMessage: prost::Message + Default + Send + 'static {
-    /// MAC, chunk and cookie.
-    fn into_parts(self) -> (Option<pb::Mac>, Bytes, String);
-}
-
-macro_rules! put_messages {
-    ($($message:ty),+) => {$(
-        impl PutMessage for $message {
-            fn into_parts(self) -> (Option<pb::Mac>, Bytes, String) {
-                (self.mac, self.chunk, self.cookie)
-            }
-        }
-    )+};
-}
-
-put_messages!(
-    pb::PutStateRequest,
-    pb::PutPackfileRequest,
-    pb::PutLockRequest
-);
-
 type ChunkStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 fn chunks<T: Send + 'static>(data: ObjectChunks, wrap: fn(Bytes) -> T) -> ChunkStream<T> {
@@ -128,13 +96,7 @@ impl<S: Store> StoreRpc for StoreService<S> {
         &self,
         request: Request<pb::InitRequest>,
     ) -> Result<Response<pb::InitResponse>, Status> {
-        let req = request.into_inner();
-        let ctx = InitContext {
-            proto: req.proto,
-            config: req.config,
-            options: None,
-        };
-        self.session.init(ctx).await?;
+        self.session.init(request.into_inner().into()).await?;
         Ok(Response::new(pb::InitResponse {
             cookie: self.session.cookie(),
         }))
@@ -153,17 +115,8 @@ impl<S: Store> StoreRpc for StoreService<S> {
         &self,
         request: Request<pb::OpenRequest>,
     ) -> Result<Response<pb::OpenResponse>, Status> {
-        let config = self
-            .session
-            .get(&request.into_inner().cookie)?
-            .open()
-            .await?;
-        if config.len() > MAX_SEND_MESSAGE - 64 {
-            return Err(invalid(format!(
-                "kloset configuration too large to send ({} bytes)",
-                config.len()
-            )));
-        }
+        let store = self.session.get(&request.into_inner().cookie)?;
+        let config = sendable_config(store.open().await?)?;
         Ok(Response::new(pb::OpenResponse { config }))
     }
 
