@@ -100,10 +100,13 @@ async fn small_tree_round_trips_through_the_real_plugins() {
     );
     let log = phase("restore");
     let packfiles = format!("{kloset}/packfiles");
-    assert_eq!(
-        count_below(log, "files/get", &packfiles) as u64,
-        restore.ranged_gets,
-        "one request per ranged Get"
+    // The store reads ahead while the Gets walk forward through a packfile: several Gets share
+    // one request, and none takes more than one.
+    let packfile_gets = count_below(log, "files/get", &packfiles) as u64;
+    assert!(
+        (1..=restore.ranged_gets).contains(&packfile_gets),
+        "{packfile_gets} requests for {} ranged Gets",
+        restore.ranged_gets
     );
     assert_eq!(
         count_below(log, "files/put", restored),

@@ -89,6 +89,38 @@ pub fn location_info(config: &KoofrConfig, flags: u32) -> LocationInfo {
     }
 }
 
+/// A connector's own size key in whole MiB (`min..=max`), as bytes. Like every Koofr key it
+/// may come from the environment as `KOOFR_<KEY>`; absent or empty = `default` MiB. The error
+/// names the key and the value.
+pub fn mib_key(
+    config: &HashMap<String, String>,
+    key: &str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConnectorError> {
+    let from_env = || std::env::var(format!("KOOFR_{}", key.to_uppercase())).ok();
+    let value = config
+        .get(key)
+        .cloned()
+        .filter(|v| !v.trim().is_empty())
+        .or_else(from_env)
+        .filter(|v| !v.trim().is_empty());
+    let mib = match value.as_deref().map(str::trim) {
+        None => default,
+        Some(value) => value
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (min..=max).contains(n))
+            .ok_or_else(|| {
+                ConnectorError::invalid_input(format!(
+                    "koofr configuration key `{key}`: must be a whole number of MiB in {min}..={max}, not {value:?}"
+                ))
+            })?,
+    };
+    Ok(mib << 20)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +187,23 @@ mod tests {
         let err = config_from_init(&bad, &[]).unwrap_err();
         assert!(err.message().contains("concurrency"), "{err}");
         assert!(!err.message().contains("pw"), "{err}");
+    }
+
+    #[test]
+    fn mib_keys_default_parse_and_name_the_key_at_fault() {
+        let map = |value: &str| HashMap::from([("lab_test_mib".to_owned(), value.to_owned())]);
+        let key = "lab_test_mib";
+        assert_eq!(mib_key(&HashMap::new(), key, 16, 0, 64).unwrap(), 16 << 20);
+        assert_eq!(mib_key(&map(""), key, 16, 0, 64).unwrap(), 16 << 20);
+        assert_eq!(mib_key(&map(" 0 "), key, 16, 0, 64).unwrap(), 0);
+        assert_eq!(mib_key(&map("64"), key, 16, 0, 64).unwrap(), 64 << 20);
+        for bad in ["65", "-1", "1.5", "lots"] {
+            let err = mib_key(&map(bad), key, 16, 0, 64).unwrap_err();
+            assert_eq!(err.kind(), PluginKind::InvalidInput);
+            assert!(
+                err.message().contains("`lab_test_mib`") && err.message().contains(bad),
+                "{err}"
+            );
+        }
     }
 }

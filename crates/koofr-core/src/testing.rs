@@ -215,11 +215,7 @@ impl Harness {
     /// Requests logged since the last call (empty when live).
     pub fn take_requests(&self) -> Vec<RequestRecord> {
         match &self.emulator {
-            Some(emu) => {
-                let requests = emu.requests();
-                emu.clear_requests();
-                requests
-            }
+            Some(emu) => emu.take_requests(),
             None => Vec::new(),
         }
     }

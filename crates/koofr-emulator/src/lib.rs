@@ -351,6 +351,16 @@ impl Emulator {
         self.shared.lock().log.clear();
     }
 
+    /// A snapshot of the request log, oldest first, emptying it at the same moment (so that no
+    /// request arriving meanwhile is lost). A request still being answered is snapshotted as it
+    /// stands and does not show its end.
+    pub fn take_requests(&self) -> Vec<RequestRecord> {
+        let mut state = self.shared.lock();
+        let records = state.log.iter().map(|e| e.snapshot()).collect();
+        state.log.clear();
+        records
+    }
+
     /// A handle to script faults and hooks.
     pub fn faults(&self) -> Faults {
         Faults {

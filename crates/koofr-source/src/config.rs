@@ -1,8 +1,11 @@
-//! The importer's configuration: koofr-core's keys plus the importer-only `stream` flag.
+//! The importer's configuration: koofr-core's keys plus the importer-only `stream` flag and
+//! read-ahead budgets.
 //!
 //! | Key | Default | Meaning |
 //! |-----|---------|---------|
 //! | `stream` | `false` | `true` reports Plakar's `stream` location flag (4): Plakar then starts no second "statistics" importer during a backup (no doubled listing load, but no totals in the progress display) |
+//! | `readahead_mib` | 16 | 0..=1024 MiB of file content downloaded ahead of Plakar's `Open` calls while they follow the scan order; `0` turns read-ahead off (see [`crate::readahead`]) |
+//! | `readahead_file_mib` | 4 | 1..=1024: files larger than this many MiB are never read ahead, only streamed when opened |
 //!
 //! All other keys (`location`, `username`, `password`, `endpoint`, `concurrency`, …) are
 //! documented in `koofr_core::config`.
@@ -11,9 +14,24 @@ use std::collections::HashMap;
 
 use kloset_plugin::ConnectorError;
 use koofr_core::KoofrConfig;
+use koofr_core::plakar::mib_key;
+
+use crate::readahead::ReadAheadLimits;
 
 /// The config key that turns Plakar's `stream` location flag on.
 pub const STREAM_KEY: &str = "stream";
+
+/// The config key of the read-ahead budget (MiB; 0 = off).
+pub const READAHEAD_KEY: &str = "readahead_mib";
+
+/// The config key of the largest file read ahead (MiB).
+pub const READAHEAD_FILE_KEY: &str = "readahead_file_mib";
+
+/// The read-ahead limits without configuration: 16 MiB ahead, files up to 4 MiB.
+pub const DEFAULT_READAHEAD: ReadAheadLimits = ReadAheadLimits {
+    budget: 16 << 20,
+    max_file: 4 << 20,
+};
 
 /// The parsed importer configuration.
 #[derive(Debug, Clone)]
@@ -22,6 +40,8 @@ pub struct SourceConfig {
     pub koofr: KoofrConfig,
     /// Report the `stream` location flag.
     pub stream: bool,
+    /// The read-ahead of `Open`.
+    pub readahead: ReadAheadLimits,
 }
 
 impl SourceConfig {
@@ -42,12 +62,31 @@ impl SourceConfig {
                 }
             },
         };
-        // koofr-core warns about keys it does not know; `stream` is ours.
+        let readahead = ReadAheadLimits {
+            budget: mib_key(map, READAHEAD_KEY, DEFAULT_READAHEAD.budget >> 20, 0, 1024)?,
+            max_file: mib_key(
+                map,
+                READAHEAD_FILE_KEY,
+                DEFAULT_READAHEAD.max_file >> 20,
+                1,
+                1024,
+            )?,
+        };
+        // koofr-core warns about keys it does not know; these are ours.
         let mut rest = map.clone();
-        rest.remove(STREAM_KEY);
+        for key in [STREAM_KEY, READAHEAD_KEY, READAHEAD_FILE_KEY] {
+            rest.remove(key);
+        }
         let (koofr, warnings) = KoofrConfig::from_plakar(&rest)
             .map_err(|e| ConnectorError::invalid_input(e.to_string()))?;
-        Ok((SourceConfig { koofr, stream }, warnings))
+        Ok((
+            SourceConfig {
+                koofr,
+                stream,
+                readahead,
+            },
+            warnings,
+        ))
     }
 }
 
@@ -83,6 +122,39 @@ mod tests {
             warnings.is_empty(),
             "`stream` must not be reported as unknown: {warnings:?}"
         );
+    }
+
+    #[test]
+    fn readahead_keys_have_defaults_and_are_parsed() {
+        let (config, _) = SourceConfig::from_map(&map(&BASE)).unwrap();
+        assert_eq!(config.readahead, DEFAULT_READAHEAD);
+        let mut with = BASE.to_vec();
+        with.extend([("readahead_mib", "0"), ("readahead_file_mib", "2")]);
+        let (config, warnings) = SourceConfig::from_map(&map(&with)).unwrap();
+        assert_eq!(
+            config.readahead,
+            ReadAheadLimits {
+                budget: 0,
+                max_file: 2 << 20
+            }
+        );
+        assert!(
+            warnings.is_empty(),
+            "our keys are not unknown: {warnings:?}"
+        );
+        for (key, bad) in [
+            ("readahead_mib", "lots"),
+            ("readahead_mib", "2000"),
+            ("readahead_file_mib", "0"),
+        ] {
+            let mut with = BASE.to_vec();
+            with.push((key, bad));
+            let err = SourceConfig::from_map(&map(&with)).unwrap_err();
+            assert!(
+                err.message().contains(&format!("`{key}`")) && err.message().contains(bad),
+                "{err}"
+            );
+        }
     }
 
     #[test]

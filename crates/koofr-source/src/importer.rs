@@ -17,6 +17,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::config::SourceConfig;
 use crate::index::{FileIndex, Listed};
+use crate::readahead::ReadAhead;
 use crate::scan;
 
 /// Records produced ahead of the consumer; the listing is read no faster than this drains.
@@ -29,13 +30,24 @@ pub struct KoofrImporter {
     root: KoofrPath,
     location: LocationInfo,
     index: Arc<FileIndex>,
+    readahead: Arc<ReadAhead>,
 }
 
 pub(crate) use koofr_core::plakar::connector_error;
 
 impl KoofrImporter {
-    /// An importer for `config` (no network request).
+    /// An importer for `config` (no network request), for a plakar running at
+    /// `-concurrency 1`.
     pub fn new(config: SourceConfig) -> Result<KoofrImporter> {
+        KoofrImporter::with_plakar_concurrency(config, 1)
+    }
+
+    /// An importer for `config` (no network request); `plakar_concurrency` is plakar's
+    /// `-concurrency` (how far its `Open`s may stray from the scan order).
+    pub fn with_plakar_concurrency(
+        config: SourceConfig,
+        plakar_concurrency: i64,
+    ) -> Result<KoofrImporter> {
         let root = config.koofr.location().clone();
         let flags = if config.stream {
             LocationFlags::STREAM
@@ -44,26 +56,36 @@ impl KoofrImporter {
         };
         let location = koofr_core::plakar::location_info(&config.koofr, flags);
         let client = Client::new(config.koofr).map_err(connector_error)?;
+        let readahead = ReadAhead::new(client.clone(), config.readahead, plakar_concurrency);
         Ok(KoofrImporter {
             client,
             root,
             location,
             index: Arc::default(),
+            readahead: Arc::new(readahead),
         })
     }
 
     /// An importer from a Plakar config map; unknown keys are logged as warnings.
     pub fn from_config_map(map: &HashMap<String, String>) -> Result<KoofrImporter> {
+        KoofrImporter::from_plakar(map, 1)
+    }
+
+    fn from_plakar(
+        map: &HashMap<String, String>,
+        plakar_concurrency: i64,
+    ) -> Result<KoofrImporter> {
         let (config, warnings) = SourceConfig::from_map(map)?;
         for warning in warnings {
             tracing::warn!("{warning}");
         }
-        KoofrImporter::new(config)
+        KoofrImporter::with_plakar_concurrency(config, plakar_concurrency)
     }
 
     /// The connector factory of the plugin binary (`Init`).
     pub async fn from_init(ctx: InitContext) -> Result<KoofrImporter> {
-        KoofrImporter::from_config_map(&ctx.config)
+        let plakar_concurrency = ctx.options.as_ref().map_or(1, |o| o.max_concurrency);
+        KoofrImporter::from_plakar(&ctx.config, plakar_concurrency)
     }
 
     /// The Koofr client (shared with the open downloads).
@@ -75,11 +97,20 @@ impl KoofrImporter {
     pub fn indexed_files(&self) -> usize {
         self.index.len()
     }
+
+    /// The read-ahead of `Open`.
+    pub fn readahead(&self) -> &ReadAhead {
+        &self.readahead
+    }
 }
 
 /// Downloads `path` and checks that it is still the listed version; the content is then
 /// verified (by koofr-core, or here when only the listing knew the MD5) as it streams.
-async fn open_listed(client: Client, path: KoofrPath, listed: Listed) -> Result<ByteStream> {
+pub(crate) async fn open_listed(
+    client: Client,
+    path: KoofrPath,
+    listed: Listed,
+) -> Result<ByteStream> {
     let download = client.download(&path).await.map_err(|e| {
         if e.is_not_found() {
             ConnectorError::not_found(format!(
@@ -155,6 +186,7 @@ impl Importer for KoofrImporter {
 
     async fn scan(&self) -> Result<RecordStream> {
         self.index.clear();
+        self.readahead.reset();
         let listing = scan::start(&self.client, &self.root).await?;
         let (tx, rx) = mpsc::channel(RECORD_QUEUE);
         tokio::spawn(scan::produce(
@@ -164,10 +196,23 @@ impl Importer for KoofrImporter {
             self.index.clone(),
             tx,
         ));
-        Ok(ReceiverStream::new(rx).boxed())
+        // Files are announced to the read-ahead in the order plakar receives them.
+        let index = self.index.clone();
+        let readahead = self.readahead.clone();
+        Ok(ReceiverStream::new(rx)
+            .inspect(move |item| {
+                if let Ok(record) = item
+                    && record.has_reader
+                    && let Some(listed) = index.get(&record.pathname)
+                {
+                    readahead.announce(&record.pathname, listed);
+                }
+            })
+            .boxed())
     }
 
     async fn open(&self, pathname: &str) -> Result<ByteStream> {
+        tracing::debug!(pathname, "koofr: open");
         let listed = self.index.get(pathname).ok_or_else(|| {
             ConnectorError::not_found(format!("{pathname}: not a file announced by this scan"))
         })?;
@@ -180,9 +225,25 @@ impl Importer for KoofrImporter {
         // Lazy: the download (and its concurrency permit) starts when the content is first read,
         // so many opened-but-unread files never starve the client's transfer slots.
         let client = self.client.clone();
-        Ok(futures::stream::once(open_listed(client, path, listed))
-            .try_flatten()
-            .boxed())
+        let prefetched = self.readahead.open(pathname);
+        Ok(futures::stream::once(async move {
+            if let Some(prefetched) = prefetched
+                && let Some((content, reservation)) = prefetched.content().await?
+            {
+                // The bytes stay reserved until the stream is read or dropped.
+                let chunks = (content.into_iter(), reservation);
+                return Ok(
+                    futures::stream::unfold(chunks, |(mut chunks, reservation)| async {
+                        let chunk = chunks.next()?;
+                        Some((Ok(chunk), (chunks, reservation)))
+                    })
+                    .boxed(),
+                );
+            }
+            open_listed(client, path, listed).await
+        })
+        .try_flatten()
+        .boxed())
     }
 }
 

@@ -15,14 +15,17 @@
 //!   (`ModeDir|0o700` = 2147484096). Size and Koofr's `modified` (milliseconds, converted exactly)
 //!   complete the `FileInfo`; every other field is zero, so an unchanged file yields an identical
 //!   `FileInfo` on every scan and Plakar never downloads it again.
-//! * Content is downloaded only by `Open`, lazily (the request starts when the stream is first
+//! * Content is downloaded by `Open`, lazily (the request starts when the stream is first
 //!   polled), under the client's concurrency limit, and verified against the size and MD5 the
-//!   scan listed (see [`index`] for the per-file memory cost).
-//! * Configuration: every key of `koofr_core::config`, plus [`config::STREAM_KEY`].
+//!   scan listed (see [`index`] for the per-file memory cost). While plakar's `Open`s follow the
+//!   scan order, [`readahead`] downloads the next small files ahead of them, within a budget.
+//! * Configuration: every key of `koofr_core::config`, plus those of [`config`] (`stream`,
+//!   `readahead_mib`, `readahead_file_mib`).
 
 pub mod config;
 pub mod importer;
 pub mod index;
+pub mod readahead;
 pub mod records;
 mod scan;
 #[cfg(feature = "testkit")]

@@ -9,9 +9,15 @@
 //! * [`testkit`] is the conformance-suite fixture for this connector (used by the tests and by
 //!   `cargo xtask conformance`); it talks to Koofr through `koofr-core`'s client only.
 //!
-//! Configuration keys are koofr-core's ([`koofr_core::config`]).
+//! * [`readahead`] serves ranged `Get`s that walk forward through a packfile from windows read
+//!   ahead.
+//!
+//! Configuration keys are koofr-core's ([`koofr_core::config`]) plus the read-ahead budgets
+//! ([`config`]).
 
+pub mod config;
 pub mod layout;
+pub mod readahead;
 pub mod spool;
 mod store;
 #[cfg(feature = "testkit")]

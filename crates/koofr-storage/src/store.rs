@@ -4,9 +4,11 @@
 //! * `Put`: ONE `files/put` into the resource folder (overwrite mode, replayable body). Only if
 //!   Koofr answers that the folder is missing (a kloset made by another tool) are the folders
 //!   created and the upload sent once more.
-//! * `Get` with a range: ONE `files/get` with `Range`; length 0: no request. A whole `Get` is
-//!   one request when Koofr sends `X-File-Info`, and is checked against the stored size and MD5.
-//!   The bucket-layout name is tried only when the flat name is missing.
+//! * `Get` with a range: ONE `files/get` with `Range`; length 0: no request. While ranged `Get`s
+//!   walk forward through one object, [`crate::readahead`] serves them from windows read ahead
+//!   (one request for many `Get`s). A whole `Get` is one request when Koofr sends
+//!   `X-File-Info`, and is checked against the stored size and MD5. The bucket-layout name is
+//!   tried only when the flat name is missing.
 //! * `List`: ONE streamed `files/listrecursive` of the resource folder, however many objects.
 //! * `Size`: ONE streamed `files/listrecursive` of the kloset folder, summing file sizes. It is
 //!   informational, rarely called (`plakar info`), and a listing is far cheaper than the data,
@@ -16,6 +18,7 @@
 //! * `Mode`: answered from memory.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -26,7 +29,9 @@ use kloset_plugin::{
 use koofr_core::error::ErrorKind as CoreKind;
 use koofr_core::{Client, KoofrConfig, KoofrPath, ListEntry, OverwritePolicy, UploadOptions};
 
+use crate::config::StorageConfig;
 use crate::layout::{CONFIG_NAME, Layout, mac_of_relative};
+use crate::readahead::{ReadAhead, ReadAheadLimits, fetch_fn};
 use crate::spool;
 
 use koofr_core::plakar::connector_stream;
@@ -42,11 +47,19 @@ pub struct KoofrStore {
     client: Client,
     layout: Layout,
     location: LocationInfo,
+    readahead: Arc<ReadAhead>,
 }
 
 impl KoofrStore {
-    /// A store on the client's configured location. Makes no request.
+    /// A store on the client's configured location, with the default read-ahead. Makes no
+    /// request.
     pub fn new(client: Client) -> KoofrStore {
+        KoofrStore::with_readahead(client, crate::config::DEFAULT_READAHEAD)
+    }
+
+    /// A store on the client's configured location with these read-ahead limits. Makes no
+    /// request.
+    pub fn with_readahead(client: Client, limits: ReadAheadLimits) -> KoofrStore {
         let config = client.config();
         let root = config.location().clone();
         let location = koofr_core::plakar::location_info(config, 0);
@@ -54,20 +67,27 @@ impl KoofrStore {
             layout: Layout::new(root),
             client,
             location,
+            readahead: Arc::new(ReadAhead::new(limits)),
         }
     }
 
-    /// What `Init` does: parses the Plakar config map (and `KOOFR_*` variables) with
-    /// koofr-core's parser, logs its warnings to stderr, and builds the store without any
-    /// network I/O.
+    /// What `Init` does: parses the Plakar config map (and `KOOFR_*` variables), logs the
+    /// warnings to stderr, and builds the store without any network I/O.
     pub fn from_init(ctx: &InitContext) -> Result<KoofrStore> {
-        KoofrStore::from_config(koofr_core::plakar::config_from_init(&ctx.config, &[])?)
+        let config = StorageConfig::from_init(&ctx.config)?;
+        let client = Client::new(config.koofr).map_err(connector_error)?;
+        Ok(KoofrStore::with_readahead(client, config.readahead))
     }
 
-    /// A store from a parsed configuration. Makes no request.
+    /// A store from a parsed configuration, with the default read-ahead. Makes no request.
     pub fn from_config(config: KoofrConfig) -> Result<KoofrStore> {
         let client = Client::new(config).map_err(connector_error)?;
         Ok(KoofrStore::new(client))
+    }
+
+    /// Bytes held by read-ahead windows and the number of objects they belong to.
+    pub fn readahead_held(&self) -> (u64, usize) {
+        self.readahead.held()
     }
 
     /// The Koofr client.
@@ -234,22 +254,6 @@ impl KoofrStore {
         Ok(())
     }
 
-    /// Downloads the object at `path`, whole or a range.
-    async fn open_object(
-        &self,
-        path: &KoofrPath,
-        range: Option<ByteRange>,
-    ) -> koofr_core::Result<koofr_core::ByteStream> {
-        match range {
-            None => Ok(self.client.download(path).await?.stream),
-            Some(range) => {
-                self.client
-                    .download_range(path, range.offset, u64::from(range.length))
-                    .await
-            }
-        }
-    }
-
     /// Removes `path`; a missing file is fine.
     async fn remove_if_present(&self, path: &KoofrPath) -> Result<()> {
         match self.client.remove(path).await {
@@ -378,28 +382,27 @@ impl Store for KoofrStore {
         mac: Mac,
         range: Option<ByteRange>,
     ) -> Result<ByteStream> {
-        if range.is_some_and(|r| r.length == 0) {
-            return Ok(futures::stream::empty().boxed());
-        }
-        let flat = self.layout.flat(resource, &mac);
-        let opened = match self.open_object(&flat, range).await {
-            Err(e) if e.is_not_found() => {
-                match self
-                    .open_object(&self.layout.bucket(resource, &mac), range)
+        tracing::debug!(%resource, %mac, offset = range.map(|r| r.offset), length = range.map(|r| r.length), "koofr-storage: get");
+        match range {
+            Some(range) if range.length == 0 => Ok(futures::stream::empty().boxed()),
+            Some(range) => {
+                // The windows' requests must not hold the store (which holds the read-ahead).
+                let (client, layout) = (self.client.clone(), self.layout.clone());
+                let fetch = fetch_fn(move |offset, length| {
+                    let (client, layout) = (client.clone(), layout.clone());
+                    async move { read(&client, &layout, resource, mac, Some((offset, length))).await }
+                });
+                self.readahead
+                    .get(
+                        (resource, mac),
+                        range.offset,
+                        u64::from(range.length),
+                        fetch,
+                    )
                     .await
-                {
-                    Err(e) if e.is_not_found() => {
-                        return Err(ConnectorError::not_found(format!(
-                            "{resource} {mac} not found at koofr://{}",
-                            self.layout.folder(resource)
-                        )));
-                    }
-                    other => other,
-                }
             }
-            other => other,
-        };
-        opened.map(connector_stream).map_err(connector_error)
+            None => read(&self.client, &self.layout, resource, mac, None).await,
+        }
     }
 
     async fn delete(&self, resource: Resource, mac: Mac) -> Result<()> {
@@ -412,4 +415,34 @@ impl Store for KoofrStore {
         .await;
         flat.and(bucket)
     }
+}
+
+/// Reads an object, whole or `(offset, length)`: the flat name, or the bucket name when the flat
+/// one is missing.
+async fn read(
+    client: &Client,
+    layout: &Layout,
+    resource: Resource,
+    mac: Mac,
+    range: Option<(u64, u64)>,
+) -> Result<ByteStream> {
+    let open = |path: KoofrPath| async move {
+        match range {
+            None => Ok(client.download(&path).await?.stream),
+            Some((offset, length)) => client.download_range(&path, offset, length).await,
+        }
+    };
+    let opened = match open(layout.flat(resource, &mac)).await {
+        Err(e) if e.is_not_found() => match open(layout.bucket(resource, &mac)).await {
+            Err(e) if e.is_not_found() => {
+                return Err(ConnectorError::not_found(format!(
+                    "{resource} {mac} not found at koofr://{}",
+                    layout.folder(resource)
+                )));
+            }
+            other => other,
+        },
+        other => other,
+    };
+    opened.map(connector_stream).map_err(connector_error)
 }
