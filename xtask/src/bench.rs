@@ -11,14 +11,17 @@ mod scenarios;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use koofr_e2e::plakar::{Line, Plakar};
 
 use report::{Machine, Row, markdown_report, markdown_table};
 use scenarios::{Bench, Sizes};
 
 /// Every scenario, in order.
-const ALL_SCENARIOS: [u8; 9] = [1, 2, 3, 4, 5, 6, 7, 8, 9];
-/// The scenarios that need a real plakar.
+const ALL_SCENARIOS: [u8; 10] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+/// The scenarios that need a real plakar v1.1.
 const PLAKAR_SCENARIOS: [u8; 3] = [7, 8, 9];
+/// The scenario that needs a real plakar v1.0.
+const PLAKAR_1_0_SCENARIO: u8 = 10;
 
 /// Options of `cargo xtask bench`.
 #[derive(Debug, clap::Args)]
@@ -31,7 +34,8 @@ pub struct BenchArgs {
     pub latency_ms: u64,
     /// Scenarios to run, e.g. `--only 1,3` (1 scan, 2 backup, 3 restore, 4 large file,
     /// 5 storage, 6 cold start, through kloset-plugin's host; 7 backup from Koofr, 8 restore
-    /// into Koofr, 9 a kloset on Koofr, through a real plakar).
+    /// into Koofr, 9 a kloset on Koofr, through a real plakar v1.1; 10 backup from Koofr and
+    /// restore from a Koofr kloset through plakar v1.0).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<u8>,
     /// Use the release binaries already in the target directory instead of building them.
@@ -47,16 +51,24 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.only.clone()
     };
     if let Some(bad) = scenarios.iter().find(|s| !ALL_SCENARIOS.contains(s)) {
-        bail!("--only: no scenario {bad} (scenarios are 1 to 9)");
+        bail!("--only: no scenario {bad} (scenarios are 1 to 10)");
     }
     let mut scenarios = scenarios;
-    if args.only.is_empty()
-        && let Err(err) = koofr_e2e::plakar::Plakar::find().and_then(|p| {
+    if args.only.is_empty() {
+        if let Err(err) = Plakar::find_line(Line::V1_1).and_then(|p| {
             p.context("no plakar found ($PLAKAR is unset and there is no `plakar` on PATH)")
-        })
-    {
-        eprintln!("scenarios 7-9 left out: {err:#}");
-        scenarios.retain(|s| !PLAKAR_SCENARIOS.contains(s));
+        }) {
+            eprintln!("scenarios 7-9 left out: {err:#}");
+            scenarios.retain(|s| !PLAKAR_SCENARIOS.contains(s));
+        }
+        if let Err(err) = Plakar::find_line(Line::V1_0).and_then(|p| {
+            p.context(
+                "no plakar 1.0 found ($PLAKAR_1_0 is unset and there is no `plakar-1.0` on PATH)",
+            )
+        }) {
+            eprintln!("scenario 10 left out: {err:#}");
+            scenarios.retain(|&s| s != PLAKAR_1_0_SCENARIO);
+        }
     }
     let binaries = if args.no_build {
         koofr_e2e::locate_plugins(true).context("--no-build: release plugins not found")?
@@ -85,8 +97,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     let settings = format!(
         "{} run, scenarios {}, emulator latency {} ms per request (0 ms for scenario 6), \
-         release plugins driven through kloset-plugin's host (1-6) and a real plakar (7-9, \
-         plaintext klosets); bench wall time {:.0} s",
+         release plugins driven through kloset-plugin's host (1-6), a real plakar v1.1 (7-9) \
+         and v1.0 (10), plaintext klosets; bench wall time {:.0} s",
         if args.quick { "quick" } else { "full" },
         scenarios
             .iter()
@@ -104,12 +116,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             .to_owned(),
         "HTTP requests come from the emulator's log for our run of the operation; peak RSS is \
          the plugin's VmHWM from /proc/<pid>/status just before shutdown (1-6), or the highest \
-         VmHWM sampled every 10 ms among the plugin processes plakar ran (7-9)."
+         VmHWM sampled every 10 ms among the plugin processes plakar ran (7-10)."
             .to_owned(),
-        "7-9: `plakar` commands at plakar's default `-concurrency` (CPUs - 1, so 1 on 2 cores: \
-         what users run) and at `-concurrency 16`; the reference is `rclone copy` with its \
-         defaults through rclone's Koofr backend on the same emulator (7, 8), or the same \
-         plakar command on a local filesystem kloset (9). Times are whole plakar commands. \
+        "7-10: `plakar` commands at plakar's default `-concurrency` (CPUs - 1, so 1 on 2 cores: \
+         what users run) and at `-concurrency 16` (7-9); the limit is `rclone copy` with its \
+         defaults through rclone's Koofr backend on the same emulator (7, 8, 10), or the same \
+         plakar command on a local filesystem kloset (9, 10); the naive baseline is the same \
+         command with the plugins' read-ahead off (`readahead_mib=0`: one round trip per \
+         `Open` or `Get`, as before issue 15). Times are whole plakar commands. \
          Klosets are plaintext: an encrypted kloset adds about 5 s of plakar's own passphrase \
          key derivation to every command, on Koofr and on disk alike."
             .to_owned(),
@@ -141,7 +155,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 async fn run_scenarios(bench: &Bench, scenarios: &[u8]) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
     let tools = if scenarios.iter().any(|s| PLAKAR_SCENARIOS.contains(s)) {
-        Some(plakar::PlakarBench::prepare(bench).await?)
+        Some(plakar::PlakarBench::prepare(bench, Line::V1_1).await?)
+    } else {
+        None
+    };
+    let tools_1_0 = if scenarios.contains(&PLAKAR_1_0_SCENARIO) {
+        Some(plakar::PlakarBench::prepare(bench, Line::V1_0).await?)
     } else {
         None
     };
@@ -157,8 +176,12 @@ async fn run_scenarios(bench: &Bench, scenarios: &[u8]) -> anyhow::Result<Vec<Ro
             (8, Some(tools)) => {
                 scenarios::restore_into_koofr::restore_into_koofr(bench, tools).await
             }
-            (_, Some(tools)) => scenarios::kloset_on_koofr::kloset_on_koofr(bench, tools).await,
-            (_, None) => Err(anyhow::anyhow!("scenario {scenario} needs a plakar")),
+            (9, Some(tools)) => scenarios::kloset_on_koofr::kloset_on_koofr(bench, tools).await,
+            (PLAKAR_1_0_SCENARIO, _) => match &tools_1_0 {
+                Some(tools) => scenarios::plakar_1_0::plakar_1_0(bench, tools).await,
+                None => Err(anyhow::anyhow!("scenario 10 needs a plakar v1.0")),
+            },
+            _ => Err(anyhow::anyhow!("scenario {scenario} needs a plakar")),
         };
         rows.extend(outcome.with_context(|| format!("scenario {scenario}"))?);
     }

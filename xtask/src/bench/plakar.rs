@@ -1,4 +1,4 @@
-//! What the real-plakar scenarios (7-9) share: the plakar, the package of the release
+//! What the real-plakar scenarios (7-10) share: the plakar, the package of the release
 //! plugins, rclone (the engine of Plakar's current Koofr integration) and its config, timed
 //! plakar commands with the plugin processes they ran, and local trees.
 
@@ -7,11 +7,11 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use koofr_e2e::plakar::{Plakar, PlakarOutput, PlakarPackage, PluginProcess};
+use koofr_e2e::plakar::{Line, Plakar, PlakarOutput, PlakarPackage, PluginProcess};
 use koofr_e2e::plakar_demo::PlakarSite;
 use koofr_emulator::{Emulator, RequestRecord};
 
-use crate::bench::report::Check;
+use crate::bench::report::{Baseline, Check};
 use crate::bench::scenarios::{Bench, pattern};
 
 /// The `-concurrency` settings measured: plakar's default (CPUs − 1) and 16.
@@ -27,13 +27,19 @@ pub(crate) struct PlakarBench {
 }
 
 impl PlakarBench {
-    /// Finds plakar (required) and rclone (its baselines are left out, with the reason printed,
-    /// when it is missing) and builds the package.
-    pub(crate) async fn prepare(bench: &Bench) -> anyhow::Result<PlakarBench> {
-        let plakar = Plakar::find()?.context(
-            "scenarios 7-9 need a plakar v1.1.x: set $PLAKAR or put one on PATH \
-             (e.g. PATH=$PWD/../shared/tools/plakar:$PATH)",
-        )?;
+    /// Finds a plakar of `line` (required) and rclone (its baselines are left out, with the
+    /// reason printed, when it is missing) and builds the package for that line.
+    pub(crate) async fn prepare(bench: &Bench, line: Line) -> anyhow::Result<PlakarBench> {
+        let plakar = Plakar::find_line(line)?.with_context(|| match line {
+            Line::V1_1 => {
+                "scenarios 7-9 need a plakar v1.1.x: set $PLAKAR or put one on PATH \
+                           (e.g. PATH=$PWD/../shared/tools/plakar:$PATH)"
+            }
+            Line::V1_0 => {
+                "scenario 10 needs a plakar v1.0.x: set $PLAKAR_1_0 or put one on \
+                           PATH as plakar-1.0 (e.g. PATH=$PWD/../shared/tools/plakar-1.0:$PATH)"
+            }
+        })?;
         let rclone = koofr_e2e::plakar::find_on_path("rclone");
         if rclone.is_none() {
             eprintln!(
@@ -41,7 +47,10 @@ impl PlakarBench {
                  (`apt-get install rclone` adds them)"
             );
         }
-        let dir = koofr_e2e::binaries::target_directory()?.join("bench/plakar-package");
+        let dir = koofr_e2e::binaries::target_directory()?.join(match line {
+            Line::V1_1 => "bench/plakar-package",
+            Line::V1_0 => "bench/plakar-1.0-package",
+        });
         let package = PlakarPackage::create(&plakar, &bench.binaries, &dir).await?;
         Ok(PlakarBench {
             plakar,
@@ -202,6 +211,18 @@ pub(crate) async fn rclone_copy(
         String::from_utf8_lossy(&output.stderr)
     );
     Ok(started.elapsed())
+}
+
+/// The config key that turns both read-aheads off (the importer's and the storage's).
+pub(crate) const READ_AHEAD_OFF: &str = "readahead_mib=0";
+
+/// The same plakar command with the plugins' read-ahead off: what each `Open` or `Get` costs
+/// alone, one round trip at a time.
+pub(crate) fn read_ahead_off(time: Duration) -> Baseline {
+    Baseline {
+        label: format!("read-ahead off ({READ_AHEAD_OFF})"),
+        time,
+    }
 }
 
 pub(crate) fn ratio_check(target: &str, ratio: Option<f64>, at_least: f64) -> Check {

@@ -1,5 +1,6 @@
 //! Scenario 7: plakar backs up a Koofr folder (2000 × 16 KiB) into a local kloset, at its
-//! default `-concurrency` and at 16; the baseline is `rclone copy` of the same folder.
+//! default `-concurrency` and at 16; the baselines are `rclone copy` of the same folder and, at
+//! the default, the same backup with the importer's read-ahead off.
 
 use anyhow::ensure;
 use koofr_e2e::plakar_demo::{Entry, PlakarSite, backup_id};
@@ -8,8 +9,8 @@ use super::{Bench, describe, emulator, seed_small_files, start_site};
 use crate::bench::report::{Baseline, Check, Row};
 
 use crate::bench::plakar::{
-    CONCURRENCIES, PlakarBench, args, global, local_size, measure, ratio_check, rclone_config,
-    rclone_copy, scratch, setting, speedup,
+    CONCURRENCIES, PlakarBench, READ_AHEAD_OFF, args, global, local_size, measure, ratio_check,
+    rclone_config, rclone_copy, read_ahead_off, scratch, setting, speedup,
 };
 
 /// Runs scenario 7 and returns its rows (one per concurrency setting).
@@ -42,6 +43,8 @@ pub async fn backup_from_koofr(bench: &Bench, tools: &PlakarBench) -> anyhow::Re
     };
     let run = PlakarSite::start(&site, &tools.plakar, &tools.package).await?;
     run.add_entry(Entry::Source, "docs", &source, &[]).await?;
+    run.add_entry(Entry::Source, "docs-one-by-one", &source, &[READ_AHEAD_OFF])
+        .await?;
     let mut rows = Vec::new();
     for concurrency in CONCURRENCIES {
         let kloset = local
@@ -53,6 +56,22 @@ pub async fn backup_from_koofr(bench: &Bench, tools: &PlakarBench) -> anyhow::Re
         eprintln!("[7] plakar backup @docs, {}", setting(concurrency));
         let measured = measure(&run, &args(&g, &["at", &kloset, "backup", "@docs"])).await?;
         backup_id(&measured.output)?;
+        let naive = match concurrency {
+            None => {
+                let kloset = local.path().join("kloset-read-ahead-off");
+                let kloset = kloset.display().to_string();
+                run.ok(&["at", &kloset, "create", "-plaintext"]).await?;
+                eprintln!("[7] plakar backup @docs-one-by-one (read-ahead off)");
+                let off = measure(
+                    &run,
+                    &args(&g, &["at", &kloset, "backup", "@docs-one-by-one"]),
+                )
+                .await?;
+                backup_id(&off.output)?;
+                Some(read_ahead_off(off.time()))
+            }
+            Some(_) => None,
+        };
         let gets = measured
             .log
             .iter()
@@ -75,7 +94,7 @@ pub async fn backup_from_koofr(bench: &Bench, tools: &PlakarBench) -> anyhow::Re
                 setting(concurrency)
             ),
             ours: measured.time(),
-            naive: None,
+            naive,
             limit: rclone_time.map(|time| Baseline {
                 label: "rclone copy Koofr → local, its defaults".to_owned(),
                 time,

@@ -1,6 +1,7 @@
 //! Scenario 9: a kloset on Koofr. plakar backs up 2000 × 16 KiB and one large file into it,
 //! restores from it and checks it, at its default `-concurrency` and at 16; the baseline is the
-//! same commands on a local filesystem kloset.
+//! same commands on a local filesystem kloset and, for the restore at the default, the same
+//! restore with the storage's read-ahead off.
 
 use std::path::Path;
 
@@ -11,8 +12,8 @@ use super::{Bench, describe, start_site};
 use crate::bench::report::{Baseline, Check, Row};
 
 use crate::bench::plakar::{
-    CONCURRENCIES, PlakarBench, args, global, local_size, measure, ratio_check, scratch,
-    seed_local, setting, speedup,
+    CONCURRENCIES, PlakarBench, READ_AHEAD_OFF, args, global, local_size, measure, ratio_check,
+    read_ahead_off, scratch, seed_local, setting, speedup,
 };
 
 /// Runs scenario 9 and returns its rows (backup, restore, check per concurrency setting).
@@ -44,6 +45,7 @@ pub async fn kloset_on_koofr(bench: &Bench, tools: &PlakarBench) -> anyhow::Resu
             .display()
             .to_string();
         let mut times = Vec::new();
+        let mut restore_off = None;
         for kloset in [koofr.as_str(), disk.as_str()] {
             run.ok(&["at", kloset, "create", "-plaintext"]).await?;
             eprintln!(
@@ -65,6 +67,27 @@ pub async fn kloset_on_koofr(bench: &Bench, tools: &PlakarBench) -> anyhow::Resu
                 "{kloset}: restored {restored:?}, expected {} files and {total} bytes",
                 files + usize::from(large > 0)
             );
+            if concurrency.is_none() && kloset == koofr {
+                // The same kloset through an entry with the read-ahead off.
+                let plain = format!("{name}-one-by-one");
+                run.add_entry(Entry::Store, &plain, &site.path(&name)?, &[READ_AHEAD_OFF])
+                    .await?;
+                let out = local.path().join(format!("out-{n}-read-ahead-off"));
+                let out = out.display().to_string();
+                let off = measure(
+                    &run,
+                    &args(
+                        &g,
+                        &["at", &format!("@{plain}"), "restore", "-to", &out, &id],
+                    ),
+                )
+                .await?;
+                ensure!(
+                    local_size(Path::new(&out))? == restored,
+                    "@{plain}: restored a different tree"
+                );
+                restore_off = Some(read_ahead_off(off.time()));
+            }
             let check = measure(&run, &args(&g, &["at", kloset, "check"])).await?;
             times.push([backup, restore, check]);
         }
@@ -104,7 +127,7 @@ pub async fn kloset_on_koofr(bench: &Bench, tools: &PlakarBench) -> anyhow::Resu
                     setting(concurrency)
                 ),
                 ours: ours.time(),
-                naive: None,
+                naive: if index == 1 { restore_off.take() } else { None },
                 limit: Some(Baseline {
                     label: "the same on a local filesystem kloset".to_owned(),
                     time: base.time(),

@@ -1,6 +1,7 @@
 //! The bench scenarios, one file each: 1-6 drive the release plugin binaries through
 //! kloset-plugin's host against the in-process emulator, then run their baselines with plain
-//! reqwest against the same emulator; 7-9 drive them through a real plakar. This module holds
+//! reqwest against the same emulator; 7-9 drive them through a real plakar v1.1, 10 through
+//! plakar v1.0. This module holds
 //! what they share: sizes, plugin start and end, request-log summaries, generated content.
 
 pub mod backup;
@@ -8,6 +9,7 @@ pub mod backup_from_koofr;
 pub mod cold_start;
 pub mod kloset_on_koofr;
 pub mod large_file;
+pub mod plakar_1_0;
 pub mod restore;
 pub mod restore_into_koofr;
 pub mod scan;
