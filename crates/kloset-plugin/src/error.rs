@@ -5,7 +5,7 @@ use std::fmt;
 /// What went wrong, as far as the caller needs to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum ErrorKind {
+pub enum ConnectorErrorKind {
     /// The object, file or kloset does not exist.
     NotFound,
     /// The object or kloset already exists.
@@ -31,7 +31,7 @@ pub enum ErrorKind {
 /// An error returned by a connector; only its message crosses the wire to plakar.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ConnectorError {
-    kind: ErrorKind,
+    kind: ConnectorErrorKind,
     message: String,
     /// The error dooms the whole operation, not just the item at hand.
     fatal: bool,
@@ -42,7 +42,7 @@ pub type Result<T, E = ConnectorError> = std::result::Result<T, E>;
 
 impl ConnectorError {
     /// An error of `kind` with a short, self-contained, secret-free message.
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+    pub fn new(kind: ConnectorErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,
             message: message.into(),
@@ -60,28 +60,28 @@ impl ConnectorError {
     pub fn is_fatal(&self) -> bool {
         self.fatal
     }
-    /// [`ErrorKind::NotFound`].
+    /// [`ConnectorErrorKind::NotFound`].
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::NotFound, message)
+        Self::new(ConnectorErrorKind::NotFound, message)
     }
-    /// [`ErrorKind::AlreadyExists`].
+    /// [`ConnectorErrorKind::AlreadyExists`].
     pub fn already_exists(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::AlreadyExists, message)
+        Self::new(ConnectorErrorKind::AlreadyExists, message)
     }
-    /// [`ErrorKind::InvalidInput`].
+    /// [`ConnectorErrorKind::InvalidInput`].
     pub fn invalid_input(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::InvalidInput, message)
+        Self::new(ConnectorErrorKind::InvalidInput, message)
     }
-    /// [`ErrorKind::RangeNotSatisfiable`].
+    /// [`ConnectorErrorKind::RangeNotSatisfiable`].
     pub fn range_not_satisfiable(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::RangeNotSatisfiable, message)
+        Self::new(ConnectorErrorKind::RangeNotSatisfiable, message)
     }
-    /// [`ErrorKind::Other`].
+    /// [`ConnectorErrorKind::Other`].
     pub fn other(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::Other, message)
+        Self::new(ConnectorErrorKind::Other, message)
     }
     /// The kind of error.
-    pub fn kind(&self) -> ErrorKind {
+    pub fn kind(&self) -> ConnectorErrorKind {
         self.kind
     }
     /// The message shown to the user.
@@ -115,13 +115,13 @@ impl std::error::Error for ConnectorError {}
 impl From<std::io::Error> for ConnectorError {
     fn from(err: std::io::Error) -> Self {
         let kind = match err.kind() {
-            std::io::ErrorKind::NotFound => ErrorKind::NotFound,
-            std::io::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
+            std::io::ErrorKind::NotFound => ConnectorErrorKind::NotFound,
+            std::io::ErrorKind::AlreadyExists => ConnectorErrorKind::AlreadyExists,
             std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => {
-                ErrorKind::InvalidInput
+                ConnectorErrorKind::InvalidInput
             }
-            std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
-            _ => ErrorKind::Other,
+            std::io::ErrorKind::PermissionDenied => ConnectorErrorKind::PermissionDenied,
+            _ => ConnectorErrorKind::Other,
         };
         Self::new(kind, err.to_string())
     }
@@ -131,15 +131,15 @@ impl From<ConnectorError> for tonic::Status {
     fn from(err: ConnectorError) -> Self {
         use tonic::Code;
         let code = match err.kind {
-            ErrorKind::NotFound => Code::NotFound,
-            ErrorKind::AlreadyExists => Code::AlreadyExists,
-            ErrorKind::InvalidInput => Code::InvalidArgument,
-            ErrorKind::RangeNotSatisfiable => Code::OutOfRange,
-            ErrorKind::PermissionDenied => Code::PermissionDenied,
-            ErrorKind::FailedPrecondition => Code::FailedPrecondition,
-            ErrorKind::Cancelled => Code::Cancelled,
-            ErrorKind::Unavailable => Code::Unavailable,
-            ErrorKind::Other => Code::Unknown,
+            ConnectorErrorKind::NotFound => Code::NotFound,
+            ConnectorErrorKind::AlreadyExists => Code::AlreadyExists,
+            ConnectorErrorKind::InvalidInput => Code::InvalidArgument,
+            ConnectorErrorKind::RangeNotSatisfiable => Code::OutOfRange,
+            ConnectorErrorKind::PermissionDenied => Code::PermissionDenied,
+            ConnectorErrorKind::FailedPrecondition => Code::FailedPrecondition,
+            ConnectorErrorKind::Cancelled => Code::Cancelled,
+            ConnectorErrorKind::Unavailable => Code::Unavailable,
+            ConnectorErrorKind::Other => Code::Unknown,
         };
         tonic::Status::new(code, err.message)
     }
@@ -149,15 +149,15 @@ impl From<tonic::Status> for ConnectorError {
     fn from(status: tonic::Status) -> Self {
         use tonic::Code;
         let kind = match status.code() {
-            Code::NotFound => ErrorKind::NotFound,
-            Code::AlreadyExists => ErrorKind::AlreadyExists,
-            Code::InvalidArgument => ErrorKind::InvalidInput,
-            Code::OutOfRange => ErrorKind::RangeNotSatisfiable,
-            Code::PermissionDenied | Code::Unauthenticated => ErrorKind::PermissionDenied,
-            Code::FailedPrecondition => ErrorKind::FailedPrecondition,
-            Code::Cancelled => ErrorKind::Cancelled,
-            Code::Unavailable => ErrorKind::Unavailable,
-            _ => ErrorKind::Other,
+            Code::NotFound => ConnectorErrorKind::NotFound,
+            Code::AlreadyExists => ConnectorErrorKind::AlreadyExists,
+            Code::InvalidArgument => ConnectorErrorKind::InvalidInput,
+            Code::OutOfRange => ConnectorErrorKind::RangeNotSatisfiable,
+            Code::PermissionDenied | Code::Unauthenticated => ConnectorErrorKind::PermissionDenied,
+            Code::FailedPrecondition => ConnectorErrorKind::FailedPrecondition,
+            Code::Cancelled => ConnectorErrorKind::Cancelled,
+            Code::Unavailable => ConnectorErrorKind::Unavailable,
+            _ => ConnectorErrorKind::Other,
         };
         Self::new(kind, status.message().to_owned())
     }
@@ -170,9 +170,9 @@ mod tests {
     #[test]
     fn status_round_trip_keeps_kind_and_message() {
         for kind in [
-            ErrorKind::NotFound,
-            ErrorKind::InvalidInput,
-            ErrorKind::RangeNotSatisfiable,
+            ConnectorErrorKind::NotFound,
+            ConnectorErrorKind::InvalidInput,
+            ConnectorErrorKind::RangeNotSatisfiable,
         ] {
             let err = ConnectorError::new(kind, "object abc missing");
             let back = ConnectorError::from(tonic::Status::from(err.clone()));

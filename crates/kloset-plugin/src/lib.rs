@@ -59,7 +59,7 @@ mod protocol;
 mod types;
 
 pub use connector::{ByteStream, Exporter, Importer, RecordStream, Store};
-pub use error::{ConnectorError, ErrorKind, Result};
+pub use error::{ConnectorError, ConnectorErrorKind, Result};
 pub use path::safe_relative_path;
 pub use protocol::{PROTOCOL_ARG, Protocol, UsageError};
 pub use serve::{

@@ -154,7 +154,7 @@ impl Importer for BrokenImporter {
             Ok(())
         } else {
             Err(ConnectorError::new(
-                kloset_plugin::ErrorKind::PermissionDenied,
+                kloset_plugin::ConnectorErrorKind::PermissionDenied,
                 "authentication failed",
             ))
         }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use futures::StreamExt;
-use kloset_plugin::{ConnectorError, ErrorKind as PluginKind, LocationInfo};
+use kloset_plugin::{ConnectorError, ConnectorErrorKind, LocationInfo};
 
 use crate::config::KoofrConfig;
 use crate::error::{Error, ErrorKind};
@@ -25,21 +25,21 @@ impl From<Error> for ConnectorError {
             ErrorKind::Unauthenticated | ErrorKind::QuotaExceeded | ErrorKind::Unreachable
         );
         let kind = match err.kind() {
-            ErrorKind::NotFound => PluginKind::NotFound,
-            ErrorKind::AlreadyExists | ErrorKind::Conflict => PluginKind::AlreadyExists,
+            ErrorKind::NotFound => ConnectorErrorKind::NotFound,
+            ErrorKind::AlreadyExists | ErrorKind::Conflict => ConnectorErrorKind::AlreadyExists,
             ErrorKind::Unauthenticated | ErrorKind::PermissionDenied => {
-                PluginKind::PermissionDenied
+                ConnectorErrorKind::PermissionDenied
             }
             ErrorKind::InvalidInput | ErrorKind::NotADirectory | ErrorKind::NotAFile => {
-                PluginKind::InvalidInput
+                ConnectorErrorKind::InvalidInput
             }
-            ErrorKind::RangeNotSatisfiable => PluginKind::RangeNotSatisfiable,
+            ErrorKind::RangeNotSatisfiable => ConnectorErrorKind::RangeNotSatisfiable,
             ErrorKind::Server
             | ErrorKind::Transport
             | ErrorKind::RateLimited
             | ErrorKind::Unreachable
-            | ErrorKind::DeviceOffline => PluginKind::Unavailable,
-            _ => PluginKind::Other,
+            | ErrorKind::DeviceOffline => ConnectorErrorKind::Unavailable,
+            _ => ConnectorErrorKind::Other,
         };
         let mapped = ConnectorError::new(kind, err.to_string());
         if fatal { mapped.fatal() } else { mapped }
@@ -129,25 +129,43 @@ mod tests {
     fn errors_keep_the_path_and_map_the_kind() {
         let err = Error::permanent(ErrorKind::NotAFile, "upload", "Not a file").with_path("/d/a");
         let mapped = ConnectorError::from(err);
-        assert_eq!(mapped.kind(), PluginKind::InvalidInput);
+        assert_eq!(mapped.kind(), ConnectorErrorKind::InvalidInput);
         assert!(mapped.message().contains("/d/a"), "{mapped}");
         let missing = Error::permanent(ErrorKind::NotFound, "info", "File not found");
-        assert_eq!(connector_error(missing).kind(), PluginKind::NotFound);
+        assert_eq!(
+            connector_error(missing).kind(),
+            ConnectorErrorKind::NotFound
+        );
         let integrity = Error::permanent(ErrorKind::Integrity, "upload", "MD5 mismatch");
-        assert_eq!(ConnectorError::from(integrity).kind(), PluginKind::Other);
+        assert_eq!(
+            ConnectorError::from(integrity).kind(),
+            ConnectorErrorKind::Other
+        );
         for (kind, plugin_kind, fatal) in [
-            (ErrorKind::Server, PluginKind::Unavailable, false),
-            (ErrorKind::RateLimited, PluginKind::Unavailable, false),
-            (ErrorKind::Transport, PluginKind::Unavailable, false),
-            (ErrorKind::DeviceOffline, PluginKind::Unavailable, false),
-            (ErrorKind::Unreachable, PluginKind::Unavailable, true),
+            (ErrorKind::Server, ConnectorErrorKind::Unavailable, false),
             (
-                ErrorKind::Unauthenticated,
-                PluginKind::PermissionDenied,
+                ErrorKind::RateLimited,
+                ConnectorErrorKind::Unavailable,
+                false,
+            ),
+            (ErrorKind::Transport, ConnectorErrorKind::Unavailable, false),
+            (
+                ErrorKind::DeviceOffline,
+                ConnectorErrorKind::Unavailable,
+                false,
+            ),
+            (
+                ErrorKind::Unreachable,
+                ConnectorErrorKind::Unavailable,
                 true,
             ),
-            (ErrorKind::QuotaExceeded, PluginKind::Other, true),
-            (ErrorKind::Unsupported, PluginKind::Other, false),
+            (
+                ErrorKind::Unauthenticated,
+                ConnectorErrorKind::PermissionDenied,
+                true,
+            ),
+            (ErrorKind::QuotaExceeded, ConnectorErrorKind::Other, true),
+            (ErrorKind::Unsupported, ConnectorErrorKind::Other, false),
         ] {
             let mapped = ConnectorError::from(Error::permanent(kind, "op", "m"));
             assert_eq!(
@@ -199,7 +217,7 @@ mod tests {
         assert_eq!(mib_key(&map("64"), key, 16, 0, 64).unwrap(), 64 << 20);
         for bad in ["65", "-1", "1.5", "lots"] {
             let err = mib_key(&map(bad), key, 16, 0, 64).unwrap_err();
-            assert_eq!(err.kind(), PluginKind::InvalidInput);
+            assert_eq!(err.kind(), ConnectorErrorKind::InvalidInput);
             assert!(
                 err.message().contains("`lab_test_mib`") && err.message().contains(bad),
                 "{err}"

@@ -54,7 +54,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use kloset_plugin::{ByteStream, ConnectorError, ErrorKind, Mac, Resource, Result};
+use kloset_plugin::{ByteStream, ConnectorError, ConnectorErrorKind, Mac, Resource, Result};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -496,7 +496,7 @@ async fn fill(data: Arc<WindowData>, start: u64, end: u64, fetch: Fetch) {
             }
         }
         // The window starts at or beyond the object's end: the object ends at `start`.
-        Err(e) if e.kind() == ErrorKind::RangeNotSatisfiable => clean = true,
+        Err(e) if e.kind() == ConnectorErrorKind::RangeNotSatisfiable => clean = true,
         Err(e) => {
             tracing::debug!(error = %e, "koofr-storage: a read-ahead window failed");
             keep_fatal(e);
@@ -557,7 +557,10 @@ fn serve(windows: Vec<Arc<Window>>, start: u64, end: u64, fetch: Fetch) -> ByteS
                 c.rest = Some(match (c.fetch)(c.pos, c.end - c.pos).await {
                     Ok(stream) => stream,
                     // Bytes were served and the object ends here: the `Get` ends too.
-                    Err(e) if c.pos > c.start && e.kind() == ErrorKind::RangeNotSatisfiable => {
+                    Err(e)
+                        if c.pos > c.start
+                            && e.kind() == ConnectorErrorKind::RangeNotSatisfiable =>
+                    {
                         return None;
                     }
                     Err(e) => return Some((Err(e), c)),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use kloset_plugin::{ByteStream, ConnectorError, Result};
-use koofr_core::{ReplayFn, UploadBody, error::ErrorKind as CoreKind};
+use koofr_core::{ReplayFn, UploadBody, error::ErrorKind};
 use tokio::io::AsyncWriteExt;
 
 /// Objects up to this size are buffered in memory.
@@ -121,7 +121,7 @@ async fn spool_to_file(
                     .map(move |item| {
                         item.map_err(|e| {
                             koofr_core::Error::permanent(
-                                CoreKind::Unexpected,
+                                ErrorKind::Unexpected,
                                 "read spool file",
                                 e.to_string(),
                             )
@@ -130,7 +130,7 @@ async fn spool_to_file(
                     .boxed(),
                 Err(e) => futures::stream::once(async move {
                     Err(koofr_core::Error::permanent(
-                        CoreKind::Unexpected,
+                        ErrorKind::Unexpected,
                         "open spool file",
                         e.to_string(),
                     ))

@@ -26,7 +26,7 @@ use futures::StreamExt;
 use kloset_plugin::{
     ByteRange, ByteStream, ConnectorError, InitContext, LocationInfo, Mac, Resource, Result, Store,
 };
-use koofr_core::error::ErrorKind as CoreKind;
+use koofr_core::error::ErrorKind;
 use koofr_core::{Client, KoofrConfig, KoofrPath, ListEntry, OverwritePolicy, UploadOptions};
 
 use crate::config::StorageConfig;
@@ -115,7 +115,7 @@ impl KoofrStore {
         };
         if download.info.size > MAX_CONFIG_BYTES as u64 {
             return Err(koofr_core::Error::permanent(
-                CoreKind::Unexpected,
+                ErrorKind::Unexpected,
                 "read kloset config",
                 format!(
                     "{} bytes is too large for a kloset CONFIG (limit {MAX_CONFIG_BYTES})",
@@ -145,7 +145,7 @@ impl KoofrStore {
         };
         let (config, options) = (&config, &options);
         let taken = |e: &koofr_core::Error| {
-            matches!(e.kind(), CoreKind::Conflict | CoreKind::AlreadyExists)
+            matches!(e.kind(), ErrorKind::Conflict | ErrorKind::AlreadyExists)
         };
         let sent = self
             .client
@@ -194,7 +194,7 @@ impl KoofrStore {
             .await
         {
             Ok(()) => Ok(()),
-            Err(e) if e.kind() == CoreKind::AlreadyExists => {
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
                 self.client.create_folder_all(&folder).await
             }
             Err(e) => Err(e),
@@ -243,7 +243,7 @@ impl KoofrStore {
                 } => {
                     let at = path.as_ref().unwrap_or(folder);
                     return Err(koofr_core::Error::permanent(
-                        CoreKind::Unexpected,
+                        ErrorKind::Unexpected,
                         "list recursively",
                         format!("the listing failed ({code}): {message}"),
                     )

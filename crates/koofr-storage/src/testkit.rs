@@ -1,4 +1,4 @@
-//! The conformance-suite fixture of this connector ([`StoreSite`], a
+//! The conformance-suite fixture of this connector ([`KoofrStoreSite`], a
 //! [`kloset_plugin::suites::StoreFixture`]), shared by this crate's tests and
 //! `cargo xtask conformance`. Its hooks use `koofr-core`'s [`Client`] only, so the same fixture
 //! runs against the emulator and against real Koofr.
@@ -20,7 +20,7 @@ use crate::store::{KoofrStore, connector_error};
 pub use kloset_plugin::suites::Transport;
 
 /// A kloset location on Koofr (or the emulator) for the store suite.
-pub struct StoreSite {
+pub struct KoofrStoreSite {
     client: Client,
     root: KoofrPath,
     config: HashMap<String, String>,
@@ -28,17 +28,17 @@ pub struct StoreSite {
     connections: Connections<RemoteStore>,
 }
 
-impl std::fmt::Debug for StoreSite {
+impl std::fmt::Debug for KoofrStoreSite {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The config map holds the password: show the location only.
-        f.debug_struct("StoreSite")
+        f.debug_struct("KoofrStoreSite")
             .field("root", &self.root)
             .field("transport", self.connections.transport())
             .finish_non_exhaustive()
     }
 }
 
-impl StoreSite {
+impl KoofrStoreSite {
     /// A fixture for the kloset at the `location` of `config` (the map Plakar's `Init` would
     /// send, e.g. `koofr_core::testing::Harness::plugin_config`); `client` is any client on the
     /// same account and mount, used by the hooks.
@@ -46,11 +46,11 @@ impl StoreSite {
         client: Client,
         config: HashMap<String, String>,
         transport: Transport,
-    ) -> Result<StoreSite> {
+    ) -> Result<KoofrStoreSite> {
         // The environment is ignored here so that the fixture's idea of the location is the map's.
         let (parsed, _) = KoofrConfig::from_map(&config, &|_| None)
             .map_err(|e| ConnectorError::invalid_input(e.to_string()))?;
-        Ok(StoreSite {
+        Ok(KoofrStoreSite {
             client,
             root: parsed.location().clone(),
             config,
@@ -60,13 +60,13 @@ impl StoreSite {
     }
 
     /// The same fixture over `protocol` (gRPC transports only).
-    pub fn with_protocol(mut self, protocol: Protocol) -> StoreSite {
+    pub fn with_protocol(mut self, protocol: Protocol) -> KoofrStoreSite {
         self.connections = self.connections.with_protocol(protocol);
         self
     }
 
     /// Replaces the declared capabilities (e.g. a smaller large-object size under faults).
-    pub fn with_capabilities(mut self, capabilities: StoreCapabilities) -> StoreSite {
+    pub fn with_capabilities(mut self, capabilities: StoreCapabilities) -> KoofrStoreSite {
         self.capabilities = capabilities;
         self
     }
@@ -106,7 +106,7 @@ impl StoreSite {
 }
 
 #[async_trait]
-impl StoreFixture for StoreSite {
+impl StoreFixture for KoofrStoreSite {
     async fn connect(&self) -> Result<Arc<dyn Store>> {
         self.connections
             .connect_store(&self.init_args(), factory)

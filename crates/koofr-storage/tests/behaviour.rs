@@ -9,12 +9,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::StreamExt;
 use kloset_plugin::suites::{pattern_bytes, pattern_stream, read_all, verify_pattern};
-use kloset_plugin::{ByteRange, ConnectorError, ErrorKind, Mac, Resource, Store, StoreMode};
+use kloset_plugin::{
+    ByteRange, ConnectorError, ConnectorErrorKind, Mac, Resource, Store, StoreMode,
+};
 use koofr_core::testing::{Harness, count};
 use koofr_core::{KoofrPath, UploadOptions};
 use koofr_emulator::RequestRecord;
 use koofr_storage::KoofrStore;
-use koofr_storage::testkit::{StoreSite, Transport};
+use koofr_storage::testkit::{KoofrStoreSite, Transport};
 
 const CONFIG: &[u8] = b"kloset config \x00\xff";
 
@@ -29,7 +31,7 @@ fn mac(seed: u8) -> Mac {
 }
 
 fn store(harness: &Harness) -> KoofrStore {
-    let site = StoreSite::new(
+    let site = KoofrStoreSite::new(
         harness.client.clone(),
         harness.plugin_config("kloset"),
         Transport::Direct,
@@ -80,7 +82,7 @@ async fn init_rejects_a_bad_config_naming_the_key() {
         options: None,
     };
     let err = KoofrStore::from_init(&ctx).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert_eq!(err.kind(), ConnectorErrorKind::InvalidInput);
     assert!(err.message().contains("retries"), "{err}");
     let password = harness.secret();
     assert!(!err.message().contains(&password), "secret in {err}");
@@ -165,7 +167,7 @@ async fn create_and_open_messages_name_the_location() {
     let store = store(&harness);
     assert_eq!(store.size().await.unwrap(), 0, "no kloset folder yet");
     let missing = store.open().await.unwrap_err();
-    assert_eq!(missing.kind(), ErrorKind::NotFound);
+    assert_eq!(missing.kind(), ConnectorErrorKind::NotFound);
     assert!(
         missing.message().contains("no kloset found at koofr:///"),
         "{missing}"
@@ -334,7 +336,7 @@ async fn a_kloset_made_by_rclone_or_a_bucket_layout_is_read_and_written() {
     store.delete(Resource::Packfile, bucketed).await.unwrap();
     assert_eq!(store.list(Resource::Packfile).await.unwrap(), vec![flat]);
     let gone = store.get(Resource::Packfile, bucketed, None).await.err();
-    assert_eq!(gone.map(|e| e.kind()), Some(ErrorKind::NotFound));
+    assert_eq!(gone.map(|e| e.kind()), Some(ConnectorErrorKind::NotFound));
     harness.finish().await;
 }
 
@@ -501,7 +503,7 @@ async fn an_upload_cut_off_by_the_network_leaves_the_old_object() {
 async fn two_plugin_processes_share_one_kloset() {
     let harness = Harness::any().await;
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_koofr-storage"));
-    let site = StoreSite::new(
+    let site = KoofrStoreSite::new(
         harness.client.clone(),
         harness.plugin_config("kloset"),
         Transport::Binary(binary),
@@ -568,7 +570,7 @@ async fn peak_rss_while_putting_256_mib_through_the_binary() {
     const LEN: u64 = 256 << 20;
     let harness = Harness::emulator().await;
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_koofr-storage"));
-    let site = StoreSite::new(
+    let site = KoofrStoreSite::new(
         harness.client.clone(),
         harness.plugin_config("kloset"),
         Transport::Binary(binary),

@@ -84,7 +84,11 @@ async fn a_refused_endpoint_fails_after_three_attempts_naming_the_cause() {
         )) && text.contains("[gave up after 3 attempts]"),
         "{text}"
     );
-    assert_eq!(err.kind(), kloset_plugin::ErrorKind::Unavailable, "{err:?}");
+    assert_eq!(
+        err.kind(),
+        kloset_plugin::ConnectorErrorKind::Unavailable,
+        "{err:?}"
+    );
     assert_eq!(store.plugin().shutdown().await.unwrap(), 0);
 }
 

@@ -8,12 +8,12 @@
 use std::path::PathBuf;
 
 use kloset_plugin::suites::{pattern_bytes, verify_pattern};
-use kloset_plugin::{ByteRange, ErrorKind, Mac, Resource, Store};
+use kloset_plugin::{ByteRange, ConnectorErrorKind, Mac, Resource, Store};
 use koofr_core::testing::{Harness, count};
 use koofr_emulator::{FaultRule, RequestRecord};
 use koofr_storage::KoofrStore;
 use koofr_storage::readahead::ReadAheadLimits;
-use koofr_storage::testkit::{StoreSite, Transport};
+use koofr_storage::testkit::{KoofrStoreSite, Transport};
 
 fn mac(seed: u8) -> Mac {
     Mac([seed; 32])
@@ -30,7 +30,7 @@ fn put_packfile(h: &Harness, seed: u8, len: usize) {
 }
 
 fn store(h: &Harness, limits: ReadAheadLimits) -> KoofrStore {
-    let site = StoreSite::new(
+    let site = KoofrStoreSite::new(
         h.client.clone(),
         h.plugin_config("kloset"),
         Transport::Direct,
@@ -232,7 +232,7 @@ async fn reads_elsewhere_leave_the_walk_or_drop_it_and_the_object_end_holds() {
         Ok(stream) => kloset_plugin::suites::read_all(stream).await.unwrap_err(),
         Err(e) => e,
     };
-    assert_eq!(err.kind(), ErrorKind::RangeNotSatisfiable, "{err}");
+    assert_eq!(err.kind(), ConnectorErrorKind::RangeNotSatisfiable, "{err}");
 }
 
 #[tokio::test]
@@ -349,7 +349,7 @@ async fn a_refused_window_fails_its_get_as_a_plain_get_does_at_the_same_cost() {
 async fn through_the_binary_a_lone_range_is_exact_and_a_walk_is_read_ahead() {
     let h = Harness::emulator().await;
     put_packfile(&h, 5, 4 << 20);
-    let site = StoreSite::new(
+    let site = KoofrStoreSite::new(
         h.client.clone(),
         h.plugin_config("kloset"),
         Transport::Binary(PathBuf::from(env!("CARGO_BIN_EXE_koofr-storage"))),

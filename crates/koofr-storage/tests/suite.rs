@@ -10,7 +10,7 @@ use kloset_plugin::Protocol;
 use kloset_plugin::suites::{StoreCapabilities, run_store_suite};
 use koofr_core::testing::Harness;
 use koofr_emulator::FaultRule;
-use koofr_storage::testkit::{StoreSite, Transport};
+use koofr_storage::testkit::{KoofrStoreSite, Transport};
 
 fn binary() -> Transport {
     Transport::Binary(PathBuf::from(env!("CARGO_BIN_EXE_koofr-storage")))
@@ -34,7 +34,7 @@ async fn run_suite_over(
     protocol: Protocol,
     capabilities: StoreCapabilities,
 ) {
-    let site = StoreSite::new(
+    let site = KoofrStoreSite::new(
         harness.client.clone(),
         harness.plugin_config("kloset"),
         transport,

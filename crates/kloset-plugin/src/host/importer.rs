@@ -161,7 +161,7 @@ impl Importer for RemoteImporter {
             let mut state = self.acks.lock().unwrap_or_else(|e| e.into_inner());
             if state.started {
                 return Err(ConnectorError::new(
-                    crate::ErrorKind::FailedPrecondition,
+                    crate::ConnectorErrorKind::FailedPrecondition,
                     "Import runs once per plugin process",
                 ));
             }

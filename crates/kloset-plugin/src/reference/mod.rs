@@ -19,7 +19,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 pub use backend::{Backend, Child, DirBackend, Entry, MemoryBackend};
 
-use crate::error::{ConnectorError, ErrorKind, Result};
+use crate::error::{ConnectorError, ConnectorErrorKind, Result};
 use crate::types::{ByteRange, FileInfo, InitContext, LocationInfo, Mac, Record, Resource};
 use crate::{ByteStream, Exporter, Importer, RecordStream, Store, safe_relative_path};
 
@@ -159,7 +159,7 @@ impl Store for ReferenceStore {
 
     async fn open(&self) -> Result<Bytes> {
         let mut data = match self.backend.read(&self.config_path(), 0, None).await {
-            Err(err) if err.kind() == ErrorKind::NotFound => {
+            Err(err) if err.kind() == ConnectorErrorKind::NotFound => {
                 return Err(ConnectorError::not_found(format!(
                     "no kloset found at {}",
                     self.root
@@ -181,7 +181,7 @@ impl Store for ReferenceStore {
     async fn list(&self, resource: Resource) -> Result<Vec<Mac>> {
         let folder = self.folder(resource);
         let children = match self.backend.list_dir(&folder).await {
-            Err(err) if err.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(err) if err.kind() == ConnectorErrorKind::NotFound => return Ok(Vec::new()),
             other => other?,
         };
         let mut macs = std::collections::BTreeSet::new();
@@ -242,7 +242,7 @@ impl Store for ReferenceStore {
     async fn delete(&self, resource: Resource, mac: Mac) -> Result<()> {
         match self.existing_object(resource, mac).await {
             Ok((path, _)) => self.backend.remove(&path).await,
-            Err(err) if err.kind() == ErrorKind::NotFound => Ok(()),
+            Err(err) if err.kind() == ConnectorErrorKind::NotFound => Ok(()),
             Err(err) => Err(err),
         }
     }

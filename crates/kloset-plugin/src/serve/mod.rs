@@ -16,7 +16,7 @@ use futures::{FutureExt, Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tonic::Status;
 
-use crate::error::{ConnectorError, ErrorKind, Result};
+use crate::error::{ConnectorError, ConnectorErrorKind, Result};
 use crate::protocol::Protocol;
 use crate::types::InitContext;
 
@@ -337,5 +337,8 @@ where
 }
 
 pub(crate) fn invalid(message: String) -> Status {
-    Status::from(ConnectorError::new(ErrorKind::InvalidInput, message))
+    Status::from(ConnectorError::new(
+        ConnectorErrorKind::InvalidInput,
+        message,
+    ))
 }

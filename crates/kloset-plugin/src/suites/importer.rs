@@ -433,7 +433,7 @@ fn unknown_not_found(f: &dyn ImporterFixture) -> BoxFuture<'_, CaseResult> {
                         return Err(CaseFailure(format!("open of unannounced {path} succeeded")));
                     }
                     Err(e) => ensure_case!(
-                        e.kind() == crate::ErrorKind::NotFound,
+                        e.kind() == crate::ConnectorErrorKind::NotFound,
                         "open {path}: {e:?}, expected not found"
                     ),
                 }

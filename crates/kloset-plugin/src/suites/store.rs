@@ -14,7 +14,7 @@ use super::data::{failing_stream, pattern_stream, read_all, verify_pattern};
 use super::{Case, CaseFailure, CaseResult, SuiteReport, run_cases};
 use crate::Store;
 use crate::ensure_case;
-use crate::error::{ErrorKind, Result};
+use crate::error::{ConnectorErrorKind, Result};
 use crate::types::{ByteRange, Mac, Resource, StoreMode};
 
 /// What a store backend can do in tests.
@@ -307,7 +307,7 @@ fn crud_per_resource(f: &dyn StoreFixture) -> BoxFuture<'_, CaseResult> {
                         )));
                     }
                     Err(e) => ensure_case!(
-                        e.kind() == ErrorKind::NotFound,
+                        e.kind() == ConnectorErrorKind::NotFound,
                         "get {resource} {m} after delete: {e:?}, expected not found"
                     ),
                 }
@@ -460,7 +460,7 @@ fn range_past_end(f: &dyn StoreFixture) -> BoxFuture<'_, CaseResult> {
                         )));
                     }
                     Err(e) => ensure_case!(
-                        e.kind() != ErrorKind::NotFound,
+                        e.kind() != ConnectorErrorKind::NotFound,
                         "range past the end reported not found: {e}"
                     ),
                 }

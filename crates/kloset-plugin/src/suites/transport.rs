@@ -229,7 +229,7 @@ impl<R: RemotePlugin> Connections<R> {
             return Ok(());
         }
         Err(ConnectorError::new(
-            crate::ErrorKind::FailedPrecondition,
+            crate::ConnectorErrorKind::FailedPrecondition,
             format!(
                 "{what} speaks protocol v2; these {} connections speak {}",
                 self.plugin_name, self.protocol

@@ -12,7 +12,8 @@ use kloset_plugin::suites::{
     run_importer_suite,
 };
 use kloset_plugin::{
-    ByteStream, ConnectorError, ErrorKind, Importer, LocationInfo, Record, RecordStream, Result,
+    ByteStream, ConnectorError, ConnectorErrorKind, Importer, LocationInfo, Record, RecordStream,
+    Result,
 };
 
 use super::{
@@ -181,8 +182,8 @@ impl Importer for MutantImporter {
         }
         let content = match self.inner.open(pathname).await {
             Err(e) if self.mutant == Some(ImporterMutant::MissingIsOther) => {
-                return Err(if e.kind() == ErrorKind::NotFound {
-                    rekind(&e, ErrorKind::Other)
+                return Err(if e.kind() == ConnectorErrorKind::NotFound {
+                    rekind(&e, ConnectorErrorKind::Other)
                 } else {
                     e
                 });

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use kloset_plugin::suites::SuiteReport;
-use kloset_plugin::{ByteStream, ConnectorError, ErrorKind, Result};
+use kloset_plugin::{ByteStream, ConnectorError, ConnectorErrorKind, Result};
 
 // ---------------------------------------------------------------- checking
 
@@ -192,6 +192,6 @@ fn counted(data: ByteStream, seen: Arc<AtomicU64>) -> ByteStream {
 }
 
 /// The same error, of another kind.
-fn rekind(err: &ConnectorError, kind: ErrorKind) -> ConnectorError {
+fn rekind(err: &ConnectorError, kind: ConnectorErrorKind) -> ConnectorError {
     ConnectorError::new(kind, err.message())
 }

@@ -11,8 +11,8 @@ use kloset_plugin::suites::{
     StoreCapabilities, StoreFixture, SuiteReport, run_store_suite, store_cases,
 };
 use kloset_plugin::{
-    ByteRange, ByteStream, ConnectorError, ErrorKind, LocationInfo, Mac, Resource, Result, Store,
-    StoreMode,
+    ByteRange, ByteStream, ConnectorError, ConnectorErrorKind, LocationInfo, Mac, Resource, Result,
+    Store, StoreMode,
 };
 
 use super::{
@@ -167,7 +167,7 @@ impl Store for MutantStore {
         match self.inner.create(config).await {
             Err(e)
                 if self.is(StoreMutant::CreateAcceptsExisting)
-                    && e.kind() == ErrorKind::AlreadyExists =>
+                    && e.kind() == ConnectorErrorKind::AlreadyExists =>
             {
                 Ok(())
             }
@@ -178,7 +178,8 @@ impl Store for MutantStore {
     async fn open(&self) -> Result<Bytes> {
         match self.inner.open().await {
             Err(e)
-                if self.is(StoreMutant::OpenMissingIsEmpty) && e.kind() == ErrorKind::NotFound =>
+                if self.is(StoreMutant::OpenMissingIsEmpty)
+                    && e.kind() == ConnectorErrorKind::NotFound =>
             {
                 Ok(Bytes::new())
             }
@@ -307,17 +308,19 @@ impl Store for MutantStore {
             (Some(StoreMutant::GetWrongBytes), Ok(stream)) => Ok(flip_first_byte(stream)),
             (Some(StoreMutant::GetEndsAt4MiB), Ok(stream)) => Ok(cut_after(stream, 4 << 20)),
             (Some(StoreMutant::RangePastEndIsEmpty), Err(e))
-                if e.kind() == ErrorKind::RangeNotSatisfiable =>
+                if e.kind() == ConnectorErrorKind::RangeNotSatisfiable =>
             {
                 Ok(futures::stream::empty().boxed())
             }
             (Some(StoreMutant::RangePastEndIsNotFound), Err(e))
-                if e.kind() == ErrorKind::RangeNotSatisfiable =>
+                if e.kind() == ConnectorErrorKind::RangeNotSatisfiable =>
             {
-                Err(rekind(&e, ErrorKind::NotFound))
+                Err(rekind(&e, ConnectorErrorKind::NotFound))
             }
-            (Some(StoreMutant::MissingIsOther), Err(e)) if e.kind() == ErrorKind::NotFound => {
-                Err(rekind(&e, ErrorKind::Other))
+            (Some(StoreMutant::MissingIsOther), Err(e))
+                if e.kind() == ConnectorErrorKind::NotFound =>
+            {
+                Err(rekind(&e, ConnectorErrorKind::Other))
             }
             (_, got) => got,
         }

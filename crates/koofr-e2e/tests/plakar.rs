@@ -1,0 +1,1276 @@
+//! End-to-end through a real plakar v1.1.x (`$PLAKAR`, else `plakar` on `PATH`) and a real
+//! plakar v1.0.x (`$PLAKAR_1_0`, else `plakar-1.0`; tests named `plakar_1_0_…`, through the
+//! protocol v1 package); each test says why it was skipped when there is none: the koofr package
+//! installed into an isolated plakar home, named entries on the in-process emulator, and
+//! plakar's own commands, with results checked byte for byte and request counts read from the
+//! emulator's log.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use koofr_e2e::pipeline::compare_with_manifest;
+use koofr_e2e::plakar::{
+    Line, Plakar, PlakarPackage, PluginProcess, plakar_for, plakar_of_line_for,
+};
+use koofr_e2e::plakar_demo::{Entry, PlakarSite};
+use koofr_e2e::summary::count_below;
+use koofr_e2e::tree::{Manifest, generate, seed, walk_local, write_local};
+use koofr_e2e::{EmulatorOptions, Progress, Site, TreeSpec, build_plugins};
+use koofr_emulator::{FaultRule, RequestRecord};
+
+/// The plakar and the package built once for this test binary, or `None` (reason printed).
+async fn plakar(test: &str) -> Option<(Plakar, PlakarPackage)> {
+    static PACKAGE: tokio::sync::OnceCell<PlakarPackage> = tokio::sync::OnceCell::const_new();
+    let plakar = plakar_for(test)?;
+    let package = PACKAGE
+        .get_or_init(|| async {
+            let binaries = tokio::task::spawn_blocking(|| build_plugins(false))
+                .await
+                .unwrap()
+                .expect("building the plugin binaries");
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plakar-package");
+            PlakarPackage::create(&plakar, &binaries, &dir)
+                .await
+                .expect("plakar pkg create")
+        })
+        .await;
+    Some((plakar, package.clone()))
+}
+
+/// [`plakar`] for plakar v1.0.x: its plakar and the protocol v1 package, built once.
+async fn plakar_1_0(test: &str) -> Option<(Plakar, PlakarPackage)> {
+    static PACKAGE: tokio::sync::OnceCell<PlakarPackage> = tokio::sync::OnceCell::const_new();
+    let plakar = plakar_of_line_for(test, Line::V1_0)?;
+    let package = PACKAGE
+        .get_or_init(|| async {
+            let binaries = tokio::task::spawn_blocking(|| build_plugins(false))
+                .await
+                .unwrap()
+                .expect("building the plugin binaries");
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plakar-1.0-package");
+            PlakarPackage::create(&plakar, &binaries, &dir)
+                .await
+                .expect("plakar 1.0 pkg create")
+        })
+        .await;
+    Some((plakar, package.clone()))
+}
+
+async fn emulator() -> Site {
+    Site::start_emulator(EmulatorOptions::default())
+        .await
+        .unwrap()
+}
+
+/// A scratch folder for local trees and klosets, removed at the end of the test.
+fn scratch() -> tempfile::TempDir {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    let root = ROOT.get_or_init(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plakar-e2e"));
+    std::fs::create_dir_all(root).unwrap();
+    tempfile::tempdir_in(root).unwrap()
+}
+
+fn path_str(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// A local tree of `files` files up to `max_file_bytes` (names with spaces, accents, CJK; an
+/// empty file and one of the maximum size), plus a text file [`NOTES`] holding `notes`.
+fn local_tree(dir: &Path, files: usize, max_file_bytes: u64, seed: u64, notes: &str) -> Manifest {
+    let tree = generate(&TreeSpec {
+        files,
+        max_file_bytes,
+        seed,
+    });
+    let mut manifest = write_local(dir, &tree).unwrap();
+    let text = dir.join(NOTES);
+    std::fs::write(&text, notes).unwrap();
+    let entries = walk_local(dir).unwrap();
+    let entry = entries.iter().find(|e| e.path == NOTES).unwrap();
+    manifest.files.insert(
+        NOTES.to_owned(),
+        koofr_e2e::tree::ManifestFile {
+            size: entry.size,
+            md5: entry.md5.clone().unwrap(),
+            mtime_ms: entry.modified_ms,
+        },
+    );
+    manifest
+}
+
+const NOTES: &str = "notes ü 日本.txt";
+
+fn assert_same(entries: &[koofr_e2e::site::RemoteEntry], manifest: &Manifest, what: &str) {
+    let problems = compare_with_manifest(entries, manifest);
+    assert!(
+        problems.is_empty(),
+        "{what}: {} difference(s): {problems:?}",
+        problems.len()
+    );
+}
+
+/// `actual == expected`, reported by length and first difference rather than by content.
+fn assert_bytes(actual: &[u8], expected: &[u8], what: &str) {
+    let first = actual.iter().zip(expected).position(|(a, b)| a != b);
+    assert!(
+        actual == expected,
+        "{what}: {} bytes instead of {}, first difference at {first:?}",
+        actual.len(),
+        expected.len()
+    );
+}
+
+fn statuses(log: &[RequestRecord], status: u16) -> usize {
+    log.iter().filter(|r| r.status == status).count()
+}
+
+/// No plugin process had a `KOOFR_*` variable: every key came from the named entries.
+fn assert_no_koofr_variables(processes: &[PluginProcess]) {
+    for process in processes {
+        assert!(
+            process.koofr_variables.is_empty(),
+            "{} (pid {}) had {:?} in its environment",
+            process.executable,
+            process.pid,
+            process.koofr_variables
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_plakar_keeps_a_kloset_on_koofr() {
+    let Some((plakar, package)) = plakar("real_plakar_keeps_a_kloset_on_koofr").await else {
+        return;
+    };
+    let site = emulator().await;
+    let local = scratch();
+    let tree_dir = local.path().join("tree");
+    let manifest = local_tree(&tree_dir, 40, 20 << 20, 13, "first version\n");
+    assert!(manifest.files.values().any(|f| f.size == 20 << 20));
+    assert!(manifest.files.values().any(|f| f.size == 0));
+    let kloset = site.path("kloset").unwrap();
+    let mut run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
+    run.add_entry(Entry::Store, "kloset", &kloset, &[])
+        .await
+        .unwrap();
+    let packfiles = format!("{kloset}/packfiles");
+    let count_packfiles = || {
+        site.emulator()
+            .unwrap()
+            .walk(&packfiles)
+            .iter()
+            .filter(|(_, info)| !info.is_dir)
+            .count()
+    };
+
+    // create: the CONFIG, written once.
+    site.clear_requests();
+    run.ok(&["at", "@kloset", "create", "-plaintext"])
+        .await
+        .unwrap();
+    let log = site.requests();
+    assert_eq!(
+        count_below(&log, "files/put", kloset.as_str()),
+        1,
+        "{log:?}"
+    );
+    assert!(
+        site.emulator()
+            .unwrap()
+            .stat(&format!("{kloset}/CONFIG"))
+            .is_some()
+    );
+
+    // backup: one request per packfile put.
+    site.clear_requests();
+    let tree = path_str(&tree_dir);
+    let first = run.backup("@kloset", &tree).await.unwrap();
+    let log = site.requests();
+    let after_first = count_packfiles();
+    assert!(after_first >= 1);
+    assert_eq!(count_below(&log, "files/put", &packfiles), after_first);
+    assert_eq!(statuses(&log, 500), 0);
+    assert!(
+        site.emulator()
+            .unwrap()
+            .walk(&format!("{kloset}/locks"))
+            .iter()
+            .all(|(_, info)| info.is_dir),
+        "the backup's lock was removed"
+    );
+
+    // ls: the snapshot, then the CJK and accented names inside it.
+    assert_eq!(run.snapshots("@kloset").await.unwrap(), vec![first.clone()]);
+    let listing = run
+        .ok(&["at", "@kloset", "ls", &format!("{first}:{tree}")])
+        .await
+        .unwrap()
+        .stdout_text();
+    assert!(listing.contains(NOTES), "{listing}");
+
+    // check, restore (byte-identical, with mtimes), cat.
+    let checked = run.ok(&["at", "@kloset", "check"]).await.unwrap();
+    assert!(
+        checked.text().contains("check completed without errors"),
+        "{}",
+        checked.text()
+    );
+    let restored = local.path().join("restored");
+    run.ok(&[
+        "at",
+        "@kloset",
+        "restore",
+        "-to",
+        &path_str(&restored),
+        &first,
+    ])
+    .await
+    .unwrap();
+    assert_same(&walk_local(&restored).unwrap(), &manifest, "restored tree");
+    let big = manifest
+        .files
+        .iter()
+        .find(|(_, f)| f.size == 20 << 20)
+        .map(|(p, _)| p.clone())
+        .unwrap();
+    site.clear_requests();
+    let cat = run
+        .ok(&["at", "@kloset", "cat", &format!("{first}:{tree}/{big}")])
+        .await
+        .unwrap();
+    assert_bytes(
+        &cat.stdout,
+        &std::fs::read(tree_dir.join(&big)).unwrap(),
+        "cat",
+    );
+
+    // diff between two snapshots of the changed notes.
+    std::fs::write(tree_dir.join(NOTES), "second version\n").unwrap();
+    let second = run.backup("@kloset", &tree).await.unwrap();
+    let diff = run
+        .ok(&[
+            "at",
+            "@kloset",
+            "diff",
+            &format!("{first}:{tree}/{NOTES}"),
+            &format!("{second}:{tree}/{NOTES}"),
+        ])
+        .await
+        .unwrap()
+        .stdout_text();
+    assert!(
+        diff.contains("-first version") && diff.contains("+second version"),
+        "{diff}"
+    );
+
+    // rm + maintenance: the packfiles only a removed snapshot used are deleted through the
+    // plugin, after the grace period (0 s here) on the second run.
+    let other = local.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("only here.bin"), vec![7u8; 300 << 10]).unwrap();
+    let lonely = run.backup("@kloset", &path_str(&other)).await.unwrap();
+    let before = count_packfiles();
+    run.ok(&["at", "@kloset", "rm", "-apply", &lonely])
+        .await
+        .unwrap();
+    run.home.set_env("PLAKAR_GRACEPERIOD", "0s");
+    run.ok(&["at", "@kloset", "maintenance"]).await.unwrap();
+    site.clear_requests();
+    run.ok(&["at", "@kloset", "maintenance"]).await.unwrap();
+    let log = site.requests();
+    let after = count_packfiles();
+    assert!(after < before, "{before} packfiles before, {after} after");
+    // koofr-storage's Delete removes the flat name and the 2-hex-bucket name (layout §9).
+    assert_eq!(
+        count_below(&log, "files/remove", &packfiles),
+        2 * (before - after),
+        "two removes per deleted packfile"
+    );
+    run.ok(&["at", "@kloset", "check"]).await.unwrap();
+
+    // sync to and from a local kloset.
+    let mirror = path_str(&local.path().join("mirror"));
+    run.ok(&["at", &mirror, "create", "-plaintext"])
+        .await
+        .unwrap();
+    run.ok(&["at", "@kloset", "sync", "to", &mirror])
+        .await
+        .unwrap();
+    let mut ours = run.snapshots("@kloset").await.unwrap();
+    let mut theirs = run.snapshots(&mirror).await.unwrap();
+    ours.sort();
+    theirs.sort();
+    assert_eq!(ours, theirs);
+    let third = local.path().join("third");
+    std::fs::create_dir_all(&third).unwrap();
+    std::fs::write(third.join("трети файл.txt"), "from the local kloset\n").unwrap();
+    let local_only = run.backup(&mirror, &path_str(&third)).await.unwrap();
+    run.ok(&["at", "@kloset", "sync", "from", &mirror])
+        .await
+        .unwrap();
+    assert!(
+        run.snapshots("@kloset")
+            .await
+            .unwrap()
+            .contains(&local_only)
+    );
+    let cat = run
+        .ok(&[
+            "at",
+            "@kloset",
+            "cat",
+            &format!("{local_only}:{}/трети файл.txt", path_str(&third)),
+        ])
+        .await
+        .unwrap();
+    assert_bytes(
+        &cat.stdout,
+        b"from the local kloset\n",
+        "cat after sync from",
+    );
+    run.ok(&["at", "@kloset", "check"]).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_plakar_opens_an_encrypted_kloset_on_koofr() {
+    let Some((plakar, package)) = plakar("real_plakar_opens_an_encrypted_kloset_on_koofr").await
+    else {
+        return;
+    };
+    let site = emulator().await;
+    let local = scratch();
+    let tree_dir = local.path().join("tree");
+    let manifest = local_tree(&tree_dir, 12, 2 << 20, 21, "secret notes\n");
+    let kloset = site.path("vault").unwrap();
+    // PLAKAR_PASSPHRASE (set by PlakarSite) answers every passphrase prompt.
+    let run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
+    run.add_entry(Entry::Store, "vault", &kloset, &[])
+        .await
+        .unwrap();
+    run.ok(&["at", "@vault", "create"]).await.unwrap();
+    let id = run.backup("@vault", &path_str(&tree_dir)).await.unwrap();
+    let restored = local.path().join("restored");
+    run.ok(&["at", "@vault", "restore", "-to", &path_str(&restored), &id])
+        .await
+        .unwrap();
+    assert_same(&walk_local(&restored).unwrap(), &manifest, "restored tree");
+    // Nothing readable reached Koofr: the notes are not in any stored object.
+    let emulator = site.emulator().unwrap();
+    for (path, info) in emulator.walk(kloset.as_str()) {
+        if !info.is_dir {
+            let bytes = emulator.read_file(&path).unwrap();
+            assert!(
+                !bytes.windows(12).any(|w| w == b"secret notes"),
+                "{path} holds the notes in clear"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_plakar_backs_up_a_koofr_folder_then_only_what_changed() {
+    let Some((plakar, package)) =
+        plakar("real_plakar_backs_up_a_koofr_folder_then_only_what_changed").await
+    else {
+        return;
+    };
+    let site = emulator().await;
+    let local = scratch();
+    let source = site.path("source").unwrap();
+    let spec = TreeSpec {
+        files: 30,
+        max_file_bytes: 1 << 20,
+        seed: 5,
+    };
+    let manifest = seed(&site, &source, &generate(&spec), &Progress::hidden())
+        .await
+        .unwrap();
+    let run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
+    run.add_entry(Entry::Source, "docs", &source, &[])
+        .await
+        .unwrap();
+    let kloset = path_str(&local.path().join("kloset"));
+    run.ok(&["at", &kloset, "create", "-plaintext"])
+        .await
+        .unwrap();
+
+    site.clear_requests();
+    let watch = run.home.watch_plugins();
+    let first = run.backup(&kloset, "@docs").await.unwrap();
+    let importers = watch.finish();
+    assert!(
+        importers.iter().any(|p| p.executable == "koofr-importer"),
+        "{importers:?}"
+    );
+    assert_no_koofr_variables(&importers);
+    let log = site.requests();
+    // One download per file; one listing per importer process (plakar starts a second one to
+    // count the files for its progress display).
+    assert_eq!(
+        count_below(&log, "files/get", source.as_str()),
+        manifest.files.len()
+    );
+    let listings = count_below(&log, "files/listrecursive", source.as_str());
+    assert!((1..=2).contains(&listings), "{listings} listings");
+    let restored = local.path().join("restored");
+    run.ok(&[
+        "at",
+        &kloset,
+        "restore",
+        "-to",
+        &path_str(&restored),
+        &first,
+    ])
+    .await
+    .unwrap();
+    assert_same(&walk_local(&restored).unwrap(), &manifest, "restored tree");
+
+    // One file changes (content and mtime): the next backup downloads it and nothing else.
+    let (changed, _) = manifest.files.iter().find(|(_, f)| f.size > 0).unwrap();
+    let changed_path = format!("{source}/{changed}");
+    site.emulator()
+        .unwrap()
+        .put_file(&changed_path, &b"changed content"[..], 1_800_000_000_000);
+    site.clear_requests();
+    let second = run.backup(&kloset, "@docs").await.unwrap();
+    let log = site.requests();
+    let gets: Vec<_> = log
+        .iter()
+        .filter(|r| r.endpoint == "files/get")
+        .filter_map(|r| r.path.clone())
+        .collect();
+    assert_eq!(gets, vec![changed_path], "exactly one download");
+    let cat = run
+        .ok(&[
+            "at",
+            &kloset,
+            "cat",
+            &format!("{second}:{source}/{changed}"),
+        ])
+        .await
+        .unwrap();
+    assert_bytes(&cat.stdout, b"changed content", "cat of the changed file");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_plakar_restores_into_koofr() {
+    let Some((plakar, package)) = plakar("real_plakar_restores_into_koofr").await else {
+        return;
+    };
+    let site = emulator().await;
+    let local = scratch();
+    let tree_dir = local.path().join("tree");
+    let manifest = local_tree(&tree_dir, 30, 3 << 20, 8, "restored into Koofr\n");
+    let target = site.path("restored").unwrap();
+    let run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
+    run.add_entry(Entry::Destination, "out", &target, &[])
+        .await
+        .unwrap();
+    let kloset = path_str(&local.path().join("kloset"));
+    run.ok(&["at", &kloset, "create", "-plaintext"])
+        .await
+        .unwrap();
+    let id = run.backup(&kloset, &path_str(&tree_dir)).await.unwrap();
+
+    site.clear_requests();
+    let watch = run.home.watch_plugins();
+    run.ok(&["at", &kloset, "restore", "-to", "@out", &id])
+        .await
+        .unwrap();
+    let exporters = watch.finish();
+    assert!(
+        exporters.iter().any(|p| p.executable == "koofr-exporter"),
+        "{exporters:?}"
+    );
+    assert_no_koofr_variables(&exporters);
+    // Checked through the Koofr API: names, sizes, MD5s and mtimes.
+    assert_same(
+        &site.walk(&target).await.unwrap(),
+        &manifest,
+        "tree in Koofr",
+    );
+    let log = site.requests();
+    assert_eq!(
+        count_below(&log, "files/put", target.as_str()),
+        manifest.files.len(),
+        "one upload per file"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_plakar_named_entries_need_no_koofr_variables() {
+    let Some((plakar, package)) = plakar("real_plakar_named_entries_need_no_koofr_variables").await
+    else {
+        return;
+    };
+    let site = emulator().await;
+    let (source, kloset, target) = (
+        site.path("source").unwrap(),
+        site.path("kloset").unwrap(),
+        site.path("restored").unwrap(),
+    );
+    let spec = TreeSpec {
+        files: 16,
+        max_file_bytes: 512 << 10,
+        seed: 3,
+    };
+    let manifest = seed(&site, &source, &generate(&spec), &Progress::hidden())
+        .await
+        .unwrap();
+    // The keys of the user guide, and nothing from the environment (the harness clears it).
+    let run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
+    run.add_entry(Entry::Store, "koofr", &kloset, &[])
+        .await
+        .unwrap();
+    run.add_entry(Entry::Source, "kdocs", &source, &[])
+        .await
+        .unwrap();
+    run.add_entry(Entry::Destination, "kout", &target, &[])
+        .await
+        .unwrap();
+    let watch = run.home.watch_plugins();
+    run.ok(&["at", "@koofr", "create", "-plaintext"])
+        .await
+        .unwrap();
+    let id = run.backup("@koofr", "@kdocs").await.unwrap();
+    run.ok(&["at", "@koofr", "restore", "-to", "@kout", &id])
+        .await
+        .unwrap();
+    let processes = watch.finish();
+    for executable in ["koofr-importer", "koofr-exporter", "koofr-storage"] {
+        assert!(
+            processes.iter().any(|p| p.executable == executable),
+            "no {executable} among {processes:?}"
+        );
+    }
+    assert_no_koofr_variables(&processes);
+    assert_same(
+        &site.walk(&target).await.unwrap(),
+        &manifest,
+        "tree in Koofr",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_plakar_cycles_survive_faults() {
+    let Some((plakar, package)) = plakar("real_plakar_cycles_survive_faults").await else {
+        return;
+    };
+    let site = emulator().await;
+    let local = scratch();
+    let (source, kloset, target) = (
+        site.path("source").unwrap(),
+        site.path("kloset").unwrap(),
+        site.path("restored").unwrap(),
+    );
+    let spec = TreeSpec {
+        files: 24,
+        max_file_bytes: 2 << 20,
+        seed: 17,
+    };
+    let manifest = seed(&site, &source, &generate(&spec), &Progress::hidden())
+        .await
+        .unwrap();
+    let tree_dir = local.path().join("tree");
+    let local_manifest = local_tree(
+        &tree_dir,
+        spec.files,
+        spec.max_file_bytes,
+        spec.seed,
+        "under faults\n",
+    );
+    let run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
+    run.add_entry(Entry::Store, "kloset", &kloset, &[])
+        .await
+        .unwrap();
+    run.add_entry(Entry::Source, "docs", &source, &[])
+        .await
+        .unwrap();
+    run.add_entry(Entry::Destination, "out", &target, &[])
+        .await
+        .unwrap();
+
+    // 10 % of all requests answer 503, plus scripted 429s with Retry-After, dropped
+    // connections and truncated bodies on the transfer endpoints.
+    let faults = site.emulator().unwrap().faults();
+    faults.set_failure_rate(None, 0.10);
+    faults.inject(FaultRule::status("files/get", 429).retry_after(1).times(2));
+    faults.inject(FaultRule::status("files/put", 429).retry_after(1).times(2));
+    faults.inject(FaultRule::drop_connection("files/get").skip(3).times(3));
+    faults.inject(FaultRule::drop_connection("files/put").skip(5).times(3));
+    faults.inject(FaultRule::truncate_body("files/get", 1000).skip(7).times(3));
+    faults.inject(FaultRule::truncate_body("files/listrecursive", 200).times(1));
+    site.clear_requests();
+
+    // A kloset on Koofr: create, back up a local tree, check, restore it.
+    run.ok(&["at", "@kloset", "create", "-plaintext"])
+        .await
+        .unwrap();
+    let id = run.backup("@kloset", &path_str(&tree_dir)).await.unwrap();
+    run.ok(&["at", "@kloset", "check"]).await.unwrap();
+    let restored = local.path().join("restored");
+    run.ok(&["at", "@kloset", "restore", "-to", &path_str(&restored), &id])
+        .await
+        .unwrap();
+    assert_same(
+        &walk_local(&restored).unwrap(),
+        &local_manifest,
+        "restored tree",
+    );
+    // A Koofr folder backed up into the same kloset, then restored into Koofr.
+    let docs = run.backup("@kloset", "@docs").await.unwrap();
+    run.ok(&["at", "@kloset", "restore", "-to", "@out", &docs])
+        .await
+        .unwrap();
+    faults.set_failure_rate(None, 0.0);
+    assert_same(
+        &site.walk(&target).await.unwrap(),
+        &manifest,
+        "tree in Koofr",
+    );
+
+    let log = site.requests();
+    for status in [503, 429, 0] {
+        assert!(statuses(&log, status) > 0, "no request answered {status}");
+    }
+    // Every lock plakar took was deleted, faults or not.
+    let locks = site.emulator().unwrap().walk(&format!("{kloset}/locks"));
+    assert!(
+        locks.iter().all(|(_, info)| info.is_dir),
+        "locks left behind: {locks:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_plakar_two_concurrent_backups_share_a_koofr_kloset() {
+    let Some((plakar, package)) =
+        plakar("real_plakar_two_concurrent_backups_share_a_koofr_kloset").await
+    else {
+        return;
+    };
+    let site = emulator().await;
+    let local = scratch();
+    let kloset = site.path("kloset").unwrap();
+    let run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
+    run.add_entry(Entry::Store, "kloset", &kloset, &[])
+        .await
+        .unwrap();
+    run.ok(&["at", "@kloset", "create", "-plaintext"])
+        .await
+        .unwrap();
+    let trees: Vec<_> = [31u64, 32]
+        .iter()
+        .map(|&seed| {
+            let dir = local.path().join(format!("tree {seed}"));
+            local_tree(&dir, 20, 1 << 20, seed, &format!("tree {seed}\n"));
+            path_str(&dir)
+        })
+        .collect();
+    let (a, b) = tokio::join!(
+        run.backup("@kloset", &trees[0]),
+        run.backup("@kloset", &trees[1])
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let mut listed = run.snapshots("@kloset").await.unwrap();
+    listed.sort();
+    let mut expected = vec![a, b];
+    expected.sort();
+    assert_eq!(listed, expected);
+    run.ok(&["at", "@kloset", "check"]).await.unwrap();
+}
+
+/// `plakar <kind> add <name> koofr://<location>` with the site's account keys, one of them
+/// replaced (a wrong password, an endpoint nothing listens on).
+async fn add_entry_with(
+    run: &PlakarSite<'_>,
+    kind: Entry,
+    name: &str,
+    location: &koofr_core::KoofrPath,
+    key: &str,
+    value: &str,
+) {
+    let mut keys = run.site.plugin_config(location);
+    keys.remove("location");
+    keys.insert(key.to_owned(), value.to_owned());
+    let mut keys: Vec<String> = keys.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    keys.sort();
+    let mut args = vec![
+        kind.command().to_owned(),
+        "add".to_owned(),
+        name.to_owned(),
+        format!("koofr://{location}"),
+    ];
+    args.extend(keys);
+    run.home.run_ok(&args).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_plakar_fails_once_and_whole_on_a_wrong_password_or_a_refused_endpoint() {
+    let Some((plakar, package)) =
+        plakar("real_plakar_fails_once_and_whole_on_a_wrong_password_or_a_refused_endpoint").await
+    else {
+        return;
+    };
+    let site = emulator().await;
+    let local = scratch();
+    let tree_dir = local.path().join("tree");
+    local_tree(&tree_dir, 12, 4 << 10, 14, "never restored\n");
+    let kloset = path_str(&local.path().join("kloset"));
+    let run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
+    run.ok(&["at", &kloset, "create", "-plaintext"])
+        .await
+        .unwrap();
+    let id = run.backup(&kloset, &path_str(&tree_dir)).await.unwrap();
+    let (source, target) = (site.path("source").unwrap(), site.path("out").unwrap());
+    let refused_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let refused = format!("http://127.0.0.1:{refused_port}");
+    for (kind, name, location, key, value) in [
+        (Entry::Destination, "bad-out", &target, "password", "WRONG"),
+        (
+            Entry::Store,
+            "bad-store",
+            &site.path("kloset").unwrap(),
+            "password",
+            "WRONG",
+        ),
+        (Entry::Source, "bad-src", &source, "password", "WRONG"),
+        (
+            Entry::Destination,
+            "off-out",
+            &target,
+            "endpoint",
+            refused.as_str(),
+        ),
+    ] {
+        add_entry_with(&run, kind, name, location, key, value).await;
+    }
+
+    // Each command: a non-zero exit, one line naming the cause, at most one 401 (one plugin
+    // process each: the backup runs without its statistics importer).
+    for (args, cause) in [
+        (
+            vec!["at", &kloset, "restore", "-to", "@bad-out", &id],
+            "authentication failed",
+        ),
+        (vec!["at", "@bad-store", "ls"], "authentication failed"),
+        (
+            vec!["at", &kloset, "backup", "-no-progress", "@bad-src"],
+            "authentication failed",
+        ),
+        (
+            vec!["at", &kloset, "restore", "-to", "@off-out", &id],
+            "connection refused [gave up after 3 attempts]",
+        ),
+    ] {
+        site.clear_requests();
+        let output = run.home.run(&args).await.unwrap();
+        let text = output.text();
+        assert!(!output.succeeded(), "{args:?} exited 0:\n{text}");
+        let naming: Vec<&str> = text.lines().filter(|l| l.contains(cause)).collect();
+        assert_eq!(
+            naming.len(),
+            1,
+            "{args:?}: one line naming {cause:?}:\n{text}"
+        );
+        assert!(
+            !text.contains("KO ✘"),
+            "{args:?} failed record by record:\n{text}"
+        );
+        let log = site.requests();
+        assert!(statuses(&log, 401) <= 1, "{args:?}: {log:?}");
+    }
+    assert!(
+        site.walk(&target).await.unwrap().is_empty(),
+        "nothing was restored"
+    );
+}
+
+/// The obscured form of `password` among koofr-core's `rclone obscure` fixtures.
+fn rclone_obscured(password: &str) -> String {
+    let fixtures: serde_json::Value = serde_json::from_str(include_str!(
+        "../../koofr-core/tests/fixtures/rclone-obscured.json"
+    ))
+    .unwrap();
+    fixtures["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|case| case["password"] == password)
+        .and_then(|case| case["obscured"].as_str())
+        .unwrap_or_else(|| panic!("no fixture obscures {password:?}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_plakar_uses_rclone_imported_entries() {
+    let Some((plakar, package)) = plakar("real_plakar_uses_rclone_imported_entries").await else {
+        return;
+    };
+    let site = emulator().await;
+    let emulator = site.emulator().unwrap();
+    let local = scratch();
+    let (source, kloset, target) = (
+        site.path("source").unwrap(),
+        site.path("kloset").unwrap(),
+        site.path("restored").unwrap(),
+    );
+    let spec = TreeSpec {
+        files: 12,
+        max_file_bytes: 256 << 10,
+        seed: 23,
+    };
+    let manifest = seed(&site, &source, &generate(&spec), &Progress::hidden())
+        .await
+        .unwrap();
+    // The rclone remote as `rclone config` writes it for a Koofr-compatible service.
+    let password = emulator.password().to_owned();
+    let obscured = rclone_obscured(&password);
+    let rclone_conf = local.path().join("rclone.conf");
+    std::fs::write(
+        &rclone_conf,
+        format!(
+            "[koofr]\ntype = koofr\nprovider = other\nendpoint = {}\nuser = {}\n\
+             password = {obscured}\nsetmtime = false\n",
+            emulator.endpoint(),
+            emulator.email()
+        ),
+    )
+    .unwrap();
+    let mut run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
+    // The connectors' debug logs are part of what must not show the password.
+    run.home.set_env("RUST_LOG", "koofr=debug");
+    let mut outputs = Vec::new();
+
+    // The guide's commands: import each entry from rclone, then point it at a Koofr folder.
+    let conf = path_str(&rclone_conf);
+    for (kind, name, folder) in [
+        (Entry::Store, "kstore", &kloset),
+        (Entry::Source, "kdocs", &source),
+        (Entry::Destination, "kout", &target),
+    ] {
+        let kind = kind.command();
+        let remote = format!("koofr:{name}");
+        let location = format!("location=koofr://{folder}");
+        outputs.push(
+            run.ok(&[kind, "import", "-rclone", "-config", &conf, &remote])
+                .await
+                .unwrap(),
+        );
+        outputs.push(run.ok(&[kind, "set", name, &location]).await.unwrap());
+        let shown = run.ok(&[kind, "show", name]).await.unwrap();
+        let text = shown.stdout_text();
+        for line in [
+            format!("location: koofr://{folder}"),
+            format!("rclone_user: {}", emulator.email()),
+            "rclone_password: '********'".to_owned(),
+            "rclone_type: koofr".to_owned(),
+        ] {
+            assert!(text.contains(&line), "{kind} show: no {line:?} in\n{text}");
+        }
+        outputs.push(shown);
+    }
+
+    // A kloset cycle on Koofr, a backup of the Koofr folder into it, and a restore into Koofr.
+    outputs.push(
+        run.ok(&["at", "@kstore", "create", "-plaintext"])
+            .await
+            .unwrap(),
+    );
+    let backup = run
+        .ok(&["at", "@kstore", "backup", "@kdocs"])
+        .await
+        .unwrap();
+    let id = koofr_e2e::plakar_demo::backup_id(&backup).unwrap();
+    assert!(
+        backup.stderr_text().contains("`rclone_setmtime`"),
+        "no warning about the ignored rclone key:\n{}",
+        backup.stderr_text()
+    );
+    outputs.push(backup);
+    outputs.push(run.ok(&["at", "@kstore", "check"]).await.unwrap());
+    outputs.push(
+        run.ok(&["at", "@kstore", "restore", "-to", "@kout", &id])
+            .await
+            .unwrap(),
+    );
+    assert_same(
+        &site.walk(&target).await.unwrap(),
+        &manifest,
+        "tree restored through rclone-imported entries",
+    );
+
+    // A wrong password (obscured by rclone, so it reveals fine): one failed login, a clear
+    // message. `-no-progress`: plakar's second, counting importer would try once more.
+    let wrong = "app-password-1234";
+    let wrong_obscured = rclone_obscured(wrong);
+    run.ok(&[
+        "source",
+        "set",
+        "kdocs",
+        &format!("rclone_password={wrong_obscured}"),
+    ])
+    .await
+    .unwrap();
+    site.clear_requests();
+    let refused = run
+        .home
+        .run(["at", "@kstore", "backup", "-no-progress", "@kdocs"])
+        .await
+        .unwrap();
+    assert!(!refused.succeeded(), "{}", refused.text());
+    assert!(
+        refused.text().contains("authentication failed"),
+        "{}",
+        refused.text()
+    );
+    let log = site.requests();
+    assert_eq!(statuses(&log, 401), 1, "{log:?}");
+    // A value rclone did not obscure: refused before any request, naming the key.
+    run.ok(&["source", "set", "kdocs", "rclone_password=not-obscured"])
+        .await
+        .unwrap();
+    site.clear_requests();
+    let garbled = run
+        .home
+        .run(["at", "@kstore", "backup", "-no-progress", "@kdocs"])
+        .await
+        .unwrap();
+    assert!(!garbled.succeeded(), "{}", garbled.text());
+    assert!(
+        garbled.text().contains("`rclone_password`"),
+        "{}",
+        garbled.text()
+    );
+    assert_eq!(statuses(&site.requests(), 401), 0);
+    outputs.extend([refused, garbled]);
+
+    for output in &outputs {
+        let text = output.text();
+        for secret in [
+            password.as_str(),
+            obscured.as_str(),
+            wrong,
+            wrong_obscured.as_str(),
+            "not-obscured",
+        ] {
+            assert!(
+                !text.contains(secret),
+                "`plakar {}` showed a password",
+                output.args.join(" ")
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------- plakar 1.0.x, protocol v1
+
+/// The manifest of a tree restored by plakar 1.0, which puts it below the destination in a
+/// folder named like the backed-up one.
+fn below(manifest: &Manifest, folder: &str) -> Manifest {
+    Manifest {
+        files: manifest
+            .files
+            .iter()
+            .map(|(path, file)| (format!("{folder}/{path}"), file.clone()))
+            .collect(),
+        folders: std::iter::once(folder.to_owned())
+            .chain(manifest.folders.iter().map(|f| format!("{folder}/{f}")))
+            .collect(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plakar_1_0_installs_the_package_and_keeps_a_kloset_on_koofr() {
+    let Some((plakar, package)) =
+        plakar_1_0("plakar_1_0_installs_the_package_and_keeps_a_kloset_on_koofr").await
+    else {
+        return;
+    };
+    let site = emulator().await;
+    let local = scratch();
+    let tree_dir = local.path().join("tree");
+    let manifest = local_tree(&tree_dir, 16, 3 << 20, 41, "kept by plakar 1.0\n");
+    let kloset = site.path("kloset").unwrap();
+    // `pkg add`, then `pkg list` shows koofr@<version> (checked by the harness).
+    let run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
+    let unpacked = run.home.root().join(format!(
+        ".cache/plakar/plugins/v1.0.0/{}",
+        package.path().file_stem().unwrap().to_string_lossy()
+    ));
+    let installed = std::fs::read_to_string(unpacked.join("manifest.yaml")).unwrap();
+    assert!(
+        installed.contains("args: [\"--plakar-protocol\", \"v1\"]"),
+        "{installed}"
+    );
+    run.add_entry(Entry::Store, "kloset", &kloset, &[])
+        .await
+        .unwrap();
+
+    site.clear_requests();
+    run.ok(&["at", "@kloset", "create"]).await.unwrap();
+    assert_eq!(
+        count_below(&site.requests(), "files/put", kloset.as_str()),
+        1,
+        "the CONFIG, once"
+    );
+    let packfiles = format!("{kloset}/packfiles");
+    site.clear_requests();
+    let id = run.backup("@kloset", &path_str(&tree_dir)).await.unwrap();
+    let stored = site
+        .emulator()
+        .unwrap()
+        .walk(&packfiles)
+        .iter()
+        .filter(|(_, info)| !info.is_dir)
+        .count();
+    assert!(stored >= 1);
+    assert_eq!(
+        count_below(&site.requests(), "files/put", &packfiles),
+        stored
+    );
+    assert_eq!(run.snapshots("@kloset").await.unwrap(), vec![id.clone()]);
+    let checked = run.ok(&["at", "@kloset", "check"]).await.unwrap();
+    assert!(
+        checked.text().contains("completed successfully"),
+        "{}",
+        checked.text()
+    );
+    let restored = local.path().join("restored");
+    site.clear_requests();
+    run.ok(&["at", "@kloset", "restore", "-to", &path_str(&restored), &id])
+        .await
+        .unwrap();
+    // Byte for byte (and the times, kept by plakar's own fs exporter).
+    assert_same(
+        &walk_local(&restored).unwrap(),
+        &below(&manifest, "tree"),
+        "restored tree",
+    );
+    let log = site.requests();
+    assert!(
+        count_below(&log, "files/get", &packfiles) >= 1,
+        "the restore read packfiles (ranges through GetPackfileBlob)"
+    );
+    assert!(log.iter().all(|r| r.status < 400), "{log:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plakar_1_0_backs_up_a_koofr_folder_then_only_what_changed() {
+    let Some((plakar, package)) =
+        plakar_1_0("plakar_1_0_backs_up_a_koofr_folder_then_only_what_changed").await
+    else {
+        return;
+    };
+    let site = emulator().await;
+    let local = scratch();
+    let source = site.path("source").unwrap();
+    let spec = TreeSpec {
+        files: 20,
+        max_file_bytes: 1 << 20,
+        seed: 42,
+    };
+    let manifest = seed(&site, &source, &generate(&spec), &Progress::hidden())
+        .await
+        .unwrap();
+    let run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
+    run.add_entry(Entry::Source, "docs", &source, &[])
+        .await
+        .unwrap();
+    let kloset = path_str(&local.path().join("kloset"));
+    run.ok(&["at", &kloset, "create", "-plaintext"])
+        .await
+        .unwrap();
+
+    site.clear_requests();
+    let first = run.backup(&kloset, "@docs").await.unwrap();
+    let log = site.requests();
+    assert_eq!(
+        count_below(&log, "files/get", source.as_str()),
+        manifest.files.len(),
+        "one download per file"
+    );
+    assert_eq!(count_below(&log, "files/listrecursive", source.as_str()), 1);
+    let restored = local.path().join("restored");
+    run.ok(&[
+        "at",
+        &kloset,
+        "restore",
+        "-to",
+        &path_str(&restored),
+        &first,
+    ])
+    .await
+    .unwrap();
+    // Koofr's times were backed up, so plakar's fs exporter sets them back.
+    assert_same(
+        &walk_local(&restored).unwrap(),
+        &below(&manifest, "source"),
+        "restored tree",
+    );
+
+    let (changed, _) = manifest.files.iter().find(|(_, f)| f.size > 0).unwrap();
+    let changed_path = format!("{source}/{changed}");
+    site.emulator().unwrap().put_file(
+        &changed_path,
+        &b"changed under plakar 1.0"[..],
+        1_800_000_000_000,
+    );
+    site.clear_requests();
+    let second = run.backup(&kloset, "@docs").await.unwrap();
+    let gets: Vec<_> = site
+        .requests()
+        .iter()
+        .filter(|r| r.endpoint == "files/get")
+        .filter_map(|r| r.path.clone())
+        .collect();
+    assert_eq!(gets, vec![changed_path], "exactly one download");
+    let cat = run
+        .ok(&[
+            "at",
+            &kloset,
+            "cat",
+            &format!("{second}:{source}/{changed}"),
+        ])
+        .await
+        .unwrap();
+    assert_bytes(
+        &cat.stdout,
+        b"changed under plakar 1.0",
+        "cat of the changed file",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plakar_1_0_restores_into_koofr() {
+    let Some((plakar, package)) = plakar_1_0("plakar_1_0_restores_into_koofr").await else {
+        return;
+    };
+    let site = emulator().await;
+    let local = scratch();
+    let tree_dir = local.path().join("tree");
+    let manifest = local_tree(
+        &tree_dir,
+        20,
+        3 << 20,
+        43,
+        "restored into Koofr by plakar 1.0\n",
+    );
+    let target = site.path("restored").unwrap();
+    let run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
+    run.add_entry(Entry::Destination, "out", &target, &[])
+        .await
+        .unwrap();
+    let kloset = path_str(&local.path().join("kloset"));
+    run.ok(&["at", &kloset, "create", "-plaintext"])
+        .await
+        .unwrap();
+    let id = run.backup(&kloset, &path_str(&tree_dir)).await.unwrap();
+
+    site.clear_requests();
+    let started_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    run.ok(&["at", &kloset, "restore", "-to", "@out", &id])
+        .await
+        .unwrap();
+    let entries = site.walk(&target).await.unwrap();
+    // Names, sizes and MD5s as backed up. Protocol v1 gives a file's time only after its
+    // content is stored, and Koofr cannot change it then: files carry the restore's time.
+    let expected = below(&manifest, "tree");
+    let problems: Vec<String> = compare_with_manifest(&entries, &expected)
+        .into_iter()
+        .filter(|p| !p.contains(": mtime "))
+        .collect();
+    assert!(problems.is_empty(), "tree in Koofr: {problems:?}");
+    for entry in entries.iter().filter(|e| !e.is_dir) {
+        assert!(
+            entry.modified_ms >= started_ms - 1000,
+            "{}: mtime {} is not the restore's ({started_ms})",
+            entry.path,
+            entry.modified_ms
+        );
+    }
+    assert_eq!(
+        count_below(&site.requests(), "files/put", target.as_str()),
+        manifest.files.len(),
+        "one upload per file"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plakar_1_0_wrong_password_fails_with_a_non_zero_exit() {
+    let Some((plakar, package)) =
+        plakar_1_0("plakar_1_0_wrong_password_fails_with_a_non_zero_exit").await
+    else {
+        return;
+    };
+    let site = emulator().await;
+    let local = scratch();
+    let run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
+    let wrong: Vec<String> = site
+        .entry_args()
+        .into_iter()
+        .map(|arg| match arg.starts_with("password=") {
+            true => "password=not-the-app-password".to_owned(),
+            false => arg,
+        })
+        .collect();
+    for (kind, name, folder) in [
+        ("store", "kloset", "kloset"),
+        ("source", "docs", "docs"),
+        ("destination", "out", "out"),
+    ] {
+        let location = format!("koofr://{}", site.path(folder).unwrap());
+        let mut args = vec![kind.to_owned(), "add".to_owned(), name.to_owned(), location];
+        args.extend(wrong.iter().cloned());
+        run.home.run_ok(&args).await.unwrap();
+    }
+    let tree_dir = local.path().join("tree");
+    std::fs::create_dir_all(&tree_dir).unwrap();
+    std::fs::write(tree_dir.join("a.txt"), "a").unwrap();
+    let kloset = path_str(&local.path().join("kloset"));
+    run.ok(&["at", &kloset, "create", "-plaintext"])
+        .await
+        .unwrap();
+    let id = run.backup(&kloset, &path_str(&tree_dir)).await.unwrap();
+
+    site.clear_requests();
+    for command in [
+        vec!["at", "@kloset", "create"],
+        vec!["at", "@kloset", "ls"],
+        vec!["at", &kloset, "backup", "@docs"],
+        vec!["at", &kloset, "restore", "-to", "@out", &id],
+    ] {
+        let output = run.home.run(&command).await.unwrap();
+        assert!(
+            !output.succeeded() && output.code.is_some(),
+            "`plakar {}` exited {:?}:\n{}",
+            command.join(" "),
+            output.code,
+            output.text()
+        );
+        assert!(
+            output.text().contains("authentication failed"),
+            "`plakar {}`: {}",
+            command.join(" "),
+            output.text()
+        );
+    }
+    // Refused once per connector process, never retried.
+    let log = site.requests();
+    assert!(log.iter().all(|r| r.status == 401), "{log:?}");
+    assert!(log.len() <= 8, "{} requests: {log:?}", log.len());
+    assert_eq!(
+        run.snapshots(&kloset).await.unwrap(),
+        vec![id],
+        "no new snapshot"
+    );
+}

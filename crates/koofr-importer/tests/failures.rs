@@ -1,0 +1,80 @@
+//! Failures as plakar meets them, through the `koofr-importer` binary: a wrong password or a
+//! refused endpoint fails the scan with one error naming the cause, and a wrong password costs
+//! Koofr one refused request.
+
+use std::collections::HashMap;
+
+use futures::StreamExt;
+use kloset_plugin::host::{InitArgs, PluginConnection, RemoteImporter};
+use kloset_plugin::{ConnectorError, ConnectorErrorKind, Importer};
+use koofr_core::testing::Harness;
+
+const BIN: &str = env!("CARGO_BIN_EXE_koofr-importer");
+
+async fn spawn(config: HashMap<String, String>) -> RemoteImporter {
+    let connection = PluginConnection::spawn(BIN, std::iter::empty::<&str>())
+        .await
+        .expect("spawn koofr-importer");
+    RemoteImporter::init(connection, &InitArgs::new("koofr", config))
+        .await
+        .expect("Init makes no request, so it succeeds")
+}
+
+/// The error that ends a scan (at its start or as its last item).
+async fn scan_error(importer: &RemoteImporter) -> ConnectorError {
+    let mut records = match importer.scan().await {
+        Ok(records) => records,
+        Err(err) => return err,
+    };
+    while let Some(record) = records.next().await {
+        if let Err(err) = record {
+            return err;
+        }
+    }
+    panic!("the scan succeeded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_fails_the_scan_after_one_refused_request() {
+    let h = Harness::emulator().await;
+    h.emu().put_file("/test/src/a.txt", "a", 1);
+    let mut config = h.plugin_config("src");
+    config.insert("password".to_owned(), "WRONG".to_owned());
+    let importer = spawn(config).await;
+    h.take_requests();
+    let err = scan_error(&importer).await;
+    assert_eq!(err.kind(), ConnectorErrorKind::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("authentication failed"), "{err}");
+    let requests = h.take_requests();
+    assert_eq!(
+        requests.iter().filter(|r| r.status == 401).count(),
+        1,
+        "{requests:?}"
+    );
+    let _ = importer.close().await;
+    assert_eq!(importer.plugin().shutdown().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_endpoint_fails_the_scan_after_three_attempts() {
+    let h = Harness::emulator().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = h.plugin_config("src");
+    config.insert("endpoint".to_owned(), format!("http://127.0.0.1:{port}"));
+    config.insert("retries".to_owned(), "8".to_owned());
+    let importer = spawn(config).await;
+    let err = scan_error(&importer).await;
+    assert_eq!(err.kind(), ConnectorErrorKind::Unavailable, "{err:?}");
+    assert!(
+        err.message().contains(&format!(
+            "cannot connect to http://127.0.0.1:{port}: connection refused [gave up after 3 attempts]"
+        )),
+        "{err}"
+    );
+    let _ = importer.close().await;
+    assert_eq!(importer.plugin().shutdown().await.unwrap(), 0);
+}
