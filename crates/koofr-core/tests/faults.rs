@@ -7,14 +7,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use koofr_testkit::{
-    Site, collect, content, count, emulator_config,
-};
 use koofr_core::{
     ApiVersion, AuthConfig, Client, ErrorKind, KoofrConfig, KoofrPath, ListEntry, MountSelector,
     OAuthRefresh, OverwritePolicy, RetryPolicy, Secret, Timeouts, UploadBody, UploadOptions,
 };
 use koofr_emulator::{Emulator, EmulatorConfig, FaultAction, FaultRule};
+use koofr_testkit::{Site, collect, content, count, emulator_config};
 
 fn p(s: &str) -> KoofrPath {
     KoofrPath::parse(s).unwrap()
@@ -376,7 +374,9 @@ async fn aborted_uploads_are_retried_only_when_safe() {
     let h = Site::start_emulator().await.unwrap();
     let data = Bytes::from(content(4, 400_000));
     // Replayable + overwrite: retried, and the stored content is complete.
-    h.emulator().faults().inject(FaultRule::abort_upload(100_000));
+    h.emulator()
+        .faults()
+        .inject(FaultRule::abort_upload(100_000));
     h.take_requests();
     let info = h
         .client()
@@ -393,7 +393,9 @@ async fn aborted_uploads_are_retried_only_when_safe() {
     assert_eq!(count(&h.take_requests(), "files/put"), 2);
 
     // A one-shot stream is never retried, and nothing is stored.
-    h.emulator().faults().inject(FaultRule::abort_upload(100_000));
+    h.emulator()
+        .faults()
+        .inject(FaultRule::abort_upload(100_000));
     let stream =
         futures::stream::iter(vec![Ok(data.slice(..200_000)), Ok(data.slice(200_000..))]).boxed();
     let err = h
@@ -411,7 +413,9 @@ async fn aborted_uploads_are_retried_only_when_safe() {
     assert_eq!(count(&h.take_requests(), "files/put"), 1);
 
     // Autorename is never retried (a retry could create `c (1).bin`).
-    h.emulator().faults().inject(FaultRule::status("files/put", 503));
+    h.emulator()
+        .faults()
+        .inject(FaultRule::status("files/put", 503));
     let opts = UploadOptions {
         policy: OverwritePolicy::Autorename,
         ..Default::default()
@@ -425,7 +429,9 @@ async fn aborted_uploads_are_retried_only_when_safe() {
     assert_eq!(count(&h.take_requests(), "files/put"), 1);
 
     // A replayable closure is called again for the retry.
-    h.emulator().faults().inject(FaultRule::status("files/put", 502));
+    h.emulator()
+        .faults()
+        .inject(FaultRule::status("files/put", 502));
     let opened = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let (source, counter) = (data.clone(), opened.clone());
     let replay: koofr_core::ReplayFn = Arc::new(move || {
@@ -568,7 +574,8 @@ async fn quota_offline_device_and_missing_hashes() {
     assert!(!err.is_temporary());
     h.emulator().faults().set_quota(10 << 30);
 
-    h.emulator().put_file("/test/nohash/f.bin", content(1, 1000), 1);
+    h.emulator()
+        .put_file("/test/nohash/f.bin", content(1, 1000), 1);
     h.emulator().faults().omit_hash("/test/nohash");
     let download = h.client().download(&p("/test/nohash/f.bin")).await.unwrap();
     assert_eq!(download.info.hash, None);

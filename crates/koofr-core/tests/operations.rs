@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use koofr_testkit::{Site, collect, content, count};
 use koofr_core::{ErrorKind, KoofrPath, ListEntry, OverwritePolicy, UploadBody, UploadOptions};
+use koofr_testkit::{Site, collect, content, count};
 
 fn overwrite(modified_ms: i64) -> UploadOptions {
     UploadOptions {
@@ -64,7 +64,11 @@ async fn upload_and_download_boundary_sizes() {
         assert_eq!(info.size, size as u64);
         assert_eq!(info.modified, 1_700_000_000_000 + i as i64);
         assert_eq!(info.name, name);
-        let download = h.client().download(&dir.child(&name).unwrap()).await.unwrap();
+        let download = h
+            .client()
+            .download(&dir.child(&name).unwrap())
+            .await
+            .unwrap();
         assert_eq!(download.info.size, size as u64);
         assert_eq!(collect(download.stream).await.unwrap(), data, "size {size}");
         if !h.is_live() {
@@ -198,7 +202,10 @@ async fn awkward_names_round_trip() {
         .unwrap();
     assert_eq!(info.name, "caf\u{e9}.txt");
     let via_nfd = KoofrPath::parse(&format!("{}/{nfd}", h.base())).unwrap();
-    assert_eq!(h.client().info(&via_nfd).await.unwrap().name, "caf\u{e9}.txt");
+    assert_eq!(
+        h.client().info(&via_nfd).await.unwrap().name,
+        "caf\u{e9}.txt"
+    );
     if !h.is_live() {
         assert_eq!(
             h.emulator().read_file("/test/100% sure/100% sure").unwrap(),
@@ -244,10 +251,18 @@ async fn folders_listing_and_recursive_listing() {
         .await
         .unwrap();
     h.client()
-        .upload(&h.path("a").unwrap(), "y.bin", content(1, 4).into(), overwrite(9))
+        .upload(
+            &h.path("a").unwrap(),
+            "y.bin",
+            content(1, 4).into(),
+            overwrite(9),
+        )
         .await
         .unwrap();
-    h.client().create_folder(&h.path("a").unwrap(), "empty").await.unwrap();
+    h.client()
+        .create_folder(&h.path("a").unwrap(), "empty")
+        .await
+        .unwrap();
     let err = h
         .client()
         .create_folder(&h.path("a").unwrap(), "EMPTY")
@@ -265,7 +280,13 @@ async fn folders_listing_and_recursive_listing() {
         .collect();
     names.sort();
     assert_eq!(names, ["b", "empty", "y.bin"]);
-    assert!(h.client().list(&h.path("a/empty").unwrap()).await.unwrap().is_empty());
+    assert!(
+        h.client()
+            .list(&h.path("a/empty").unwrap())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     let entries: Vec<ListEntry> = h
         .client()
@@ -321,7 +342,10 @@ async fn copy_move_rename_remove() {
         )
         .await
         .unwrap();
-    h.client().create_folder_all(&h.path("dst").unwrap()).await.unwrap();
+    h.client()
+        .create_folder_all(&h.path("dst").unwrap())
+        .await
+        .unwrap();
 
     let copy = h.path("dst/copy.txt").unwrap();
     h.client().copy(&src, &copy, Some(4242)).await.unwrap();
@@ -383,7 +407,13 @@ async fn copy_move_rename_remove() {
         .create_folder_all(&h.path("tree/sub").unwrap())
         .await
         .unwrap();
-    assert!(h.client().info(&h.path("tree/sub").unwrap()).await.unwrap().is_dir());
+    assert!(
+        h.client()
+            .info(&h.path("tree/sub").unwrap())
+            .await
+            .unwrap()
+            .is_dir()
+    );
 
     h.client().remove(&h.path("dst").unwrap()).await.unwrap();
     assert!(
@@ -405,7 +435,13 @@ async fn copy_move_rename_remove() {
         .create_folder_all(&h.path("dst/again").unwrap())
         .await
         .unwrap();
-    assert!(h.client().info(&h.path("dst/again").unwrap()).await.unwrap().is_dir());
+    assert!(
+        h.client()
+            .info(&h.path("dst/again").unwrap())
+            .await
+            .unwrap()
+            .is_dir()
+    );
     h.finish().await.unwrap();
 }
 
@@ -468,11 +504,19 @@ async fn error_kinds() {
     assert_eq!(err.kind(), ErrorKind::NotADirectory, "{err}");
     let err = h
         .client()
-        .upload(&h.path("nowhere").unwrap(), "x", b"1".to_vec().into(), overwrite(1))
+        .upload(
+            &h.path("nowhere").unwrap(),
+            "x",
+            b"1".to_vec().into(),
+            overwrite(1),
+        )
         .await
         .unwrap_err();
     assert!(err.is_not_found(), "{err}");
-    h.client().create_folder_all(&h.path("folder").unwrap()).await.unwrap();
+    h.client()
+        .create_folder_all(&h.path("folder").unwrap())
+        .await
+        .unwrap();
     let err = h
         .client()
         .upload(h.base(), "folder", b"1".to_vec().into(), overwrite(1))
@@ -483,7 +527,11 @@ async fn error_kinds() {
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     let err = h
         .client()
-        .copy(&h.path("folder").unwrap(), &h.path("folder/inside").unwrap(), None)
+        .copy(
+            &h.path("folder").unwrap(),
+            &h.path("folder/inside").unwrap(),
+            None,
+        )
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
@@ -590,7 +638,11 @@ async fn streamed_and_replayable_uploads() {
         .unwrap();
     assert_eq!(
         info.hash,
-        h.client().info(&h.path("streamed.bin").unwrap()).await.unwrap().hash
+        h.client()
+            .info(&h.path("streamed.bin").unwrap())
+            .await
+            .unwrap()
+            .hash
     );
     // A source shorter than announced aborts the upload and stores nothing.
     let short = futures::stream::iter(vec![Ok(Bytes::from_static(b"abc"))]).boxed();
