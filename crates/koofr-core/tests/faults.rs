@@ -372,7 +372,7 @@ async fn a_truncated_listing_is_resumed_without_duplicates() {
 #[tokio::test]
 async fn aborted_uploads_are_retried_only_when_safe() {
     let h = Site::start_emulator().await.unwrap();
-    let data = Bytes::from(content(4, 400_000));
+    let data = content(4, 400_000);
     // Replayable + overwrite: retried, and the stored content is complete.
     h.emulator()
         .faults()
@@ -727,7 +727,7 @@ async fn concurrency_limit_holds_permits_until_bodies_are_consumed() {
 #[tokio::test]
 async fn request_counts_per_operation() {
     let h = Site::start_emulator().await.unwrap();
-    let client = &h.client();
+    let client = h.client();
     let mut report = Vec::new();
     macro_rules! measure {
         ($name:expr, $op:expr) => {{

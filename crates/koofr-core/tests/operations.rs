@@ -56,7 +56,7 @@ async fn upload_and_download_boundary_sizes() {
             .upload(
                 &dir,
                 &name,
-                UploadBody::Bytes(Bytes::from(data.clone())),
+                UploadBody::Bytes(data.clone()),
                 overwrite(1_700_000_000_000 + i as i64),
             )
             .await
@@ -599,7 +599,7 @@ async fn concurrent_folder_creation_of_one_path() {
 #[tokio::test]
 async fn streamed_and_replayable_uploads() {
     let h = Site::start_live_or_emulator("core").await.unwrap();
-    let data = Bytes::from(content(3, 300_000));
+    let data = content(3, 300_000);
     let chunks: Vec<koofr_core::Result<Bytes>> = data
         .chunks(7_000)
         .map(|c| Ok(Bytes::copy_from_slice(c)))

@@ -28,7 +28,7 @@ async fn scan_all(importer: &dyn Importer) -> Vec<Record> {
 /// An emulator harness with the sample tree written at `/test/src`.
 async fn with_sample_tree() -> Site {
     let h = Site::start_emulator().await.unwrap();
-    write_tree(&h.client(), &h.path("src").unwrap(), &sample_tree())
+    write_tree(h.client(), &h.path("src").unwrap(), &sample_tree())
         .await
         .unwrap();
     h.take_requests();
@@ -440,7 +440,7 @@ async fn init_reports_origin_type_root_and_the_optional_stream_flag() {
         .unwrap_err();
     let password = h.secret();
     assert!(
-        err.message().contains("stream") && !err.message().contains(&password),
+        err.message().contains("stream") && !err.message().contains(password),
         "{err}"
     );
 }

@@ -85,7 +85,7 @@ async fn init_rejects_a_bad_config_naming_the_key() {
     assert_eq!(err.kind(), ConnectorErrorKind::InvalidInput);
     assert!(err.message().contains("retries"), "{err}");
     let password = harness.secret();
-    assert!(!err.message().contains(&password), "secret in {err}");
+    assert!(!err.message().contains(password), "secret in {err}");
 }
 
 #[tokio::test]
@@ -233,7 +233,7 @@ async fn create_retries_the_config_upload_after_a_server_error() {
 #[tokio::test]
 async fn a_kloset_made_by_rclone_or_a_bucket_layout_is_read_and_written() {
     let harness = Site::start_live_or_emulator("storage").await.unwrap();
-    let client = &harness.client();
+    let client = harness.client();
     let root = kloset(&harness);
     // What Plakar's rclone integration leaves: CONFIG and flat packfiles, no other folders.
     let packfiles = root.child("packfiles").unwrap();
