@@ -116,7 +116,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             .to_owned(),
         "HTTP requests come from the emulator's log for our run of the operation; peak RSS is \
          the plugin's VmHWM from /proc/<pid>/status just before shutdown (1-6), or the highest \
-         VmHWM sampled every 10 ms among the plugin processes plakar ran (7-10)."
+         VmHWM sampled every 10 ms among the plugin processes plakar ran (7-10; new ones are looked for every 20 ms)."
             .to_owned(),
         "7-10: `plakar` commands at plakar's default `-concurrency` (CPUs - 1, so 1 on 2 cores: \
          what users run) and at `-concurrency 16` (7-9); the limit is `rclone copy` with its \

@@ -205,7 +205,11 @@ pub async fn storage(bench: &Bench) -> anyhow::Result<Vec<Row>> {
                 .map(|(all, put)| all.saturating_sub(put)),
             checks: vec![
                 speedup_check("≥ 0.8x raw", raw_get, ours_get, 0.8),
-                one_each(&get_log, "files/get", gets),
+                // The storage's read-ahead may serve two neighbouring ranges with one request.
+                Check {
+                    target: "≤ 1 request per get".to_owned(),
+                    met: get_log.len() <= gets && count(&get_log, "files/get") == get_log.len(),
+                },
             ],
         },
     ])
