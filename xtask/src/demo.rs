@@ -7,9 +7,9 @@ use anyhow::{Context, bail};
 use koofr_e2e::pipeline::{PipelineOptions, run_demo};
 use koofr_e2e::plakar::{Plakar, PlakarPackage};
 use koofr_e2e::plakar_demo::run_plakar_demo;
-use koofr_e2e::{
-    EmulatorOptions, LiveAuth, LiveCredentials, Progress, Site, TreeSpec, build_plugins,
-};
+use koofr_e2e::{Progress, TreeSpec, build_plugins};
+use koofr_emulator::EmulatorConfig;
+use koofr_testkit::{EmulatorOptions, LiveAuth, LiveCredentials, Site};
 
 /// Who drives the plugins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -172,10 +172,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     tokio::runtime::Runtime::new()?.block_on(async move {
         let site = match &live {
-            Some(credentials) => Site::live(credentials, "demo").await?,
+            Some(credentials) => Site::start_live(credentials, "demo").await?,
             None => {
-                Site::start_emulator(EmulatorOptions {
-                    latency: std::time::Duration::from_millis(args.latency_ms),
+                let mut config = EmulatorConfig::default();
+                config.latency = std::time::Duration::from_millis(args.latency_ms);
+                Site::start_emulator_with(EmulatorOptions {
+                    config,
                     // Contents on disk: the account holds the tree three times over.
                     on_disk: true,
                 })

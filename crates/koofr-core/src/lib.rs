@@ -45,8 +45,6 @@ pub mod path;
 pub mod plakar;
 pub mod rclone;
 pub mod retry;
-#[cfg(feature = "testing")]
-pub mod testing;
 mod transport;
 pub mod types;
 pub mod upload;

@@ -7,14 +7,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use koofr_core::testing::{
-    Harness, collect, content, count, emulator_config, start_emulator, start_emulator_with,
-};
 use koofr_core::{
     ApiVersion, AuthConfig, Client, ErrorKind, KoofrConfig, KoofrPath, ListEntry, MountSelector,
     OAuthRefresh, OverwritePolicy, RetryPolicy, Secret, Timeouts, UploadBody, UploadOptions,
 };
-use koofr_emulator::{EmulatorConfig, FaultAction, FaultRule};
+use koofr_emulator::{Emulator, EmulatorConfig, FaultAction, FaultRule};
+use koofr_testkit::{Site, collect, content, count, emulator_config};
 
 fn p(s: &str) -> KoofrPath {
     KoofrPath::parse(s).unwrap()
@@ -22,14 +20,14 @@ fn p(s: &str) -> KoofrPath {
 
 #[tokio::test]
 async fn transient_statuses_are_retried() {
-    let h = Harness::emulator().await;
+    let h = Site::start_emulator().await.unwrap();
     for status in [500, 502, 503, 504, 499, 429, 408] {
-        h.emu()
+        h.emulator()
             .faults()
             .inject(FaultRule::status("files/info", status).times(2));
         h.take_requests();
-        h.client
-            .info(&h.root)
+        h.client()
+            .info(h.base())
             .await
             .unwrap_or_else(|e| panic!("status {status}: {e}"));
         assert_eq!(
@@ -42,11 +40,11 @@ async fn transient_statuses_are_retried() {
 
 #[tokio::test]
 async fn retries_run_out_into_a_permanent_error_naming_the_attempts() {
-    let h = Harness::emulator().await;
-    h.emu()
+    let h = Site::start_emulator().await.unwrap();
+    h.emulator()
         .faults()
         .inject(FaultRule::status("files/list", 503).times(100));
-    let err = h.client.list(&h.root).await.unwrap_err();
+    let err = h.client().list(h.base()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Server);
     assert!(!err.is_temporary());
     assert_eq!(err.attempts(), 4);
@@ -57,11 +55,11 @@ async fn retries_run_out_into_a_permanent_error_naming_the_attempts() {
     assert_eq!(count(&h.take_requests(), "files/list"), 4);
     // Permanent statuses are never retried.
     for status in [400, 403, 404, 409, 413] {
-        h.emu().faults().clear();
-        h.emu()
+        h.emulator().faults().clear();
+        h.emulator()
             .faults()
             .inject(FaultRule::status("files/info", status).times(5));
-        let err = h.client.info(&h.root).await.unwrap_err();
+        let err = h.client().info(h.base()).await.unwrap_err();
         assert!(!err.is_temporary(), "{status}: {err}");
         assert_eq!(
             count(&h.take_requests(), "files/info"),
@@ -73,12 +71,12 @@ async fn retries_run_out_into_a_permanent_error_naming_the_attempts() {
 
 #[tokio::test]
 async fn retry_after_is_honoured() {
-    let h = Harness::emulator().await;
-    h.emu()
+    let h = Site::start_emulator().await.unwrap();
+    h.emulator()
         .faults()
         .inject(FaultRule::status("files/info", 429).retry_after(1));
     let started = Instant::now();
-    h.client.info(&h.root).await.unwrap();
+    h.client().info(h.base()).await.unwrap();
     // A lower bound only: the client waited for the server's Retry-After instead of ~1 ms.
     assert!(
         started.elapsed() >= Duration::from_millis(950),
@@ -90,13 +88,13 @@ async fn retry_after_is_honoured() {
 
 #[tokio::test]
 async fn login_throttle_is_not_retried() {
-    let h = Harness::emulator().await;
-    h.emu().faults().inject(
+    let h = Site::start_emulator().await.unwrap();
+    h.emulator().faults().inject(
         FaultRule::status("files/info", 429)
             .body("Too many login retries")
             .times(5),
     );
-    let err = h.client.info(&h.root).await.unwrap_err();
+    let err = h.client().info(h.base()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::RateLimited);
     assert!(!err.is_temporary());
     assert_eq!(count(&h.take_requests(), "files/info"), 1);
@@ -104,10 +102,10 @@ async fn login_throttle_is_not_retried() {
 
 #[tokio::test]
 async fn wrong_password_is_one_request_and_one_clear_error() {
-    let emu = start_emulator().await;
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let config = KoofrConfig::basic(&emu.endpoint(), emu.email(), "WRONG-PASSWORD")
         .unwrap()
-        .with_retry(koofr_core::testing::test_retry());
+        .with_retry(koofr_testkit::test_retry());
     let client = Client::new(config).unwrap();
     let err = client.info(&p("/")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unauthenticated);
@@ -124,7 +122,7 @@ async fn wrong_password_is_one_request_and_one_clear_error() {
 
 #[tokio::test]
 async fn token_login_is_shared_and_renewed_once_after_expiry() {
-    let emu = start_emulator().await;
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let config = emulator_config(&emu).with_auth(AuthConfig::Token {
         username: emu.email().to_owned(),
         password: Secret::new(emu.password()),
@@ -174,7 +172,7 @@ async fn token_login_is_shared_and_renewed_once_after_expiry() {
         .upload(
             &KoofrPath::root(),
             "after-expiry.bin",
-            content(300_000, 5).into(),
+            content(5, 300_000).into(),
             UploadOptions::default(),
         )
         .await
@@ -182,7 +180,7 @@ async fn token_login_is_shared_and_renewed_once_after_expiry() {
     assert_eq!(info.size, 300_000);
     assert_eq!(
         emu.read_file("/after-expiry.bin").unwrap(),
-        content(300_000, 5)
+        content(5, 300_000)
     );
     let requests = emu.requests();
     assert_eq!(count(&requests, "token"), 1, "{requests:?}");
@@ -206,7 +204,7 @@ async fn token_login_is_shared_and_renewed_once_after_expiry() {
 
 #[tokio::test]
 async fn oauth_access_token_is_refreshed_once_after_a_401() {
-    let emu = start_emulator().await;
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let tokens = emu.issue_oauth_tokens();
     let (client_id, client_secret) = emu.oauth_client();
     let config = emulator_config(&emu).with_auth(AuthConfig::OAuth {
@@ -253,24 +251,24 @@ async fn oauth_access_token_is_refreshed_once_after_a_401() {
 
 #[tokio::test]
 async fn truncated_download_resumes_with_a_range() {
-    let h = Harness::emulator().await;
-    let data = content(500_000, 9);
-    h.emu().put_file("/test/big.bin", data.clone(), 1234);
-    h.emu()
+    let h = Site::start_emulator().await.unwrap();
+    let data = content(9, 500_000);
+    h.emulator().put_file("/test/big.bin", data.clone(), 1234);
+    h.emulator()
         .faults()
         .inject(FaultRule::truncate_body("files/get", 123_457));
     h.take_requests();
-    let download = h.client.download(&p("/test/big.bin")).await.unwrap();
+    let download = h.client().download(&p("/test/big.bin")).await.unwrap();
     assert_eq!(collect(download.stream).await.unwrap(), data);
     let gets = count(&h.take_requests(), "files/get");
     assert_eq!(gets, 2, "the whole download plus one resumed range");
 
     // The same for a ranged read.
-    h.emu()
+    h.emulator()
         .faults()
         .inject(FaultRule::truncate_body("files/get", 10_000));
     let got = collect(
-        h.client
+        h.client()
             .download_range(&p("/test/big.bin"), 100_000, 300_000)
             .await
             .unwrap(),
@@ -281,27 +279,27 @@ async fn truncated_download_resumes_with_a_range() {
     assert_eq!(count(&h.take_requests(), "files/get"), 2);
 
     // A dropped connection before any byte is retried too.
-    h.emu()
+    h.emulator()
         .faults()
         .inject(FaultRule::drop_connection("files/get"));
-    let download = h.client.download(&p("/test/big.bin")).await.unwrap();
+    let download = h.client().download(&p("/test/big.bin")).await.unwrap();
     assert_eq!(collect(download.stream).await.unwrap(), data);
 }
 
 #[tokio::test]
 async fn a_file_changed_during_a_resume_is_an_integrity_error() {
-    let h = Harness::emulator().await;
-    let data = content(2_000_000, 1);
-    h.emu().put_file("/test/changing.bin", data.clone(), 1);
-    h.emu()
+    let h = Site::start_emulator().await.unwrap();
+    let data = content(1, 2_000_000);
+    h.emulator().put_file("/test/changing.bin", data.clone(), 1);
+    h.emulator()
         .faults()
         .inject(FaultRule::truncate_body("files/get", 1_500_000));
-    let download = h.client.download(&p("/test/changing.bin")).await.unwrap();
+    let download = h.client().download(&p("/test/changing.bin")).await.unwrap();
     let mut stream = download.stream;
     let first = stream.next().await.unwrap().unwrap();
     assert!(!first.is_empty());
-    h.emu()
-        .put_file("/test/changing.bin", content(2_000_000, 2), 2);
+    h.emulator()
+        .put_file("/test/changing.bin", content(2, 2_000_000), 2);
     let mut result = Ok(());
     while let Some(chunk) = stream.next().await {
         if let Err(e) = chunk {
@@ -316,9 +314,9 @@ async fn a_file_changed_during_a_resume_is_an_integrity_error() {
 
 #[tokio::test]
 async fn a_truncated_listing_is_resumed_without_duplicates() {
-    let h = Harness::emulator().await;
+    let h = Site::start_emulator().await.unwrap();
     for i in 0..400 {
-        h.emu()
+        h.emulator()
             .put_file(&format!("/test/d/f{i:03}.txt"), vec![b'x'; i], 1);
     }
     let paths = |items: Vec<koofr_core::Result<ListEntry>>| -> Vec<String> {
@@ -331,7 +329,7 @@ async fn a_truncated_listing_is_resumed_without_duplicates() {
             .collect()
     };
     let reference = paths(
-        h.client
+        h.client()
             .list_recursive(&p("/test/d"))
             .await
             .unwrap()
@@ -341,11 +339,11 @@ async fn a_truncated_listing_is_resumed_without_duplicates() {
     assert_eq!(reference.len(), 401);
     for cut in [700, 40_000] {
         h.take_requests();
-        h.emu()
+        h.emulator()
             .faults()
             .inject(FaultRule::truncate_body("files/listrecursive", cut));
         let items = h
-            .client
+            .client()
             .list_recursive(&p("/test/d"))
             .await
             .unwrap()
@@ -356,11 +354,11 @@ async fn a_truncated_listing_is_resumed_without_duplicates() {
         assert_eq!(count(&h.take_requests(), "files/listrecursive"), 2);
     }
     // A listing that keeps breaking gives up after the policy's attempts, as a transport error.
-    h.emu()
+    h.emulator()
         .faults()
         .inject(FaultRule::truncate_body("files/listrecursive", 700).times(20));
     let items: Vec<_> = h
-        .client
+        .client()
         .list_recursive(&p("/test/d"))
         .await
         .unwrap()
@@ -373,15 +371,17 @@ async fn a_truncated_listing_is_resumed_without_duplicates() {
 
 #[tokio::test]
 async fn aborted_uploads_are_retried_only_when_safe() {
-    let h = Harness::emulator().await;
-    let data = Bytes::from(content(400_000, 4));
+    let h = Site::start_emulator().await.unwrap();
+    let data = content(4, 400_000);
     // Replayable + overwrite: retried, and the stored content is complete.
-    h.emu().faults().inject(FaultRule::abort_upload(100_000));
+    h.emulator()
+        .faults()
+        .inject(FaultRule::abort_upload(100_000));
     h.take_requests();
     let info = h
-        .client
+        .client()
         .upload(
-            &h.root,
+            h.base(),
             "a.bin",
             UploadBody::Bytes(data.clone()),
             UploadOptions::default(),
@@ -389,17 +389,19 @@ async fn aborted_uploads_are_retried_only_when_safe() {
         .await
         .unwrap();
     assert_eq!(info.size, data.len() as u64);
-    assert_eq!(h.emu().read_file("/test/a.bin").unwrap(), data);
+    assert_eq!(h.emulator().read_file("/test/a.bin").unwrap(), data);
     assert_eq!(count(&h.take_requests(), "files/put"), 2);
 
     // A one-shot stream is never retried, and nothing is stored.
-    h.emu().faults().inject(FaultRule::abort_upload(100_000));
+    h.emulator()
+        .faults()
+        .inject(FaultRule::abort_upload(100_000));
     let stream =
         futures::stream::iter(vec![Ok(data.slice(..200_000)), Ok(data.slice(200_000..))]).boxed();
     let err = h
-        .client
+        .client()
         .upload(
-            &h.root,
+            h.base(),
             "b.bin",
             UploadBody::Stream(stream),
             UploadOptions::default(),
@@ -407,34 +409,38 @@ async fn aborted_uploads_are_retried_only_when_safe() {
         .await
         .unwrap_err();
     assert!(err.kind() == ErrorKind::Transport, "{err}");
-    assert!(h.emu().stat("/test/b.bin").is_none());
+    assert!(h.emulator().stat("/test/b.bin").is_none());
     assert_eq!(count(&h.take_requests(), "files/put"), 1);
 
     // Autorename is never retried (a retry could create `c (1).bin`).
-    h.emu().faults().inject(FaultRule::status("files/put", 503));
+    h.emulator()
+        .faults()
+        .inject(FaultRule::status("files/put", 503));
     let opts = UploadOptions {
         policy: OverwritePolicy::Autorename,
         ..Default::default()
     };
     let err = h
-        .client
-        .upload(&h.root, "c.bin", UploadBody::Bytes(data.clone()), opts)
+        .client()
+        .upload(h.base(), "c.bin", UploadBody::Bytes(data.clone()), opts)
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Server);
     assert_eq!(count(&h.take_requests(), "files/put"), 1);
 
     // A replayable closure is called again for the retry.
-    h.emu().faults().inject(FaultRule::status("files/put", 502));
+    h.emulator()
+        .faults()
+        .inject(FaultRule::status("files/put", 502));
     let opened = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let (source, counter) = (data.clone(), opened.clone());
     let replay: koofr_core::ReplayFn = Arc::new(move || {
         counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         futures::stream::iter(vec![Ok(source.clone())]).boxed()
     });
-    h.client
+    h.client()
         .upload(
-            &h.root,
+            h.base(),
             "d.bin",
             UploadBody::Replayable(replay),
             UploadOptions::default(),
@@ -446,7 +452,7 @@ async fn aborted_uploads_are_retried_only_when_safe() {
 
 #[tokio::test]
 async fn stalled_requests_fail_and_are_retried() {
-    let emu = start_emulator().await;
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let config = emulator_config(&emu).with_timeouts(Timeouts {
         connect: Duration::from_secs(5),
         stall: Duration::from_millis(300),
@@ -466,10 +472,10 @@ async fn stalled_requests_fail_and_are_retried() {
 
 #[tokio::test]
 async fn a_folder_removed_by_another_client_is_created_again() {
-    let h = Harness::emulator().await;
+    let h = Site::start_emulator().await.unwrap();
     let dir = p("/test/gone/deeper");
-    h.client.create_folder_all(&dir).await.unwrap();
-    h.client
+    h.client().create_folder_all(&dir).await.unwrap();
+    h.client()
         .upload(
             &dir,
             "a",
@@ -479,9 +485,9 @@ async fn a_folder_removed_by_another_client_is_created_again() {
         .await
         .unwrap();
     // Someone else removes the folder behind this client's back.
-    assert!(h.emu().remove("/test/gone"));
+    assert!(h.emulator().remove("/test/gone"));
     let err = h
-        .client
+        .client()
         .upload(
             &dir,
             "b",
@@ -493,9 +499,9 @@ async fn a_folder_removed_by_another_client_is_created_again() {
     assert!(err.is_not_found(), "{err}");
     // The 404 dropped the stale cache entry: the folder is created again, and the upload works.
     h.take_requests();
-    h.client.create_folder_all(&dir).await.unwrap();
+    h.client().create_folder_all(&dir).await.unwrap();
     assert!(count(&h.take_requests(), "files/folder") >= 1);
-    h.client
+    h.client()
         .upload(
             &dir,
             "b",
@@ -504,24 +510,24 @@ async fn a_folder_removed_by_another_client_is_created_again() {
         )
         .await
         .unwrap();
-    assert_eq!(h.emu().read_file("/test/gone/deeper/b").unwrap(), b"2");
+    assert_eq!(h.emulator().read_file("/test/gone/deeper/b").unwrap(), b"2");
 }
 
 #[tokio::test]
 async fn folder_creation_races_are_tolerated() {
-    let h = Harness::emulator().await;
-    h.emu().faults().race_folder_create(3);
-    h.client
+    let h = Site::start_emulator().await.unwrap();
+    h.emulator().faults().race_folder_create(3);
+    h.client()
         .create_folder_all(&p("/test/r1/r2/r3"))
         .await
         .unwrap();
-    assert!(h.emu().stat("/test/r1/r2/r3").unwrap().is_dir);
+    assert!(h.emulator().stat("/test/r1/r2/r3").unwrap().is_dir);
 
-    h.emu().faults().race_folder_create(16);
+    h.emulator().faults().race_folder_create(16);
     let target = p("/test/many/x");
     let tasks: Vec<_> = (0..16)
         .map(|_| {
-            let client = Client::new(h.client.config().clone()).unwrap();
+            let client = Client::new(h.client().config().clone()).unwrap();
             let target = target.clone();
             tokio::spawn(async move { client.create_folder_all(&target).await })
         })
@@ -529,15 +535,15 @@ async fn folder_creation_races_are_tolerated() {
     for task in tasks {
         task.await.unwrap().unwrap();
     }
-    assert!(h.emu().stat("/test/many/x").unwrap().is_dir);
+    assert!(h.emulator().stat("/test/many/x").unwrap().is_dir);
 
     // Known folders are cached: creating again makes no request; an upload into it is one.
     h.take_requests();
-    h.client
+    h.client()
         .create_folder_all(&p("/test/r1/r2/r3"))
         .await
         .unwrap();
-    h.client
+    h.client()
         .upload(
             &p("/test/r1/r2/r3"),
             "f",
@@ -552,12 +558,12 @@ async fn folder_creation_races_are_tolerated() {
 
 #[tokio::test]
 async fn quota_offline_device_and_missing_hashes() {
-    let h = Harness::emulator().await;
-    h.emu().faults().set_quota(1000);
+    let h = Site::start_emulator().await.unwrap();
+    h.emulator().faults().set_quota(1000);
     let err = h
-        .client
+        .client()
         .upload(
-            &h.root,
+            h.base(),
             "big",
             vec![0u8; 5000].into(),
             UploadOptions::default(),
@@ -566,45 +572,46 @@ async fn quota_offline_device_and_missing_hashes() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::QuotaExceeded, "{err}");
     assert!(!err.is_temporary());
-    h.emu().faults().set_quota(10 << 30);
+    h.emulator().faults().set_quota(10 << 30);
 
-    h.emu().put_file("/test/nohash/f.bin", content(1000, 1), 1);
-    h.emu().faults().omit_hash("/test/nohash");
-    let download = h.client.download(&p("/test/nohash/f.bin")).await.unwrap();
+    h.emulator()
+        .put_file("/test/nohash/f.bin", content(1, 1000), 1);
+    h.emulator().faults().omit_hash("/test/nohash");
+    let download = h.client().download(&p("/test/nohash/f.bin")).await.unwrap();
     assert_eq!(download.info.hash, None);
-    assert_eq!(collect(download.stream).await.unwrap(), content(1000, 1));
+    assert_eq!(collect(download.stream).await.unwrap(), content(1, 1000));
     let info = h
-        .client
+        .client()
         .upload(
             &p("/test/nohash"),
             "g.bin",
-            content(10, 1).into(),
+            content(1, 10).into(),
             UploadOptions::default(),
         )
         .await
         .unwrap();
     assert_eq!(info.hash, None);
 
-    h.emu()
+    h.emulator()
         .faults()
-        .set_mount_offline(&h.emu().primary_mount_id(), true);
+        .set_mount_offline(&h.emulator().primary_mount_id(), true);
     h.take_requests();
-    let err = h.client.info(&h.root).await.unwrap_err();
+    let err = h.client().info(h.base()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::DeviceOffline, "{err}");
     assert_eq!(
         err.attempts(),
         4,
         "an offline device is temporary, so it was retried"
     );
-    h.emu()
+    h.emulator()
         .faults()
-        .set_mount_offline(&h.emu().primary_mount_id(), false);
-    h.client.info(&h.root).await.unwrap();
+        .set_mount_offline(&h.emulator().primary_mount_id(), false);
+    h.client().info(h.base()).await.unwrap();
 }
 
 #[tokio::test]
 async fn mount_selection_by_id_and_name() {
-    let emu = start_emulator().await;
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let mounts = Client::new(emulator_config(&emu))
         .unwrap()
         .mounts()
@@ -656,7 +663,7 @@ async fn mount_selection_by_id_and_name() {
 
 #[tokio::test]
 async fn api_v2_1_statuses_map_to_the_same_kinds() {
-    let emu = start_emulator().await;
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let client = Client::new(emulator_config(&emu).with_api_version(ApiVersion::V2_1)).unwrap();
     client.create_folder_all(&p("/v21/a")).await.unwrap();
     let err = client.create_folder(&p("/v21"), "A").await.unwrap_err();
@@ -688,7 +695,7 @@ async fn api_v2_1_statuses_map_to_the_same_kinds() {
     // A permissive server (non-BMP allowed) still never receives emoji names from the client.
     let mut config = EmulatorConfig::default();
     config.reject_non_bmp = false;
-    let permissive = start_emulator_with(config).await;
+    let permissive = Emulator::start(config).await.unwrap();
     let client = Client::new(emulator_config(&permissive)).unwrap();
     let err = client
         .create_folder(&KoofrPath::root(), "\u{1F600}")
@@ -700,9 +707,9 @@ async fn api_v2_1_statuses_map_to_the_same_kinds() {
 
 #[tokio::test]
 async fn concurrency_limit_holds_permits_until_bodies_are_consumed() {
-    let emu = start_emulator().await;
-    emu.put_file("/a.bin", content(10, 1), 1);
-    emu.put_file("/b.bin", content(10, 2), 1);
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    emu.put_file("/a.bin", content(1, 10), 1);
+    emu.put_file("/b.bin", content(2, 10), 1);
     let client = Client::new(emulator_config(&emu).with_concurrency(1)).unwrap();
     let first = client.download(&p("/a.bin")).await.unwrap();
     // With one permit held by `first`'s body, a second transfer must wait for it.
@@ -712,15 +719,15 @@ async fn concurrency_limit_holds_permits_until_bodies_are_consumed() {
         second.is_err(),
         "the second transfer started while the first held the only permit"
     );
-    assert_eq!(collect(first.stream).await.unwrap(), content(10, 1));
+    assert_eq!(collect(first.stream).await.unwrap(), content(1, 10));
     let second = client.download(&p("/b.bin")).await.unwrap();
-    assert_eq!(collect(second.stream).await.unwrap(), content(10, 2));
+    assert_eq!(collect(second.stream).await.unwrap(), content(2, 10));
 }
 
 #[tokio::test]
 async fn request_counts_per_operation() {
-    let h = Harness::emulator().await;
-    let client = &h.client;
+    let h = Site::start_emulator().await.unwrap();
+    let client = h.client();
     let mut report = Vec::new();
     macro_rules! measure {
         ($name:expr, $op:expr) => {{
@@ -734,8 +741,8 @@ async fn request_counts_per_operation() {
     measure!("user", client.user().await.unwrap());
     measure!("mounts", client.mounts().await.unwrap());
     measure!("mount_info", client.mount_info().await.unwrap());
-    measure!("info", client.info(&h.root).await.unwrap());
-    measure!("list", client.list(&h.root).await.unwrap());
+    measure!("info", client.info(h.base()).await.unwrap());
+    measure!("list", client.list(h.base()).await.unwrap());
     let (_, n) = measure!(
         "create_folder_all (3 new levels)",
         client.create_folder_all(&p("/test/x/y/z")).await.unwrap()
@@ -746,7 +753,7 @@ async fn request_counts_per_operation() {
         client.create_folder_all(&p("/test/x/y/z")).await.unwrap()
     );
     assert_eq!(n, 0);
-    let fresh = Client::new(h.client.config().clone()).unwrap();
+    let fresh = Client::new(h.client().config().clone()).unwrap();
     let (_, n) = measure!(
         "create_folder_all (exists, uncached)",
         fresh.create_folder_all(&p("/test/x/y/z")).await.unwrap()
@@ -758,7 +765,7 @@ async fn request_counts_per_operation() {
             .upload(
                 &p("/test/x/y/z"),
                 "f.bin",
-                content(1000, 1).into(),
+                content(1, 1000).into(),
                 UploadOptions::default()
             )
             .await
@@ -793,7 +800,7 @@ async fn request_counts_per_operation() {
     let (_, n) = measure!(
         "list_recursive",
         client
-            .list_recursive(&h.root)
+            .list_recursive(h.base())
             .await
             .unwrap()
             .collect::<Vec<_>>()
@@ -835,7 +842,7 @@ async fn request_counts_per_operation() {
 
 #[tokio::test]
 async fn plakar_config_reaches_the_emulator() {
-    let emu = start_emulator().await;
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let map = std::collections::HashMap::from([
         ("location".to_owned(), "koofr://backups/plakar".to_owned()),
         ("endpoint".to_owned(), format!("{}/", emu.endpoint())),
@@ -860,14 +867,14 @@ fn unused(_: FaultAction) {}
 
 /// Overwrites the single blob an emulator stored under `data_dir` with same-sized other bytes,
 /// so that only the MD5 check can notice.
-fn corrupt_only_blob(data_dir: &std::path::Path, seed: u8) {
+fn corrupt_only_blob(data_dir: &std::path::Path, seed: u64) {
     let blobs: Vec<_> = std::fs::read_dir(data_dir.join("blobs"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
     assert_eq!(blobs.len(), 1, "{blobs:?}");
     let len = std::fs::metadata(&blobs[0]).unwrap().len() as usize;
-    std::fs::write(&blobs[0], content(len, seed)).unwrap();
+    std::fs::write(&blobs[0], content(seed, len)).unwrap();
 }
 
 #[tokio::test]
@@ -875,9 +882,9 @@ async fn a_corrupted_download_ends_with_an_md5_integrity_error() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = EmulatorConfig::default();
     config.data_dir = Some(dir.path().to_owned());
-    let emu = start_emulator_with(config).await;
+    let emu = Emulator::start(config).await.unwrap();
     let client = Client::new(emulator_config(&emu)).unwrap();
-    let data = content(3_000_000, 1);
+    let data = content(1, 3_000_000);
     emu.put_file("/test/corrupt.bin", data.clone(), 1);
     // Intact, the MD5 verified off the forwarding task agrees.
     let download = client.download(&p("/test/corrupt.bin")).await.unwrap();
@@ -918,17 +925,17 @@ fn client_with_attempts(emu: &koofr_emulator::Emulator, attempts: u32) -> Client
 
 #[tokio::test]
 async fn one_retry_budget_covers_a_download_or_listing_and_all_its_resumes() {
-    let h = Harness::emulator().await;
-    let client = client_with_attempts(h.emu(), 3);
-    let data = content(200_000, 4);
-    h.emu().put_file("/test/cut.bin", data.clone(), 1);
+    let h = Site::start_emulator().await.unwrap();
+    let client = client_with_attempts(h.emulator(), 3);
+    let data = content(4, 200_000);
+    h.emulator().put_file("/test/cut.bin", data.clone(), 1);
     for i in 0..50 {
-        h.emu()
+        h.emulator()
             .put_file(&format!("/test/d/f{i:02}"), vec![b'x'; 10], 1);
     }
 
     // Every response is cut: at most 3 requests for the whole download, then one error.
-    h.emu()
+    h.emulator()
         .faults()
         .inject(FaultRule::truncate_body("files/get", 1000).times(20));
     h.take_requests();
@@ -949,11 +956,11 @@ async fn one_retry_budget_covers_a_download_or_listing_and_all_its_resumes() {
     assert_eq!(count(&h.take_requests(), "files/get"), 3);
 
     // A cut that is followed by refused resumes still counts against the same budget.
-    h.emu().faults().clear();
-    h.emu()
+    h.emulator().faults().clear();
+    h.emulator()
         .faults()
         .inject(FaultRule::truncate_body("files/get", 1000));
-    h.emu()
+    h.emulator()
         .faults()
         .inject(FaultRule::status("files/get", 503).skip(1).times(20));
     let download = client.download(&p("/test/cut.bin")).await.unwrap();
@@ -962,8 +969,8 @@ async fn one_retry_budget_covers_a_download_or_listing_and_all_its_resumes() {
     assert_eq!(count(&h.take_requests(), "files/get"), 3);
 
     // The same for a listing cut again and again.
-    h.emu().faults().clear();
-    h.emu()
+    h.emulator().faults().clear();
+    h.emulator()
         .faults()
         .inject(FaultRule::truncate_body("files/listrecursive", 300).times(20));
     let items: Vec<_> = client
@@ -981,8 +988,8 @@ async fn one_retry_budget_covers_a_download_or_listing_and_all_its_resumes() {
     assert_eq!(count(&h.take_requests(), "files/listrecursive"), 3);
 
     // Within the budget, a cut listing and download still complete.
-    h.emu().faults().clear();
-    h.emu()
+    h.emulator().faults().clear();
+    h.emulator()
         .faults()
         .inject(FaultRule::truncate_body("files/listrecursive", 300).times(2));
     let items: Vec<_> = client
@@ -1027,7 +1034,7 @@ async fn an_unreachable_endpoint_fails_after_a_few_attempts_naming_the_cause() {
     }
 
     // TLS spoken to a plain HTTP server: a TLS error, with the same short budget.
-    let emu = start_emulator().await;
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let tls = emu.endpoint().replace("http://", "https://");
     let config = KoofrConfig::basic(&tls, emu.email(), emu.password())
         .unwrap()
@@ -1063,10 +1070,10 @@ async fn an_unreachable_endpoint_fails_after_a_few_attempts_naming_the_cause() {
 
 #[tokio::test]
 async fn refused_credentials_are_never_sent_again() {
-    let emu = start_emulator().await;
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let basic = KoofrConfig::basic(&emu.endpoint(), emu.email(), "WRONG")
         .unwrap()
-        .with_retry(koofr_core::testing::test_retry());
+        .with_retry(koofr_testkit::test_retry());
     let token = emulator_config(&emu).with_auth(AuthConfig::Token {
         username: emu.email().to_owned(),
         password: Secret::new("WRONG"),
@@ -1103,7 +1110,7 @@ async fn refused_credentials_are_never_sent_again() {
 
 #[tokio::test]
 async fn mounts_are_chosen_by_name_from_places_on_v2_1() {
-    let emu = start_emulator().await;
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let name = Client::new(emulator_config(&emu))
         .unwrap()
         .mounts()
@@ -1161,13 +1168,13 @@ async fn mounts_are_chosen_by_name_from_places_on_v2_1() {
 
 #[tokio::test]
 async fn a_refused_recursive_listing_is_unsupported_at_once() {
-    let h = Harness::emulator().await;
+    let h = Site::start_emulator().await.unwrap();
     for status in [400, 405, 501, 505] {
-        h.emu()
+        h.emulator()
             .faults()
             .inject(FaultRule::status("files/listrecursive", status).times(5));
         h.take_requests();
-        let err = match h.client.list_recursive(&h.root).await {
+        let err = match h.client().list_recursive(h.base()).await {
             Ok(_) => panic!("{status}: the listing was not refused"),
             Err(e) => e,
         };
@@ -1177,6 +1184,6 @@ async fn a_refused_recursive_listing_is_unsupported_at_once() {
             1,
             "{status}"
         );
-        h.emu().faults().clear();
+        h.emulator().faults().clear();
     }
 }

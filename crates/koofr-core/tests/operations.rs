@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use koofr_core::testing::{Harness, collect, content, count};
 use koofr_core::{ErrorKind, KoofrPath, ListEntry, OverwritePolicy, UploadBody, UploadOptions};
+use koofr_testkit::{Site, collect, content, count};
 
 fn overwrite(modified_ms: i64) -> UploadOptions {
     UploadOptions {
@@ -18,45 +18,45 @@ fn overwrite(modified_ms: i64) -> UploadOptions {
 
 #[tokio::test]
 async fn metadata_operations() {
-    let h = Harness::any().await;
-    let user = h.client.user().await.unwrap();
+    let h = Site::start_live_or_emulator("core").await.unwrap();
+    let user = h.client().user().await.unwrap();
     assert!(!user.email.is_empty());
-    let mounts = h.client.mounts().await.unwrap();
+    let mounts = h.client().mounts().await.unwrap();
     assert_eq!(mounts.iter().filter(|m| m.is_primary).count(), 1);
-    let mount = h.client.mount_info().await.unwrap();
+    let mount = h.client().mount_info().await.unwrap();
     assert!(mount.is_primary);
     assert!(mount.total_bytes().unwrap() > 0);
-    let root = h.client.info(&KoofrPath::root()).await.unwrap();
+    let root = h.client().info(&KoofrPath::root()).await.unwrap();
     assert!(root.is_dir());
     assert_eq!(root.name, "");
-    let folder = h.client.info(&h.root).await.unwrap();
+    let folder = h.client().info(h.base()).await.unwrap();
     assert!(folder.is_dir());
     if !h.is_live() {
-        assert_eq!(user.email, h.emu().email());
+        assert_eq!(user.email, h.emulator().email());
         let requests = h.take_requests();
         // The primary mount is addressed as `primary`: no mounts listing before `info`.
         assert_eq!(count(&requests, "mounts"), 1, "{requests:?}");
         assert_eq!(requests.len(), 5, "{requests:?}");
     }
-    h.finish().await;
+    h.finish().await.unwrap();
 }
 
 #[tokio::test]
 async fn upload_and_download_boundary_sizes() {
-    let h = Harness::any().await;
-    let dir = h.path("sizes");
-    h.client.create_folder_all(&dir).await.unwrap();
+    let h = Site::start_live_or_emulator("core").await.unwrap();
+    let dir = h.path("sizes").unwrap();
+    h.client().create_folder_all(&dir).await.unwrap();
     h.take_requests();
     const MIB: usize = 1024 * 1024;
     for (i, size) in [0, 1, MIB - 1, MIB, MIB + 1].into_iter().enumerate() {
-        let data = content(size, i as u8);
+        let data = content(i as u64, size);
         let name = format!("f{size}.bin");
         let info = h
-            .client
+            .client()
             .upload(
                 &dir,
                 &name,
-                UploadBody::Bytes(Bytes::from(data.clone())),
+                UploadBody::Bytes(data.clone()),
                 overwrite(1_700_000_000_000 + i as i64),
             )
             .await
@@ -64,7 +64,11 @@ async fn upload_and_download_boundary_sizes() {
         assert_eq!(info.size, size as u64);
         assert_eq!(info.modified, 1_700_000_000_000 + i as i64);
         assert_eq!(info.name, name);
-        let download = h.client.download(&dir.child(&name).unwrap()).await.unwrap();
+        let download = h
+            .client()
+            .download(&dir.child(&name).unwrap())
+            .await
+            .unwrap();
         assert_eq!(download.info.size, size as u64);
         assert_eq!(collect(download.stream).await.unwrap(), data, "size {size}");
         if !h.is_live() {
@@ -75,16 +79,16 @@ async fn upload_and_download_boundary_sizes() {
             assert_eq!(requests.len(), 2, "{requests:?}");
         }
     }
-    h.finish().await;
+    h.finish().await.unwrap();
 }
 
 #[tokio::test]
 async fn ranged_reads() {
-    let h = Harness::any().await;
-    let data = content(100_000, 7);
-    let file = h.path("ranges.bin");
-    h.client
-        .upload(&h.root, "ranges.bin", data.clone().into(), overwrite(1))
+    let h = Site::start_live_or_emulator("core").await.unwrap();
+    let data = content(7, 100_000);
+    let file = h.path("ranges.bin").unwrap();
+    h.client()
+        .upload(h.base(), "ranges.bin", data.clone().into(), overwrite(1))
         .await
         .unwrap();
     h.take_requests();
@@ -96,7 +100,7 @@ async fn ranged_reads() {
         (90_000, 50_000),
         (5, 0),
     ] {
-        let got = collect(h.client.download_range(&file, offset, len).await.unwrap())
+        let got = collect(h.client().download_range(&file, offset, len).await.unwrap())
             .await
             .unwrap();
         let end = (offset + len).min(data.len() as u64) as usize;
@@ -111,7 +115,7 @@ async fn ranged_reads() {
         }
     }
     let err = h
-        .client
+        .client()
         .download_range(&file, 100_000, 10)
         .await
         .err()
@@ -120,19 +124,19 @@ async fn ranged_reads() {
     assert!(!err.is_temporary());
     assert!(!err.is_not_found());
     // An empty file: a zero-length read sends nothing, any other read is past the end.
-    h.client
-        .upload(&h.root, "empty", Vec::new().into(), overwrite(1))
+    h.client()
+        .upload(h.base(), "empty", Vec::new().into(), overwrite(1))
         .await
         .unwrap();
-    let empty = h.path("empty");
+    let empty = h.path("empty").unwrap();
     assert!(
-        collect(h.client.download_range(&empty, 0, 0).await.unwrap())
+        collect(h.client().download_range(&empty, 0, 0).await.unwrap())
             .await
             .unwrap()
             .is_empty()
     );
     assert_eq!(
-        h.client
+        h.client()
             .download_range(&empty, 0, 1)
             .await
             .err()
@@ -140,12 +144,12 @@ async fn ranged_reads() {
             .kind(),
         ErrorKind::RangeNotSatisfiable
     );
-    h.finish().await;
+    h.finish().await.unwrap();
 }
 
 #[tokio::test]
 async fn awkward_names_round_trip() {
-    let h = Harness::any().await;
+    let h = Site::start_live_or_emulator("core").await.unwrap();
     let names = [
         "with space.txt",
         "plus+sign",
@@ -158,26 +162,26 @@ async fn awkward_names_round_trip() {
         "ünïcödé folder",
     ];
     for (i, name) in names.iter().enumerate() {
-        let dir = h.root.child(name).unwrap();
-        h.client.create_folder_all(&dir).await.unwrap();
+        let dir = h.base().child(name).unwrap();
+        h.client().create_folder_all(&dir).await.unwrap();
         let info = h
-            .client
-            .upload(&dir, name, content(10, i as u8).into(), overwrite(5))
+            .client()
+            .upload(&dir, name, content(i as u64, 10).into(), overwrite(5))
             .await
             .unwrap();
         assert_eq!(info.name, *name);
         let file = dir.child(name).unwrap();
-        assert_eq!(h.client.info(&file).await.unwrap().size, 10);
+        assert_eq!(h.client().info(&file).await.unwrap().size, 10);
         assert_eq!(
-            collect(h.client.download(&file).await.unwrap().stream)
+            collect(h.client().download(&file).await.unwrap().stream)
                 .await
                 .unwrap(),
-            content(10, i as u8)
+            content(i as u64, 10)
         );
     }
     let listed: Vec<String> = h
-        .client
-        .list(&h.root)
+        .client()
+        .list(h.base())
         .await
         .unwrap()
         .into_iter()
@@ -192,26 +196,29 @@ async fn awkward_names_round_trip() {
     // NFD input is normalised to NFC, so both spellings reach the same file.
     let nfd = "cafe\u{301}.txt";
     let info = h
-        .client
-        .upload(&h.root, nfd, b"nfd".to_vec().into(), overwrite(5))
+        .client()
+        .upload(h.base(), nfd, b"nfd".to_vec().into(), overwrite(5))
         .await
         .unwrap();
     assert_eq!(info.name, "caf\u{e9}.txt");
-    let via_nfd = KoofrPath::parse(&format!("{}/{nfd}", h.root)).unwrap();
-    assert_eq!(h.client.info(&via_nfd).await.unwrap().name, "caf\u{e9}.txt");
+    let via_nfd = KoofrPath::parse(&format!("{}/{nfd}", h.base())).unwrap();
+    assert_eq!(
+        h.client().info(&via_nfd).await.unwrap().name,
+        "caf\u{e9}.txt"
+    );
     if !h.is_live() {
         assert_eq!(
-            h.emu().read_file("/test/100% sure/100% sure").unwrap(),
-            content(10, 2)
+            h.emulator().read_file("/test/100% sure/100% sure").unwrap(),
+            content(2, 10)
         );
-        assert!(h.emu().stat("/test/caf\u{e9}.txt").is_some());
+        assert!(h.emulator().stat("/test/caf\u{e9}.txt").is_some());
     }
     // Emoji names are refused before any request is made.
     h.take_requests();
     let err = h
-        .client
+        .client()
         .upload(
-            &h.root,
+            h.base(),
             "ox \u{1F402}.txt",
             b"x".to_vec().into(),
             overwrite(5),
@@ -224,40 +231,48 @@ async fn awkward_names_round_trip() {
             && err.to_string().contains("Basic Multilingual"),
         "{err}"
     );
-    let emoji_path = h.root.join("\u{1F402}").unwrap();
+    let emoji_path = h.base().join("\u{1F402}").unwrap();
     assert_eq!(
-        h.client.info(&emoji_path).await.unwrap_err().kind(),
+        h.client().info(&emoji_path).await.unwrap_err().kind(),
         ErrorKind::InvalidInput
     );
     assert!(h.take_requests().is_empty());
-    h.finish().await;
+    h.finish().await.unwrap();
 }
 
 #[tokio::test]
 async fn folders_listing_and_recursive_listing() {
-    let h = Harness::any().await;
-    let deep = h.path("a/b/c");
-    h.client.create_folder_all(&deep).await.unwrap();
-    assert!(h.client.info(&deep).await.unwrap().is_dir());
-    h.client
-        .upload(&deep, "x.bin", content(3, 1).into(), overwrite(9))
+    let h = Site::start_live_or_emulator("core").await.unwrap();
+    let deep = h.path("a/b/c").unwrap();
+    h.client().create_folder_all(&deep).await.unwrap();
+    assert!(h.client().info(&deep).await.unwrap().is_dir());
+    h.client()
+        .upload(&deep, "x.bin", content(1, 3).into(), overwrite(9))
         .await
         .unwrap();
-    h.client
-        .upload(&h.path("a"), "y.bin", content(4, 1).into(), overwrite(9))
+    h.client()
+        .upload(
+            &h.path("a").unwrap(),
+            "y.bin",
+            content(1, 4).into(),
+            overwrite(9),
+        )
         .await
         .unwrap();
-    h.client.create_folder(&h.path("a"), "empty").await.unwrap();
+    h.client()
+        .create_folder(&h.path("a").unwrap(), "empty")
+        .await
+        .unwrap();
     let err = h
-        .client
-        .create_folder(&h.path("a"), "EMPTY")
+        .client()
+        .create_folder(&h.path("a").unwrap(), "EMPTY")
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
 
     let mut names: Vec<String> = h
-        .client
-        .list(&h.path("a"))
+        .client()
+        .list(&h.path("a").unwrap())
         .await
         .unwrap()
         .into_iter()
@@ -265,11 +280,17 @@ async fn folders_listing_and_recursive_listing() {
         .collect();
     names.sort();
     assert_eq!(names, ["b", "empty", "y.bin"]);
-    assert!(h.client.list(&h.path("a/empty")).await.unwrap().is_empty());
+    assert!(
+        h.client()
+            .list(&h.path("a/empty").unwrap())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     let entries: Vec<ListEntry> = h
-        .client
-        .list_recursive(&h.path("a"))
+        .client()
+        .list_recursive(&h.path("a").unwrap())
         .await
         .unwrap()
         .map(|e| e.unwrap())
@@ -282,7 +303,7 @@ async fn folders_listing_and_recursive_listing() {
             ListEntry::Error { code, message, .. } => panic!("listing error {code}: {message}"),
         })
         .collect();
-    let a = h.path("a").to_string();
+    let a = h.path("a").unwrap().to_string();
     assert_eq!(paths[0], a, "the first item is the folder itself");
     let mut sorted = paths.clone();
     sorted.sort();
@@ -300,54 +321,57 @@ async fn folders_listing_and_recursive_listing() {
     }
     // A file in the way of a folder.
     let err = h
-        .client
-        .create_folder_all(&h.path("a/y.bin/z"))
+        .client()
+        .create_folder_all(&h.path("a/y.bin/z").unwrap())
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotADirectory, "{err}");
-    h.finish().await;
+    h.finish().await.unwrap();
 }
 
 #[tokio::test]
 async fn copy_move_rename_remove() {
-    let h = Harness::any().await;
-    let src = h.path("src.txt");
-    h.client
+    let h = Site::start_live_or_emulator("core").await.unwrap();
+    let src = h.path("src.txt").unwrap();
+    h.client()
         .upload(
-            &h.root,
+            h.base(),
             "src.txt",
             b"hello".to_vec().into(),
             overwrite(1000),
         )
         .await
         .unwrap();
-    h.client.create_folder_all(&h.path("dst")).await.unwrap();
+    h.client()
+        .create_folder_all(&h.path("dst").unwrap())
+        .await
+        .unwrap();
 
-    let copy = h.path("dst/copy.txt");
-    h.client.copy(&src, &copy, Some(4242)).await.unwrap();
-    assert_eq!(h.client.info(&copy).await.unwrap().modified, 4242);
+    let copy = h.path("dst/copy.txt").unwrap();
+    h.client().copy(&src, &copy, Some(4242)).await.unwrap();
+    assert_eq!(h.client().info(&copy).await.unwrap().modified, 4242);
     assert_eq!(
-        collect(h.client.download(&copy).await.unwrap().stream)
+        collect(h.client().download(&copy).await.unwrap().stream)
             .await
             .unwrap(),
         b"hello"
     );
-    let err = h.client.copy(&src, &copy, None).await.unwrap_err();
+    let err = h.client().copy(&src, &copy, None).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
 
-    let moved = h.path("dst/moved.txt");
-    h.client.move_to(&src, &moved).await.unwrap();
-    assert!(h.client.info(&src).await.unwrap_err().is_not_found());
-    assert_eq!(h.client.info(&moved).await.unwrap().modified, 1000);
+    let moved = h.path("dst/moved.txt").unwrap();
+    h.client().move_to(&src, &moved).await.unwrap();
+    assert!(h.client().info(&src).await.unwrap_err().is_not_found());
+    assert_eq!(h.client().info(&moved).await.unwrap().modified, 1000);
 
     // Case-only move and rename go through a temporary name.
-    let upper = h.path("dst/MOVED.txt");
-    h.client.move_to(&moved, &upper).await.unwrap();
-    assert_eq!(h.client.info(&upper).await.unwrap().name, "MOVED.txt");
-    h.client.rename(&upper, "Moved.txt").await.unwrap();
+    let upper = h.path("dst/MOVED.txt").unwrap();
+    h.client().move_to(&moved, &upper).await.unwrap();
+    assert_eq!(h.client().info(&upper).await.unwrap().name, "MOVED.txt");
+    h.client().rename(&upper, "Moved.txt").await.unwrap();
     let names: Vec<String> = h
-        .client
-        .list(&h.path("dst"))
+        .client()
+        .list(&h.path("dst").unwrap())
         .await
         .unwrap()
         .into_iter()
@@ -358,82 +382,94 @@ async fn copy_move_rename_remove() {
         "{names:?}"
     );
 
-    h.client
-        .rename(&h.path("dst/Moved.txt"), "renamed.txt")
+    h.client()
+        .rename(&h.path("dst/Moved.txt").unwrap(), "renamed.txt")
         .await
         .unwrap();
     assert!(
-        h.client
-            .info(&h.path("dst/renamed.txt"))
+        h.client()
+            .info(&h.path("dst/renamed.txt").unwrap())
             .await
             .unwrap()
             .is_file()
     );
 
     // Moving a folder invalidates the folder cache below it.
-    h.client
-        .create_folder_all(&h.path("tree/sub"))
+    h.client()
+        .create_folder_all(&h.path("tree/sub").unwrap())
         .await
         .unwrap();
-    h.client
-        .move_to(&h.path("tree"), &h.path("tree2"))
+    h.client()
+        .move_to(&h.path("tree").unwrap(), &h.path("tree2").unwrap())
         .await
         .unwrap();
-    h.client
-        .create_folder_all(&h.path("tree/sub"))
+    h.client()
+        .create_folder_all(&h.path("tree/sub").unwrap())
         .await
         .unwrap();
-    assert!(h.client.info(&h.path("tree/sub")).await.unwrap().is_dir());
-
-    h.client.remove(&h.path("dst")).await.unwrap();
     assert!(
-        h.client
-            .info(&h.path("dst/renamed.txt"))
+        h.client()
+            .info(&h.path("tree/sub").unwrap())
+            .await
+            .unwrap()
+            .is_dir()
+    );
+
+    h.client().remove(&h.path("dst").unwrap()).await.unwrap();
+    assert!(
+        h.client()
+            .info(&h.path("dst/renamed.txt").unwrap())
             .await
             .unwrap_err()
             .is_not_found()
     );
     assert!(
-        h.client
-            .remove(&h.path("dst"))
+        h.client()
+            .remove(&h.path("dst").unwrap())
             .await
             .unwrap_err()
             .is_not_found()
     );
     // The cache forgot `dst`: it is really created again.
-    h.client
-        .create_folder_all(&h.path("dst/again"))
+    h.client()
+        .create_folder_all(&h.path("dst/again").unwrap())
         .await
         .unwrap();
-    assert!(h.client.info(&h.path("dst/again")).await.unwrap().is_dir());
-    h.finish().await;
+    assert!(
+        h.client()
+            .info(&h.path("dst/again").unwrap())
+            .await
+            .unwrap()
+            .is_dir()
+    );
+    h.finish().await.unwrap();
 }
 
 #[tokio::test]
 async fn error_kinds() {
-    let h = Harness::any().await;
-    let missing = h.path("missing.txt");
-    let err = h.client.info(&missing).await.unwrap_err();
+    let h = Site::start_live_or_emulator("core").await.unwrap();
+    let missing = h.path("missing.txt").unwrap();
+    let err = h.client().info(&missing).await.unwrap_err();
     assert!(err.is_not_found() && !err.is_temporary(), "{err}");
     assert!(err.to_string().contains(missing.as_str()), "{err}");
     assert!(
-        h.client
+        h.client()
             .download(&missing)
             .await
             .unwrap_err()
             .is_not_found()
     );
-    assert!(h.client.list(&missing).await.unwrap_err().is_not_found());
+    assert!(h.client().list(&missing).await.unwrap_err().is_not_found());
 
-    h.client
-        .upload(&h.root, "f.txt", b"1".to_vec().into(), overwrite(1))
+    h.client()
+        .upload(h.base(), "f.txt", b"1".to_vec().into(), overwrite(1))
         .await
         .unwrap();
-    let file = h.path("f.txt");
+    let file = h.path("f.txt").unwrap();
     let err = h
-        .client
+        .client()
         .upload(
-            &h.root,
+            h.base(),
             "F.TXT",
             b"2".to_vec().into(),
             UploadOptions {
@@ -448,9 +484,9 @@ async fn error_kinds() {
         "{err}"
     );
     let renamed = h
-        .client
+        .client()
         .upload(
-            &h.root,
+            h.base(),
             "f.txt",
             b"3".to_vec().into(),
             UploadOptions {
@@ -461,42 +497,54 @@ async fn error_kinds() {
         .await
         .unwrap();
     assert_eq!(renamed.name, "f (1).txt");
-    let err = match h.client.list_recursive(&file).await {
+    let err = match h.client().list_recursive(&file).await {
         Err(e) => e,
         Ok(mut s) => s.next().await.unwrap().unwrap_err(),
     };
     assert_eq!(err.kind(), ErrorKind::NotADirectory, "{err}");
     let err = h
-        .client
-        .upload(&h.path("nowhere"), "x", b"1".to_vec().into(), overwrite(1))
+        .client()
+        .upload(
+            &h.path("nowhere").unwrap(),
+            "x",
+            b"1".to_vec().into(),
+            overwrite(1),
+        )
         .await
         .unwrap_err();
     assert!(err.is_not_found(), "{err}");
-    h.client.create_folder_all(&h.path("folder")).await.unwrap();
+    h.client()
+        .create_folder_all(&h.path("folder").unwrap())
+        .await
+        .unwrap();
     let err = h
-        .client
-        .upload(&h.root, "folder", b"1".to_vec().into(), overwrite(1))
+        .client()
+        .upload(h.base(), "folder", b"1".to_vec().into(), overwrite(1))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotAFile, "{err}");
-    let err = h.client.remove(&KoofrPath::root()).await.unwrap_err();
+    let err = h.client().remove(&KoofrPath::root()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     let err = h
-        .client
-        .copy(&h.path("folder"), &h.path("folder/inside"), None)
+        .client()
+        .copy(
+            &h.path("folder").unwrap(),
+            &h.path("folder/inside").unwrap(),
+            None,
+        )
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
-    h.finish().await;
+    h.finish().await.unwrap();
 }
 
 #[tokio::test]
 async fn concurrent_folder_creation_of_one_path() {
-    let h = Harness::any().await;
-    let target = h.path("race/x/y/z");
+    let h = Site::start_live_or_emulator("core").await.unwrap();
+    let target = h.path("race/x/y/z").unwrap();
     let mut tasks = Vec::new();
     for i in 0..16 {
-        let client = koofr_core::Client::new(h.client.config().clone()).unwrap();
+        let client = koofr_core::Client::new(h.client().config().clone()).unwrap();
         let target = target.clone();
         tasks.push(tokio::spawn(async move {
             client.create_folder_all(&target).await?;
@@ -513,14 +561,14 @@ async fn concurrent_folder_creation_of_one_path() {
     for task in tasks {
         task.await.unwrap().unwrap();
     }
-    assert_eq!(h.client.list(&target).await.unwrap().len(), 16);
+    assert_eq!(h.client().list(&target).await.unwrap().len(), 16);
 
     // 16 tasks sharing one client wait for the first creator instead of racing it.
-    let shared = h.path("shared/x/y");
+    let shared = h.path("shared/x/y").unwrap();
     h.take_requests();
     let tasks: Vec<_> = (0..16)
         .map(|i| {
-            let client = h.client.clone();
+            let client = h.client().clone();
             let shared = shared.clone();
             tokio::spawn(async move {
                 client.create_folder_all(&shared).await?;
@@ -545,21 +593,21 @@ async fn concurrent_folder_creation_of_one_path() {
         // info(full), info(/test), info(/test/shared), 3 creates, 16 uploads.
         assert_eq!(requests.len(), 3 + 3 + 16, "{requests:?}");
     }
-    h.finish().await;
+    h.finish().await.unwrap();
 }
 
 #[tokio::test]
 async fn streamed_and_replayable_uploads() {
-    let h = Harness::any().await;
-    let data = Bytes::from(content(300_000, 3));
+    let h = Site::start_live_or_emulator("core").await.unwrap();
+    let data = content(3, 300_000);
     let chunks: Vec<koofr_core::Result<Bytes>> = data
         .chunks(7_000)
         .map(|c| Ok(Bytes::copy_from_slice(c)))
         .collect();
     let info = h
-        .client
+        .client()
         .upload(
-            &h.root,
+            h.base(),
             "streamed.bin",
             UploadBody::Stream(futures::stream::iter(chunks).boxed()),
             UploadOptions::default(),
@@ -576,9 +624,9 @@ async fn streamed_and_replayable_uploads() {
         .boxed()
     });
     let info = h
-        .client
+        .client()
         .upload(
-            &h.root,
+            h.base(),
             "replayable.bin",
             UploadBody::Replayable(replay),
             UploadOptions {
@@ -590,14 +638,18 @@ async fn streamed_and_replayable_uploads() {
         .unwrap();
     assert_eq!(
         info.hash,
-        h.client.info(&h.path("streamed.bin")).await.unwrap().hash
+        h.client()
+            .info(&h.path("streamed.bin").unwrap())
+            .await
+            .unwrap()
+            .hash
     );
     // A source shorter than announced aborts the upload and stores nothing.
     let short = futures::stream::iter(vec![Ok(Bytes::from_static(b"abc"))]).boxed();
     let err = h
-        .client
+        .client()
         .upload(
-            &h.root,
+            h.base(),
             "short.bin",
             UploadBody::Stream(short),
             UploadOptions {
@@ -613,11 +665,11 @@ async fn streamed_and_replayable_uploads() {
         "{err}"
     );
     assert!(
-        h.client
-            .info(&h.path("short.bin"))
+        h.client()
+            .info(&h.path("short.bin").unwrap())
             .await
             .unwrap_err()
             .is_not_found()
     );
-    h.finish().await;
+    h.finish().await.unwrap();
 }

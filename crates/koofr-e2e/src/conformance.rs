@@ -10,7 +10,7 @@ use kloset_plugin::suites::{SuiteReport, run_exporter_suite, run_importer_suite,
 use koofr_emulator::FaultRule;
 
 use crate::binaries::PluginBinaries;
-use crate::site::{EmulatorOptions, LiveCredentials, Site};
+use koofr_testkit::{LiveCredentials, Site};
 
 /// Share of requests answered 503 when faults are on.
 pub const FAULT_FAILURE_RATE: f64 = 0.05;
@@ -90,10 +90,10 @@ pub struct MatrixOptions {
 
 /// Turns faults on: seeded 503s on every endpoint and a few 429s with `Retry-After: 1`.
 fn inject_faults(site: &Site, seed: u64) {
-    let Some(emulator) = site.emulator() else {
+    if site.is_live() {
         return;
-    };
-    let faults = emulator.faults();
+    }
+    let faults = site.emulator().faults();
     faults.set_failure_rate(None, FAULT_FAILURE_RATE);
     // Spread over the endpoints each suite uses; `seed` shifts which requests are hit.
     let skip = (seed % 7) as u32;
@@ -173,8 +173,8 @@ pub async fn run_matrix(options: &MatrixOptions) -> Vec<MatrixRow> {
                     "emulator"
                 };
                 let site = match backend {
-                    None => Site::start_emulator(EmulatorOptions::default()).await,
-                    Some(live) => Site::live(live, "conformance").await,
+                    None => Site::start_emulator().await,
+                    Some(live) => Site::start_live(live, "conformance").await,
                 };
                 let site = match site {
                     Ok(site) => site,
@@ -196,8 +196,8 @@ pub async fn run_matrix(options: &MatrixOptions) -> Vec<MatrixRow> {
                 }
                 let target = format!("{backend_name}{}", if faults { " with faults" } else { "" });
                 let outcome = run_one(&site, suite, &options.binaries, &target).await;
-                let injected = site.emulator().map(|e| {
-                    e.requests()
+                let injected = (!site.is_live()).then(|| {
+                    site.requests()
                         .iter()
                         .filter(|r| r.status == 503 || r.status == 429)
                         .count()

@@ -5,7 +5,7 @@
 //! conformance`.
 //!
 //! * [`binaries`]: `cargo build` of the plugins and their paths.
-//! * [`site`]: the backend (emulator or live Koofr), config maps, listings, request log.
+//! * The backend (emulator or live Koofr) is `koofr_testkit::Site`.
 //! * [`tree`]: the deterministic seeded tree and its upload.
 //! * [`manifest`]: the package manifest, and the one derived for plakar v1.0.x.
 //! * [`pack`], [`index`]: packfiles and the state (index) the host writes.
@@ -25,11 +25,9 @@ pub mod pipeline;
 pub mod plakar;
 pub mod plakar_demo;
 pub mod progress;
-pub mod site;
 pub mod summary;
 pub mod tree;
 
 pub use binaries::{PluginBinaries, build_plugins, locate_plugins};
 pub use progress::Progress;
-pub use site::{EmulatorOptions, LiveAuth, LiveCredentials, Site};
 pub use tree::TreeSpec;

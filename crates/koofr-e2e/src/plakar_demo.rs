@@ -10,9 +10,10 @@ use koofr_core::KoofrPath;
 use crate::pipeline::{Locations, VerifyReport, compare_with_manifest};
 use crate::plakar::{Plakar, PlakarHome, PlakarOutput, PlakarPackage, PluginWatch};
 use crate::progress::Progress;
-use crate::site::Site;
-use crate::summary::{PhaseSummary, ProcessPeak, RunSummary, count_below};
+use crate::summary::{PhaseSummary, ProcessPeak, RunSummary};
 use crate::tree::{Manifest, TreeSpec, generate, seed};
+use koofr_testkit::Site;
+use koofr_testkit::count_below;
 
 /// The passphrase of the klosets the harness creates.
 pub const PASSPHRASE: &str = "koofr-e2e passphrase";
@@ -212,7 +213,7 @@ pub async fn run_plakar_demo(
     let downloads = log.phases.last().map_or(0, |p| {
         count_below(&p.requests, "files/get", locations.source.as_str())
     });
-    if site.emulator().is_some() && downloads != 0 {
+    if !site.is_live() && downloads != 0 {
         bail!("phase rescan: the unchanged tree cost {downloads} downloads instead of 0");
     }
 

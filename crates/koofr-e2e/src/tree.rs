@@ -13,13 +13,11 @@ use futures::{StreamExt, TryStreamExt};
 use koofr_core::{KoofrPath, UploadBody, UploadOptions};
 use md5::{Digest, Md5};
 use rand::rngs::SmallRng;
-use rand::{Rng, RngCore, SeedableRng};
+use rand::{Rng, SeedableRng};
 
 use crate::progress::Progress;
-use crate::site::{RemoteEntry, Site};
+use koofr_testkit::{RemoteEntry, Site};
 
-/// Size of the generated content chunks.
-const CONTENT_CHUNK: usize = 256 * 1024;
 /// Uploads running at once while seeding.
 const SEED_CONCURRENCY: usize = 4;
 
@@ -197,21 +195,8 @@ pub fn generate(spec: &TreeSpec) -> SeedTree {
     }
 }
 
-/// The content of a file: `size` bytes from a generator seeded with `seed`, in 256 KiB chunks.
-pub fn content_chunks(seed: u64, size: u64) -> impl Iterator<Item = Bytes> + Send + 'static {
-    let mut rng = SmallRng::seed_from_u64(seed);
-    let mut left = size;
-    std::iter::from_fn(move || {
-        if left == 0 {
-            return None;
-        }
-        let take = left.min(CONTENT_CHUNK as u64) as usize;
-        let mut chunk = vec![0u8; take];
-        rng.fill_bytes(&mut chunk);
-        left -= take as u64;
-        Some(Bytes::from(chunk))
-    })
-}
+/// The content of a file: `size` bytes of the shared test pattern `seed`, in 256 KiB chunks.
+pub use koofr_testkit::content_chunks;
 
 /// [`content_chunks`] as a stream.
 pub fn content_stream(seed: u64, size: u64) -> impl futures::Stream<Item = Bytes> + Send + 'static {

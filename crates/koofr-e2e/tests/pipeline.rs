@@ -8,9 +8,9 @@ use koofr_core::{UploadBody, UploadOptions};
 use koofr_e2e::pipeline::{
     Locations, PipelineOptions, backup, create_kloset, kloset_config, run_demo,
 };
-use koofr_e2e::summary::count_below;
 use koofr_e2e::tree::{generate, seed};
-use koofr_e2e::{EmulatorOptions, PluginBinaries, Progress, Site, TreeSpec, build_plugins};
+use koofr_e2e::{PluginBinaries, Progress, TreeSpec, build_plugins};
+use koofr_testkit::{Site, count_below};
 
 fn binaries() -> PluginBinaries {
     static BINARIES: OnceLock<PluginBinaries> = OnceLock::new();
@@ -29,9 +29,7 @@ async fn small_tree_round_trips_through_the_real_plugins() {
     let mut options = options().await;
     // Small packfiles, so files span packfiles and the restore needs several ranged gets.
     options.packfile_bytes = 2 << 20;
-    let site = Site::start_emulator(EmulatorOptions::default())
-        .await
-        .unwrap();
+    let site = Site::start_emulator().await.unwrap();
     let spec = TreeSpec::small();
     let run = run_demo(&site, &spec, &options)
         .await
@@ -136,9 +134,7 @@ async fn small_tree_round_trips_through_the_real_plugins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_scan_opens_only_the_changed_file() {
     let options = options().await;
-    let site = Site::start_emulator(EmulatorOptions::default())
-        .await
-        .unwrap();
+    let site = Site::start_emulator().await.unwrap();
     let locations = Locations::under(&site).unwrap();
     let spec = TreeSpec {
         files: 20,
@@ -211,9 +207,7 @@ async fn second_scan_opens_only_the_changed_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_file_fails_the_backup_naming_phase_and_file() {
     let options = options().await;
-    let site = Site::start_emulator(EmulatorOptions::default())
-        .await
-        .unwrap();
+    let site = Site::start_emulator().await.unwrap();
     let spec = TreeSpec {
         files: 12,
         max_file_bytes: 64 << 10,
@@ -221,9 +215,9 @@ async fn an_unreadable_file_fails_the_backup_naming_phase_and_file() {
     };
     let tree = generate(&spec);
     let victim = tree.files.iter().find(|f| f.size > 0).unwrap().path.clone();
-    let victim_path = format!("/e2e/source/{victim}");
+    let victim_path = format!("{}/{victim}", site.path("source").unwrap());
     // Every download of that one file is refused; the others go through.
-    site.emulator().unwrap().faults().inject(
+    site.emulator().faults().inject(
         koofr_emulator::FaultRule::status("files/get", 403)
             .path_prefix(&victim_path)
             .times(1000),

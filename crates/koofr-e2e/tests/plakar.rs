@@ -13,10 +13,10 @@ use koofr_e2e::plakar::{
     Line, Plakar, PlakarPackage, PluginProcess, plakar_for, plakar_of_line_for,
 };
 use koofr_e2e::plakar_demo::{Entry, PlakarSite};
-use koofr_e2e::summary::count_below;
 use koofr_e2e::tree::{Manifest, generate, seed, walk_local, write_local};
-use koofr_e2e::{EmulatorOptions, Progress, Site, TreeSpec, build_plugins};
+use koofr_e2e::{Progress, TreeSpec, build_plugins};
 use koofr_emulator::{FaultRule, RequestRecord};
+use koofr_testkit::{RemoteEntry, Site, count_below};
 
 /// The plakar and the package built once for this test binary, or `None` (reason printed).
 async fn plakar(test: &str) -> Option<(Plakar, PlakarPackage)> {
@@ -57,9 +57,7 @@ async fn plakar_1_0(test: &str) -> Option<(Plakar, PlakarPackage)> {
 }
 
 async fn emulator() -> Site {
-    Site::start_emulator(EmulatorOptions::default())
-        .await
-        .unwrap()
+    Site::start_emulator().await.unwrap()
 }
 
 /// A scratch folder for local trees and klosets, removed at the end of the test.
@@ -100,7 +98,7 @@ fn local_tree(dir: &Path, files: usize, max_file_bytes: u64, seed: u64, notes: &
 
 const NOTES: &str = "notes ü 日本.txt";
 
-fn assert_same(entries: &[koofr_e2e::site::RemoteEntry], manifest: &Manifest, what: &str) {
+fn assert_same(entries: &[RemoteEntry], manifest: &Manifest, what: &str) {
     let problems = compare_with_manifest(entries, manifest);
     assert!(
         problems.is_empty(),
@@ -156,7 +154,6 @@ async fn real_plakar_keeps_a_kloset_on_koofr() {
     let packfiles = format!("{kloset}/packfiles");
     let count_packfiles = || {
         site.emulator()
-            .unwrap()
             .walk(&packfiles)
             .iter()
             .filter(|(_, info)| !info.is_dir)
@@ -174,12 +171,7 @@ async fn real_plakar_keeps_a_kloset_on_koofr() {
         1,
         "{log:?}"
     );
-    assert!(
-        site.emulator()
-            .unwrap()
-            .stat(&format!("{kloset}/CONFIG"))
-            .is_some()
-    );
+    assert!(site.emulator().stat(&format!("{kloset}/CONFIG")).is_some());
 
     // backup: one request per packfile put.
     site.clear_requests();
@@ -192,7 +184,6 @@ async fn real_plakar_keeps_a_kloset_on_koofr() {
     assert_eq!(statuses(&log, 500), 0);
     assert!(
         site.emulator()
-            .unwrap()
             .walk(&format!("{kloset}/locks"))
             .iter()
             .all(|(_, info)| info.is_dir),
@@ -355,7 +346,7 @@ async fn real_plakar_opens_an_encrypted_kloset_on_koofr() {
         .unwrap();
     assert_same(&walk_local(&restored).unwrap(), &manifest, "restored tree");
     // Nothing readable reached Koofr: the notes are not in any stored object.
-    let emulator = site.emulator().unwrap();
+    let emulator = site.emulator();
     for (path, info) in emulator.walk(kloset.as_str()) {
         if !info.is_dir {
             let bytes = emulator.read_file(&path).unwrap();
@@ -429,7 +420,6 @@ async fn real_plakar_backs_up_a_koofr_folder_then_only_what_changed() {
     let (changed, _) = manifest.files.iter().find(|(_, f)| f.size > 0).unwrap();
     let changed_path = format!("{source}/{changed}");
     site.emulator()
-        .unwrap()
         .put_file(&changed_path, &b"changed content"[..], 1_800_000_000_000);
     site.clear_requests();
     let second = run.backup(&kloset, "@docs").await.unwrap();
@@ -592,7 +582,7 @@ async fn real_plakar_cycles_survive_faults() {
 
     // 10 % of all requests answer 503, plus scripted 429s with Retry-After, dropped
     // connections and truncated bodies on the transfer endpoints.
-    let faults = site.emulator().unwrap().faults();
+    let faults = site.emulator().faults();
     faults.set_failure_rate(None, 0.10);
     faults.inject(FaultRule::status("files/get", 429).retry_after(1).times(2));
     faults.inject(FaultRule::status("files/put", 429).retry_after(1).times(2));
@@ -634,7 +624,7 @@ async fn real_plakar_cycles_survive_faults() {
         assert!(statuses(&log, status) > 0, "no request answered {status}");
     }
     // Every lock plakar took was deleted, faults or not.
-    let locks = site.emulator().unwrap().walk(&format!("{kloset}/locks"));
+    let locks = site.emulator().walk(&format!("{kloset}/locks"));
     assert!(
         locks.iter().all(|(_, info)| info.is_dir),
         "locks left behind: {locks:?}"
@@ -811,7 +801,7 @@ async fn real_plakar_uses_rclone_imported_entries() {
         return;
     };
     let site = emulator().await;
-    let emulator = site.emulator().unwrap();
+    let emulator = site.emulator();
     let local = scratch();
     let (source, kloset, target) = (
         site.path("source").unwrap(),
@@ -1022,7 +1012,6 @@ async fn plakar_1_0_installs_the_package_and_keeps_a_kloset_on_koofr() {
     let id = run.backup("@kloset", &path_str(&tree_dir)).await.unwrap();
     let stored = site
         .emulator()
-        .unwrap()
         .walk(&packfiles)
         .iter()
         .filter(|(_, info)| !info.is_dir)
@@ -1114,7 +1103,7 @@ async fn plakar_1_0_backs_up_a_koofr_folder_then_only_what_changed() {
 
     let (changed, _) = manifest.files.iter().find(|(_, f)| f.size > 0).unwrap();
     let changed_path = format!("{source}/{changed}");
-    site.emulator().unwrap().put_file(
+    site.emulator().put_file(
         &changed_path,
         &b"changed under plakar 1.0"[..],
         1_800_000_000_000,

@@ -8,7 +8,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use kloset_plugin::host::{InitArgs, PluginConnection, RemoteExporter};
 use kloset_plugin::suites::pattern_stream;
 use kloset_plugin::{ConnectorErrorKind, Exporter, FileInfo};
-use koofr_core::testing::Harness;
+use koofr_testkit::Site;
 
 const BIN: &str = env!("CARGO_BIN_EXE_koofr-exporter");
 
@@ -45,8 +45,8 @@ async fn restore(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_fails_init_after_one_refused_request() {
-    let h = Harness::emulator().await;
-    let mut config = h.plugin_config("out");
+    let h = Site::start_emulator().await.unwrap();
+    let mut config = h.plugin_config(&h.path("out").unwrap());
     config.insert("password".to_owned(), "WRONG".to_owned());
     h.take_requests();
     let err = spawn(config).await.unwrap_err();
@@ -65,9 +65,11 @@ async fn a_wrong_password_fails_init_after_one_refused_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_account_ends_the_export() {
-    let h = Harness::emulator().await;
-    let exporter = spawn(h.plugin_config("out")).await.unwrap();
-    h.emu().faults().set_quota(150);
+    let h = Site::start_emulator().await.unwrap();
+    let exporter = spawn(h.plugin_config(&h.path("out").unwrap()))
+        .await
+        .unwrap();
+    h.emulator().faults().set_quota(150);
     h.take_requests();
     let (outcomes, closed) = restore(&exporter, 5).await;
     assert!(outcomes[0].is_ok(), "{:?}", outcomes[0]);
@@ -86,13 +88,13 @@ async fn a_full_account_ends_the_export() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_endpoint_fails_init_naming_the_cause() {
-    let h = Harness::emulator().await;
+    let h = Site::start_emulator().await.unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let mut config = h.plugin_config("out");
+    let mut config = h.plugin_config(&h.path("out").unwrap());
     config.insert("endpoint".to_owned(), format!("http://127.0.0.1:{port}"));
     config.insert("retries".to_owned(), "8".to_owned());
     let err = spawn(config).await.unwrap_err();

@@ -13,28 +13,17 @@ use kloset_plugin::{
     ByteStream, ConnectorError, ExportPipeline, Exporter, FileInfo, FileMode, InitContext, Record,
 };
 use koofr_core::plakar::CONNECTOR_TYPE;
-use koofr_core::testing::{Harness, collect, count};
 use koofr_core::{KoofrPath, UploadOptions};
 use koofr_emulator::{FaultAction, FaultRule};
 use koofr_exporter::KoofrExporter;
 use koofr_exporter::testkit::{KoofrExporterSite, Transport};
+use koofr_testkit::{Site, collect, count};
 
-/// The emulator, for tests that need its fault hooks or request log. On a live run (Koofr
-/// credentials set) such a test still runs, on the emulator only, and says so.
-async fn emulator_only(test: &str) -> Harness {
-    if koofr_core::testing::live_settings().is_some() {
-        eprintln!(
-            "{test}: live Koofr part skipped: this test needs the emulator's fault hooks and request log"
-        );
-    }
-    Harness::emulator().await
-}
-
-fn site(h: &Harness, transport: Transport) -> KoofrExporterSite {
+fn site(h: &Site, transport: Transport) -> KoofrExporterSite {
     KoofrExporterSite::new(
-        h.client.clone(),
-        h.root.clone(),
-        h.plugin_config(""),
+        h.client().clone(),
+        h.base().clone(),
+        h.plugin_config(h.base()),
         transport,
     )
 }
@@ -71,19 +60,21 @@ async fn finish(site: &KoofrExporterSite, exporter: Arc<RemoteExporter>) {
     site.release(exporter).await.expect("plugin exits 0");
 }
 
-async fn read(h: &Harness, path: &KoofrPath) -> Vec<u8> {
-    collect(h.client.download(path).await.expect("download").stream)
+async fn read(h: &Site, path: &KoofrPath) -> Vec<u8> {
+    collect(h.client().download(path).await.expect("download").stream)
         .await
         .expect("read")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_into_an_existing_folder_costs_one_request() {
-    let h = emulator_only("a_file_into_an_existing_folder_costs_one_request").await;
+    let h = Site::start_emulator_only("a_file_into_an_existing_folder_costs_one_request")
+        .await
+        .unwrap();
     let site = site(&h, Transport::Duplex);
     let exporter = remote(&site).await;
     let dest = site.destination().clone();
-    h.emu()
+    h.emulator()
         .create_folder_all(dest.join("existing").unwrap().as_str());
     exporter
         .create_directory("/existing", &dir_info("existing"))
@@ -136,7 +127,7 @@ async fn a_file_into_an_existing_folder_costs_one_request() {
     assert!(count(&requests, "files/info") <= 1, "{requests:?}");
     finish(&site, exporter).await;
     let stored = h
-        .emu()
+        .emulator()
         .stat(dest.join("existing/f7.txt").unwrap().as_str())
         .expect("restored");
     assert_eq!(stored.size, 107);
@@ -148,7 +139,7 @@ async fn a_file_into_an_existing_folder_costs_one_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn case_and_unicode_collisions_keep_the_first_restored() {
-    let h = Harness::any().await;
+    let h = Site::start_live_or_emulator("exporter").await.unwrap();
     let site = site(&h, Transport::Duplex);
     let exporter = remote(&site).await;
     exporter
@@ -210,7 +201,7 @@ async fn case_and_unicode_collisions_keep_the_first_restored() {
 
     let dest = site.destination();
     let names: Vec<String> = h
-        .client
+        .client()
         .list(dest)
         .await
         .unwrap()
@@ -221,12 +212,12 @@ async fn case_and_unicode_collisions_keep_the_first_restored() {
     assert_eq!(read(&h, &dest.join("Read.me").unwrap()).await, b"first");
     assert_eq!(read(&h, &dest.join(nfc).unwrap()).await, b"nfc");
     assert_eq!(read(&h, &dest.join("Dir/x").unwrap()).await, b"keep");
-    h.finish().await;
+    h.finish().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_koofr_cannot_store_get_explicit_errors() {
-    let h = Harness::any().await;
+    let h = Site::start_live_or_emulator("exporter").await.unwrap();
     let site = site(&h, Transport::Duplex);
     let exporter = remote(&site).await;
     let special = |path: &str, mode: u32| {
@@ -283,7 +274,7 @@ async fn records_koofr_cannot_store_get_explicit_errors() {
         .unwrap();
     finish(&site, exporter).await;
     let names: Vec<String> = h
-        .client
+        .client()
         .list(site.destination())
         .await
         .unwrap()
@@ -291,18 +282,20 @@ async fn records_koofr_cannot_store_get_explicit_errors() {
         .map(|f| f.name)
         .collect();
     assert_eq!(names, ["fine.txt"]);
-    h.finish().await;
+    h.finish().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hash_koofr_did_not_get_fails_that_record_only() {
-    let h = emulator_only("a_hash_koofr_did_not_get_fails_that_record_only").await;
+    let h = Site::start_emulator_only("a_hash_koofr_did_not_get_fails_that_record_only")
+        .await
+        .unwrap();
     let site = site(&h, Transport::Duplex);
     let exporter = remote(&site).await;
     let bad = site.destination().join("bad").unwrap();
     // Koofr answers as if it stored other bytes of the same length, on every attempt.
     let lie = r#"{"name":"x.txt","type":"file","modified":1,"size":5,"contentType":"text/plain","hash":"00000000000000000000000000000000","tags":{}}"#;
-    h.emu().faults().inject(
+    h.emulator().faults().inject(
         FaultRule::new(FaultAction::Status {
             status: 200,
             retry_after: None,
@@ -335,9 +328,19 @@ async fn a_hash_koofr_did_not_get_fails_that_record_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn put_faults_are_retried_and_a_persistent_one_fails_only_its_record() {
-    let h =
-        emulator_only("put_faults_are_retried_and_a_persistent_one_fails_only_its_record").await;
-    let site = site(&h, Transport::Duplex);
+    let h = Site::start_emulator_only(
+        "put_faults_are_retried_and_a_persistent_one_fails_only_its_record",
+    )
+    .await
+    .unwrap();
+    let mut config = h.plugin_config(h.base());
+    config.insert("retries".to_owned(), "5".to_owned());
+    let site = KoofrExporterSite::new(
+        h.client().clone(),
+        h.base().clone(),
+        config,
+        Transport::Duplex,
+    );
     let exporter = remote(&site).await;
     let dest = site.destination().clone();
     exporter
@@ -348,7 +351,7 @@ async fn put_faults_are_retried_and_a_persistent_one_fails_only_its_record() {
         .create_directory("/flaky", &dir_info("flaky"))
         .await
         .unwrap();
-    let faults = h.emu().faults();
+    let faults = h.emulator().faults();
     faults.inject(
         FaultRule::status("files/put", 503)
             .path_prefix(dest.join("bad").unwrap().as_str())
@@ -402,13 +405,13 @@ async fn put_faults_are_retried_and_a_persistent_one_fails_only_its_record() {
         .expect("others go on");
     finish(&site, exporter).await;
     assert_eq!(
-        h.emu()
+        h.emulator()
             .read_file(dest.join("flaky/b.bin").unwrap().as_str())
             .unwrap(),
         pattern_bytes(2, 0, 3000)
     );
     assert!(
-        h.emu()
+        h.emulator()
             .stat(dest.join("bad/a.bin").unwrap().as_str())
             .is_none()
     );
@@ -416,13 +419,13 @@ async fn put_faults_are_retried_and_a_persistent_one_fails_only_its_record() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cut_content_never_replaces_the_previous_file() {
-    let h = Harness::any().await;
+    let h = Site::start_live_or_emulator("exporter").await.unwrap();
     let site = site(&h, Transport::Direct);
     site.clear().await.unwrap();
     let dest = site.destination().clone();
-    h.client.create_folder_all(&dest).await.unwrap();
+    h.client().create_folder_all(&dest).await.unwrap();
     for (name, len) in [("small.bin", 64 * 1024), ("large.bin", 9 << 20)] {
-        h.client
+        h.client()
             .upload(
                 &dest,
                 name,
@@ -432,7 +435,7 @@ async fn cut_content_never_replaces_the_previous_file() {
             .await
             .unwrap();
         let exporter = KoofrExporter::from_config_map(
-            &h.plugin_config(KoofrExporterSite::relative_destination()),
+            &h.plugin_config(&h.path(KoofrExporterSite::relative_destination()).unwrap()),
         )
         .unwrap();
         let head = pattern_stream(5, (len / 2) as u64);
@@ -449,13 +452,15 @@ async fn cut_content_never_replaces_the_previous_file() {
             "{name}"
         );
     }
-    h.finish().await;
+    h.finish().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_parses_the_config_without_network_io() {
-    let h = emulator_only("init_parses_the_config_without_network_io").await;
-    let mut config = h.plugin_config("restore/here");
+    let h = Site::start_emulator_only("init_parses_the_config_without_network_io")
+        .await
+        .unwrap();
+    let mut config = h.plugin_config(&h.path("restore/here").unwrap());
     config.insert("concurrency".to_owned(), "3".to_owned());
     config.insert("colour".to_owned(), "blue".to_owned());
     h.take_requests();
@@ -471,7 +476,7 @@ async fn init_parses_the_config_without_network_io() {
     assert_eq!(location.root, "/test/restore/here");
     assert_eq!(location.origin, exporter.client().config().plakar_origin());
     assert!(
-        location.origin.ends_with(&h.emu().addr().to_string()),
+        location.origin.ends_with(&h.emulator().addr().to_string()),
         "{}",
         location.origin
     );
@@ -483,14 +488,14 @@ async fn init_parses_the_config_without_network_io() {
     );
     exporter.ping().await.expect("ping");
     assert!(
-        !format!("{exporter:?}").contains(h.emu().password()),
+        !format!("{exporter:?}").contains(h.emulator().password()),
         "no password in Debug"
     );
 
     config.insert("concurrency".to_owned(), "many".to_owned());
     let err = KoofrExporter::from_config_map(&config).unwrap_err();
     assert!(err.message().contains("concurrency"), "{err}");
-    assert!(!err.message().contains(h.emu().password()), "{err}");
+    assert!(!err.message().contains(h.emulator().password()), "{err}");
 }
 
 /// Restore throughput with many small files: the pipelined exporter against a one-at-a-time
@@ -501,8 +506,10 @@ async fn init_parses_the_config_without_network_io() {
 async fn small_file_throughput() {
     const FILES: usize = 2000;
     const SIZE: usize = 16 * 1024;
-    let h = emulator_only("small_file_throughput").await;
-    h.emu().faults().set_latency(Duration::from_millis(20));
+    let h = Site::start_emulator_only("small_file_throughput")
+        .await
+        .unwrap();
+    h.emulator().faults().set_latency(Duration::from_millis(20));
     let mut timings = Vec::new();
     for (label, limit) in [("pipelined", None), ("one at a time", Some(1))] {
         let pipeline = ExportPipeline {

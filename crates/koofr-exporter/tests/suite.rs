@@ -5,22 +5,11 @@
 
 use kloset_plugin::Protocol;
 use kloset_plugin::suites::{SuiteReport, run_exporter_suite};
-use koofr_core::testing::Harness;
 use koofr_emulator::{FaultAction, FaultRule};
 use koofr_exporter::testkit::{KoofrExporterSite, Transport};
+use koofr_testkit::Site;
 
 const BIN: &str = env!("CARGO_BIN_EXE_koofr-exporter");
-
-/// The emulator, for tests that need its fault hooks or request log. On a live run (Koofr
-/// credentials set) such a test still runs, on the emulator only, and says so.
-async fn emulator_only(test: &str) -> Harness {
-    if koofr_core::testing::live_settings().is_some() {
-        eprintln!(
-            "{test}: live Koofr part skipped: this test needs the emulator's fault hooks and request log"
-        );
-    }
-    Harness::emulator().await
-}
 
 /// Every case must pass.
 fn assert_conformant(report: &SuiteReport) {
@@ -28,62 +17,64 @@ fn assert_conformant(report: &SuiteReport) {
     report.assert_passed();
 }
 
-fn site(h: &Harness, transport: Transport) -> KoofrExporterSite {
+fn site(h: &Site, transport: Transport) -> KoofrExporterSite {
     KoofrExporterSite::new(
-        h.client.clone(),
-        h.root.clone(),
-        h.plugin_config(""),
+        h.client().clone(),
+        h.base().clone(),
+        h.plugin_config(h.base()),
         transport,
     )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exporter_suite_in_process() {
-    let h = Harness::any().await;
+    let h = Site::start_live_or_emulator("exporter").await.unwrap();
     let report = run_exporter_suite("koofr in-process", &site(&h, Transport::Direct)).await;
     assert_conformant(&report);
-    h.finish().await;
+    h.finish().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exporter_suite_over_grpc_pipe() {
-    let h = Harness::any().await;
+    let h = Site::start_live_or_emulator("exporter").await.unwrap();
     let report = run_exporter_suite("koofr over duplex", &site(&h, Transport::Duplex)).await;
     assert_conformant(&report);
-    h.finish().await;
+    h.finish().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exporter_suite_through_the_plugin_binary() {
-    let h = Harness::any().await;
+    let h = Site::start_live_or_emulator("exporter").await.unwrap();
     let report = run_exporter_suite(
         "koofr-exporter binary",
         &site(&h, Transport::Binary(BIN.into())),
     )
     .await;
     assert_conformant(&report);
-    h.finish().await;
+    h.finish().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exporter_suite_through_the_plugin_binary_v1_protocol() {
-    let h = Harness::any().await;
+    let h = Site::start_live_or_emulator("exporter").await.unwrap();
     let site = site(&h, Transport::Binary(BIN.into())).with_protocol(Protocol::V1);
     let report = run_exporter_suite("koofr-exporter binary, protocol v1", &site).await;
     assert_conformant(&report);
-    h.finish().await;
+    h.finish().await.unwrap();
 }
 
 /// 5xx and 429 answers to uploads are retried (small bodies are replayable), so the suite
 /// still passes; the request log proves the faults were hit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exporter_suite_with_put_faults_through_the_binary() {
-    let h = emulator_only("exporter_suite_with_put_faults_through_the_binary").await;
+    let h = Site::start_emulator_only("exporter_suite_with_put_faults_through_the_binary")
+        .await
+        .unwrap();
     let site = site(&h, Transport::Binary(BIN.into()));
-    let faults = h.emu().faults();
+    let faults = h.emulator().faults();
     // Faults go to folders holding only small (replayable) files; large files stream once and
     // are not retried. Every rule counts every matching put, hence the skip windows. No file
-    // can meet more than 4 of a folder's faults, within the 5 configured attempts.
+    // can meet more than 4 of a folder's faults, within the 8 configured attempts.
     let folder = |name: &str| site.destination().join(name).unwrap().to_string();
     let too_many = || {
         FaultRule::new(FaultAction::Status {
@@ -123,7 +114,7 @@ async fn exporter_suite_with_put_faults_through_the_binary() {
     let report = run_exporter_suite("koofr-exporter binary with put faults", &site).await;
     assert_conformant(&report);
     let failed_puts = h
-        .emu()
+        .emulator()
         .requests()
         .iter()
         .filter(|r| r.endpoint == "files/put" && (r.status == 429 || r.status >= 500))

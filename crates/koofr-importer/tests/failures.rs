@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use futures::StreamExt;
 use kloset_plugin::host::{InitArgs, PluginConnection, RemoteImporter};
 use kloset_plugin::{ConnectorError, ConnectorErrorKind, Importer};
-use koofr_core::testing::Harness;
+use koofr_testkit::Site;
 
 const BIN: &str = env!("CARGO_BIN_EXE_koofr-importer");
 
@@ -36,9 +36,9 @@ async fn scan_error(importer: &RemoteImporter) -> ConnectorError {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_fails_the_scan_after_one_refused_request() {
-    let h = Harness::emulator().await;
-    h.emu().put_file("/test/src/a.txt", "a", 1);
-    let mut config = h.plugin_config("src");
+    let h = Site::start_emulator().await.unwrap();
+    h.emulator().put_file("/test/src/a.txt", "a", 1);
+    let mut config = h.plugin_config(&h.path("src").unwrap());
     config.insert("password".to_owned(), "WRONG".to_owned());
     let importer = spawn(config).await;
     h.take_requests();
@@ -57,13 +57,13 @@ async fn a_wrong_password_fails_the_scan_after_one_refused_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_endpoint_fails_the_scan_after_three_attempts() {
-    let h = Harness::emulator().await;
+    let h = Site::start_emulator().await.unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let mut config = h.plugin_config("src");
+    let mut config = h.plugin_config(&h.path("src").unwrap());
     config.insert("endpoint".to_owned(), format!("http://127.0.0.1:{port}"));
     config.insert("retries".to_owned(), "8".to_owned());
     let importer = spawn(config).await;

@@ -9,10 +9,10 @@ use futures::StreamExt;
 use kloset_plugin::suites::{read_all, sample_tree, verify_pattern};
 use kloset_plugin::{ConnectorErrorKind, FileInfo, Importer, LocationFlags, Record};
 use koofr_core::plakar::CONNECTOR_TYPE;
-use koofr_core::testing::{Harness, count};
 use koofr_emulator::FaultRule;
 use koofr_importer::testkit::{KoofrImporterSite, Transport, write_tree};
 use koofr_importer::{ANCESTOR_TIME, DIR_MODE, FILE_MODE, KoofrImporter};
+use koofr_testkit::{Site, count};
 
 const BIN: &str = env!("CARGO_BIN_EXE_koofr-importer");
 
@@ -26,17 +26,17 @@ async fn scan_all(importer: &dyn Importer) -> Vec<Record> {
 }
 
 /// An emulator harness with the sample tree written at `/test/src`.
-async fn with_sample_tree() -> Harness {
-    let h = Harness::emulator().await;
-    write_tree(&h.client, &h.path("src"), &sample_tree())
+async fn with_sample_tree() -> Site {
+    let h = Site::start_emulator().await.unwrap();
+    write_tree(h.client(), &h.path("src").unwrap(), &sample_tree())
         .await
         .unwrap();
     h.take_requests();
     h
 }
 
-fn new_importer(h: &Harness, relative: &str) -> KoofrImporter {
-    KoofrImporter::from_config_map(&h.plugin_config(relative)).unwrap()
+fn new_importer(h: &Site, relative: &str) -> KoofrImporter {
+    KoofrImporter::from_config_map(&h.plugin_config(&h.path(relative).unwrap())).unwrap()
 }
 
 fn by_path(records: &[Record]) -> BTreeMap<String, Option<FileInfo>> {
@@ -78,9 +78,9 @@ async fn the_statistics_process_only_lists() {
     // Plakar's second importer process scans and acks, never opens: one listing, no download.
     let h = with_sample_tree().await;
     let site = KoofrImporterSite::new(
-        h.client.clone(),
-        h.path("src"),
-        h.plugin_config("src"),
+        h.client().clone(),
+        h.path("src").unwrap(),
+        h.plugin_config(&h.path("src").unwrap()),
         Transport::Binary(BIN.into()),
     );
     let importer = site.connect_with(&[]).await.unwrap();
@@ -127,10 +127,10 @@ async fn a_cut_download_is_resumed_and_verified() {
     let h = with_sample_tree().await;
     let importer = new_importer(&h, "src");
     scan_all(&importer).await;
-    h.emu()
+    h.emulator()
         .faults()
         .inject(FaultRule::truncate_body("files/get", 1_500_000));
-    h.emu()
+    h.emulator()
         .faults()
         .inject(FaultRule::status("files/get", 503).skip(1));
     h.take_requests();
@@ -156,7 +156,7 @@ async fn a_cut_download_is_resumed_and_verified() {
 #[tokio::test]
 async fn listing_errors_before_streaming_are_retried() {
     let h = with_sample_tree().await;
-    let faults = h.emu().faults();
+    let faults = h.emulator().faults();
     faults.inject(FaultRule::status("files/listrecursive", 500));
     faults.inject(
         FaultRule::status("files/listrecursive", 429)
@@ -180,7 +180,7 @@ async fn a_listing_cut_mid_stream_is_restarted_without_duplicates() {
     let reference = scan_all(&new_importer(&h, "src")).await;
     h.take_requests();
     // Cut after the first few lines (the root and some entries were already sent).
-    h.emu()
+    h.emulator()
         .faults()
         .inject(FaultRule::truncate_body("files/listrecursive", 700));
     let importer = new_importer(&h, "src");
@@ -202,7 +202,7 @@ async fn a_listing_cut_mid_stream_is_restarted_without_duplicates() {
     .await
     .unwrap();
     // A listing that keeps breaking ends the scan with a fatal, named error.
-    h.emu()
+    h.emulator()
         .faults()
         .inject(FaultRule::truncate_body("files/listrecursive", 700).times(20));
     let mut stream = new_importer(&h, "src").scan().await.unwrap();
@@ -223,7 +223,7 @@ async fn a_refused_recursive_listing_falls_back_to_a_folder_walk() {
     let reference = by_path(&scan_all(&new_importer(&h, "src")).await);
     h.take_requests();
     for status in [400, 405, 501] {
-        h.emu()
+        h.emulator()
             .faults()
             .inject(FaultRule::status("files/listrecursive", status).times(5));
         let importer = new_importer(&h, "src");
@@ -261,7 +261,7 @@ async fn a_refused_recursive_listing_falls_back_to_a_folder_walk() {
         )
         .await
         .unwrap();
-        h.emu().faults().clear();
+        h.emulator().faults().clear();
     }
 }
 
@@ -270,9 +270,9 @@ async fn files_that_change_or_vanish_after_listing_fail_alone() {
     let h = with_sample_tree().await;
     let importer = new_importer(&h, "src");
     scan_all(&importer).await;
-    h.emu()
+    h.emulator()
         .put_file("/test/src/docs/a.txt", vec![1u8; 4_321], 1_700_000_009_999);
-    assert!(h.emu().remove("/test/src/one.bin"));
+    assert!(h.emulator().remove("/test/src/one.bin"));
     let err = read_all(importer.open("/test/src/docs/a.txt").await.unwrap())
         .await
         .unwrap_err();
@@ -308,8 +308,8 @@ async fn files_that_change_or_vanish_after_listing_fail_alone() {
 
 #[tokio::test]
 async fn pathnames_names_modes_and_times_follow_plakar_rules() {
-    let h = Harness::emulator().await;
-    h.emu()
+    let h = Site::start_emulator().await.unwrap();
+    h.emulator()
         .put_file("/test/Photos/2024/a.jpg", vec![7u8; 10], 1_591_868_314_156);
     let importer = new_importer(&h, "Photos");
     let records = scan_all(&importer).await;
@@ -346,7 +346,7 @@ async fn pathnames_names_modes_and_times_follow_plakar_rules() {
     let ts =
         kloset_plugin::system_time_to_timestamp(records[4].file_info.as_ref().unwrap().mod_time);
     assert_eq!((ts.seconds, ts.nanos), (1_591_868_314, 156_000_000));
-    let photos = h.emu().stat("/test/Photos").unwrap();
+    let photos = h.emulator().stat("/test/Photos").unwrap();
     assert_eq!(
         kloset_plugin::unix_millis(records[2].file_info.as_ref().unwrap().mod_time),
         photos.modified_ms,
@@ -362,7 +362,7 @@ async fn pathnames_names_modes_and_times_follow_plakar_rules() {
     }
 
     // The mount root: `/` named `/`, no ancestors.
-    let mut config = h.plugin_config("");
+    let mut config = h.plugin_config(h.base());
     config.insert("location".to_owned(), "koofr:///".to_owned());
     let records = scan_all(&KoofrImporter::from_config_map(&config).unwrap()).await;
     assert_eq!(
@@ -379,7 +379,7 @@ async fn pathnames_names_modes_and_times_follow_plakar_rules() {
     );
 
     // A location that is a file is a fatal, named error.
-    let mut config = h.plugin_config("");
+    let mut config = h.plugin_config(h.base());
     config.insert(
         "location".to_owned(),
         "koofr:///test/Photos/2024/a.jpg".to_owned(),
@@ -406,15 +406,15 @@ async fn pathnames_names_modes_and_times_follow_plakar_rules() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_reports_origin_type_root_and_the_optional_stream_flag() {
-    let h = Harness::emulator().await;
-    h.emu().create_folder_all("/test/Photos");
+    let h = Site::start_emulator().await.unwrap();
+    h.emulator().create_folder_all("/test/Photos");
     let site = KoofrImporterSite::new(
-        h.client.clone(),
-        h.path("Photos"),
-        h.plugin_config("Photos"),
+        h.client().clone(),
+        h.path("Photos").unwrap(),
+        h.plugin_config(&h.path("Photos").unwrap()),
         Transport::Binary(BIN.into()),
     );
-    let expected_origin = h.client.config().plakar_origin();
+    let expected_origin = h.client().config().plakar_origin();
     for (extra, flags) in [
         (vec![], 0),
         (vec![("stream", "true")], LocationFlags::STREAM),
@@ -440,7 +440,7 @@ async fn init_reports_origin_type_root_and_the_optional_stream_flag() {
         .unwrap_err();
     let password = h.secret();
     assert!(
-        err.message().contains("stream") && !err.message().contains(&password),
+        err.message().contains("stream") && !err.message().contains(password),
         "{err}"
     );
 }
@@ -448,9 +448,9 @@ async fn init_reports_origin_type_root_and_the_optional_stream_flag() {
 #[tokio::test]
 async fn records_stream_while_the_listing_arrives() {
     // A consumer that reads a few records and stops must not wait for (or hold) the whole tree.
-    let h = Harness::emulator().await;
+    let h = Site::start_emulator().await.unwrap();
     for i in 0..3_000 {
-        h.emu()
+        h.emulator()
             .put_file(&format!("/test/big/d{}/f{i}.bin", i % 30), vec![1u8; 1], 1);
     }
     let importer = new_importer(&h, "big");

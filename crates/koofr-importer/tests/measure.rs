@@ -4,8 +4,8 @@
 //! (set `MEASURE_FILES` for another size; folders are files / 10).
 
 use futures::StreamExt;
-use koofr_core::testing::{Harness, count};
 use koofr_importer::testkit::{KoofrImporterSite, Transport};
+use koofr_testkit::{Site, count};
 
 const BIN: &str = env!("CARGO_BIN_EXE_koofr-importer");
 
@@ -27,18 +27,18 @@ async fn scan_of_10k_files_in_1k_folders() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
     let folders = (files / 10).max(1);
-    let h = Harness::emulator().await;
+    let h = Site::start_emulator().await.unwrap();
     for i in 0..files {
-        h.emu().put_file(
+        h.emulator().put_file(
             &format!("/test/tree/d{:04}/f{i:06}.bin", i % folders),
             vec![(i % 251) as u8; 16],
             1_700_000_000_000 + i as i64,
         );
     }
     let site = KoofrImporterSite::new(
-        h.client.clone(),
-        h.path("tree"),
-        h.plugin_config("tree"),
+        h.client().clone(),
+        h.path("tree").unwrap(),
+        h.plugin_config(&h.path("tree").unwrap()),
         Transport::Binary(BIN.into()),
     );
     let importer = site.connect_with(&[]).await.unwrap();

@@ -9,20 +9,20 @@ use std::time::Duration;
 use futures::StreamExt;
 use kloset_plugin::suites::{pattern_bytes, read_all, verify_pattern};
 use kloset_plugin::{Importer, Record};
-use koofr_core::testing::{Harness, count};
 use koofr_emulator::RequestRecord;
 use koofr_importer::readahead::ReadAheadLimits;
 use koofr_importer::testkit::{KoofrImporterSite, Transport};
 use koofr_importer::{KoofrImporter, SourceConfig};
+use koofr_testkit::{Site, count};
 
 const BIN: &str = env!("CARGO_BIN_EXE_koofr-importer");
 
 /// `n` files of `size` bytes at `/test/src/fNNNN.bin` (seed = index), written directly into the
 /// emulator; returns the harness with an empty request log.
-async fn with_files(n: usize, size: usize) -> Harness {
-    let h = Harness::emulator().await;
+async fn with_files(n: usize, size: usize) -> Site {
+    let h = Site::start_emulator().await.unwrap();
     for i in 0..n {
-        h.emu().put_file(
+        h.emulator().put_file(
             &format!("/test/src/f{i:04}.bin"),
             pattern_bytes(i as u64, 0, size),
             1_700_000_000_000 + i as i64,
@@ -32,12 +32,9 @@ async fn with_files(n: usize, size: usize) -> Harness {
     h
 }
 
-fn importer(
-    h: &Harness,
-    limits: Option<ReadAheadLimits>,
-    plakar_concurrency: i64,
-) -> KoofrImporter {
-    let (mut config, _) = SourceConfig::from_map(&h.plugin_config("src")).unwrap();
+fn importer(h: &Site, limits: Option<ReadAheadLimits>, plakar_concurrency: i64) -> KoofrImporter {
+    let (mut config, _) =
+        SourceConfig::from_map(&h.plugin_config(&h.path("src").unwrap())).unwrap();
     if let Some(limits) = limits {
         config.readahead = limits;
     }
@@ -80,25 +77,21 @@ async fn open_and_verify(importer: &dyn Importer, pathname: &str, size: u64) {
 }
 
 /// Waits (up to 10 s) until the emulator has answered a download of `path` in full.
-async fn wait_for_download(h: &Harness, path: &str, size: u64) -> Vec<RequestRecord> {
+async fn wait_for_download(h: &Site, path: &str, size: u64) -> Vec<RequestRecord> {
     wait_for_downloads(h, &[path], size).await
 }
 
 /// Waits (up to 10 s) until the emulator has answered a download of each of `paths` in full;
 /// then takes the log. (It peeks until then: a request taken from the log while it is being
 /// answered would stay unanswered in the copy.)
-async fn wait_for_downloads<S: AsRef<str>>(
-    h: &Harness,
-    paths: &[S],
-    size: u64,
-) -> Vec<RequestRecord> {
+async fn wait_for_downloads<S: AsRef<str>>(h: &Site, paths: &[S], size: u64) -> Vec<RequestRecord> {
     let done = |log: &[RequestRecord], path: &str| {
         log.iter().any(|r| {
             r.endpoint == "files/get" && r.path.as_deref() == Some(path) && r.bytes_out == size
         })
     };
     for _ in 0..1000 {
-        let log = h.emu().requests();
+        let log = h.emulator().requests();
         if paths.iter().all(|p| done(&log, p.as_ref())) {
             return h.take_requests();
         }
@@ -191,13 +184,14 @@ async fn a_file_changed_after_its_fetch_is_served_as_listed_and_one_changed_befo
     let files = scan_files(&importer).await;
     // Changed after the listing, before anything is fetched.
     let later = &files[11];
-    h.emu().put_file(later, vec![7u8; SIZE], 1_700_000_009_999);
+    h.emulator()
+        .put_file(later, vec![7u8; SIZE], 1_700_000_009_999);
     open_and_verify(&importer, &files[0], SIZE as u64).await;
     open_and_verify(&importer, &files[1], SIZE as u64).await;
     wait_for_download(&h, &files[3], SIZE as u64).await;
     // Changed on Koofr after it was read ahead, before plakar opens it: the version the scan
     // listed (what the record told plakar) is served, verified, without another download.
-    h.emu()
+    h.emulator()
         .put_file(&files[3], vec![7u8; SIZE + 1], 1_700_000_009_999);
     h.take_requests();
     open_and_verify(&importer, &files[2], SIZE as u64).await;
@@ -265,7 +259,7 @@ async fn the_budget_and_the_size_limit_hold() {
     }
     assert_eq!(count(&h.take_requests(), "files/get"), 6);
     // And `readahead_mib = 0` turns it off.
-    let mut map = h.plugin_config("src");
+    let mut map = h.plugin_config(&h.path("src").unwrap());
     map.insert("readahead_mib".to_owned(), "0".to_owned());
     assert!(
         !KoofrImporter::from_config_map(&map)
@@ -280,9 +274,9 @@ async fn through_the_binary_opens_in_order_make_one_download_per_file_and_skips_
     const SIZE: usize = 2_000;
     let h = with_files(200, SIZE).await;
     let site = KoofrImporterSite::new(
-        h.client.clone(),
-        h.path("src"),
-        h.plugin_config("src"),
+        h.client().clone(),
+        h.path("src").unwrap(),
+        h.plugin_config(&h.path("src").unwrap()),
         Transport::Binary(BIN.into()),
     );
     // An incremental backup: one file of 200 opened.

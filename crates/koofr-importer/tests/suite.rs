@@ -5,58 +5,58 @@
 
 use kloset_plugin::Protocol;
 use kloset_plugin::suites::run_importer_suite;
-use koofr_core::testing::Harness;
 use koofr_emulator::FaultRule;
 use koofr_importer::testkit::{KoofrImporterSite, Transport};
+use koofr_testkit::Site;
 
 const BIN: &str = env!("CARGO_BIN_EXE_koofr-importer");
 
-fn site(h: &Harness, transport: Transport) -> KoofrImporterSite {
+fn site(h: &Site, transport: Transport) -> KoofrImporterSite {
     KoofrImporterSite::new(
-        h.client.clone(),
-        h.path("src"),
-        h.plugin_config("src"),
+        h.client().clone(),
+        h.path("src").unwrap(),
+        h.plugin_config(&h.path("src").unwrap()),
         transport,
     )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn importer_suite_in_process() {
-    let h = Harness::any().await;
+    let h = Site::start_live_or_emulator("importer").await.unwrap();
     let report = run_importer_suite("koofr in-process", &site(&h, Transport::Direct)).await;
     eprintln!("{report}");
-    h.finish().await;
+    h.finish().await.unwrap();
     report.assert_passed();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn importer_suite_over_the_plugin_binary() {
-    let h = Harness::any().await;
+    let h = Site::start_live_or_emulator("importer").await.unwrap();
     let report = run_importer_suite(
         "koofr-importer binary",
         &site(&h, Transport::Binary(BIN.into())),
     )
     .await;
     eprintln!("{report}");
-    h.finish().await;
+    h.finish().await.unwrap();
     report.assert_passed();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn importer_suite_over_the_plugin_binary_v1_protocol() {
-    let h = Harness::any().await;
+    let h = Site::start_live_or_emulator("importer").await.unwrap();
     let site = site(&h, Transport::Binary(BIN.into())).with_protocol(Protocol::V1);
     let report = run_importer_suite("koofr-importer binary, protocol v1", &site).await;
     eprintln!("{report}");
-    h.finish().await;
+    h.finish().await.unwrap();
     report.assert_passed();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn importer_suite_over_the_plugin_binary_with_faults() {
-    let h = Harness::emulator().await;
-    let root = h.path("src");
-    let faults = h.emu().faults();
+    let h = Site::start_emulator().await.unwrap();
+    let root = h.path("src").unwrap();
+    let faults = h.emulator().faults();
     // Before streaming: 5xx and 429 on the listing; on downloads 429, 5xx and a cut body.
     faults.inject(FaultRule::status("files/listrecursive", 503).times(2));
     faults.inject(FaultRule::status("files/listrecursive", 429).skip(2));
@@ -73,7 +73,7 @@ async fn importer_suite_over_the_plugin_binary_with_faults() {
     .await;
     eprintln!("{report}");
     report.assert_passed();
-    let log = h.emu().requests();
+    let log = h.emulator().requests();
     let statuses = |endpoint: &str| -> Vec<u16> {
         log.iter()
             .filter(|r| r.endpoint == endpoint)

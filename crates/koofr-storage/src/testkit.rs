@@ -40,7 +40,7 @@ impl std::fmt::Debug for KoofrStoreSite {
 
 impl KoofrStoreSite {
     /// A fixture for the kloset at the `location` of `config` (the map Plakar's `Init` would
-    /// send, e.g. `koofr_core::testing::Harness::plugin_config`); `client` is any client on the
+    /// send, e.g. `koofr_testkit::Site::plugin_config`); `client` is any client on the
     /// same account and mount, used by the hooks.
     pub fn new(
         client: Client,

@@ -12,11 +12,11 @@ use kloset_plugin::suites::{pattern_bytes, pattern_stream, read_all, verify_patt
 use kloset_plugin::{
     ByteRange, ConnectorError, ConnectorErrorKind, Mac, Resource, Store, StoreMode,
 };
-use koofr_core::testing::{Harness, count};
 use koofr_core::{KoofrPath, UploadOptions};
 use koofr_emulator::RequestRecord;
 use koofr_storage::KoofrStore;
 use koofr_storage::testkit::{KoofrStoreSite, Transport};
+use koofr_testkit::{Site, count};
 
 const CONFIG: &[u8] = b"kloset config \x00\xff";
 
@@ -30,18 +30,18 @@ fn mac(seed: u8) -> Mac {
     Mac(raw)
 }
 
-fn store(harness: &Harness) -> KoofrStore {
+fn store(harness: &Site) -> KoofrStore {
     let site = KoofrStoreSite::new(
-        harness.client.clone(),
-        harness.plugin_config("kloset"),
+        harness.client().clone(),
+        harness.plugin_config(&harness.path("kloset").unwrap()),
         Transport::Direct,
     )
     .expect("fixture");
     KoofrStore::from_init(&site.init_context()).expect("init")
 }
 
-fn kloset(harness: &Harness) -> KoofrPath {
-    harness.path("kloset")
+fn kloset(harness: &Site) -> KoofrPath {
+    harness.path("kloset").unwrap()
 }
 
 /// Endpoints of the logged requests, for assertion messages.
@@ -54,14 +54,14 @@ fn endpoints(requests: &[RequestRecord]) -> Vec<String> {
 
 #[tokio::test]
 async fn init_makes_no_request_and_reports_the_location() {
-    let harness = Harness::emulator().await;
+    let harness = Site::start_emulator().await.unwrap();
     harness.take_requests();
     let store = store(&harness);
     assert_eq!(store.mode(), StoreMode::READ_WRITE);
     let location = store.location();
     assert_eq!(location.r#type, "koofr");
     assert_eq!(location.root, "/test/kloset");
-    assert_eq!(location.origin, harness.client.config().plakar_origin());
+    assert_eq!(location.origin, harness.client().config().plakar_origin());
     assert_eq!(location.flags, 0);
     let requests = harness.take_requests();
     assert!(
@@ -73,8 +73,8 @@ async fn init_makes_no_request_and_reports_the_location() {
 
 #[tokio::test]
 async fn init_rejects_a_bad_config_naming_the_key() {
-    let harness = Harness::emulator().await;
-    let mut config = harness.plugin_config("kloset");
+    let harness = Site::start_emulator().await.unwrap();
+    let mut config = harness.plugin_config(&harness.path("kloset").unwrap());
     config.insert("retries".to_owned(), "many".to_owned());
     let ctx = kloset_plugin::InitContext {
         proto: "koofr".to_owned(),
@@ -85,12 +85,12 @@ async fn init_rejects_a_bad_config_naming_the_key() {
     assert_eq!(err.kind(), ConnectorErrorKind::InvalidInput);
     assert!(err.message().contains("retries"), "{err}");
     let password = harness.secret();
-    assert!(!err.message().contains(&password), "secret in {err}");
+    assert!(!err.message().contains(password), "secret in {err}");
 }
 
 #[tokio::test]
 async fn each_operation_costs_the_documented_number_of_requests() {
-    let harness = Harness::emulator().await;
+    let harness = Site::start_emulator().await.unwrap();
     let store = store(&harness);
     store.create(Bytes::from_static(CONFIG)).await.unwrap();
     harness.take_requests();
@@ -163,7 +163,7 @@ async fn each_operation_costs_the_documented_number_of_requests() {
 
 #[tokio::test]
 async fn create_and_open_messages_name_the_location() {
-    let harness = Harness::any().await;
+    let harness = Site::start_live_or_emulator("storage").await.unwrap();
     let store = store(&harness);
     assert_eq!(store.size().await.unwrap(), 0, "no kloset folder yet");
     let missing = store.open().await.unwrap_err();
@@ -189,16 +189,16 @@ async fn create_and_open_messages_name_the_location() {
     for resource in Resource::ALL {
         let folder = kloset(&harness).child(resource.folder()).unwrap();
         assert!(
-            harness.client.info(&folder).await.unwrap().is_dir(),
+            harness.client().info(&folder).await.unwrap().is_dir(),
             "{folder}"
         );
     }
-    harness.finish().await;
+    harness.finish().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn of_racing_creators_exactly_one_wins() {
-    let harness = Harness::any().await;
+    let harness = Site::start_live_or_emulator("storage").await.unwrap();
     let stores: Vec<KoofrStore> = (0..4).map(|_| store(&harness)).collect();
     let creates = stores.iter().enumerate().map(|(i, s)| {
         let config = Bytes::from(format!("config of creator {i}"));
@@ -217,13 +217,13 @@ async fn of_racing_creators_exactly_one_wins() {
         }
     }
     assert_eq!(&stores[0].open().await.unwrap(), winners[0]);
-    harness.finish().await;
+    harness.finish().await.unwrap();
 }
 
 #[tokio::test]
 async fn create_retries_the_config_upload_after_a_server_error() {
-    let harness = Harness::emulator().await;
-    let faults = harness.emu().faults();
+    let harness = Site::start_emulator().await.unwrap();
+    let faults = harness.emulator().faults();
     faults.inject(koofr_emulator::FaultRule::status("files/put", 503).times(2));
     let store = store(&harness);
     store.create(Bytes::from_static(CONFIG)).await.unwrap();
@@ -232,8 +232,8 @@ async fn create_retries_the_config_upload_after_a_server_error() {
 
 #[tokio::test]
 async fn a_kloset_made_by_rclone_or_a_bucket_layout_is_read_and_written() {
-    let harness = Harness::any().await;
-    let client = &harness.client;
+    let harness = Site::start_live_or_emulator("storage").await.unwrap();
+    let client = harness.client();
     let root = kloset(&harness);
     // What Plakar's rclone integration leaves: CONFIG and flat packfiles, no other folders.
     let packfiles = root.child("packfiles").unwrap();
@@ -337,12 +337,12 @@ async fn a_kloset_made_by_rclone_or_a_bucket_layout_is_read_and_written() {
     assert_eq!(store.list(Resource::Packfile).await.unwrap(), vec![flat]);
     let gone = store.get(Resource::Packfile, bucketed, None).await.err();
     assert_eq!(gone.map(|e| e.kind()), Some(ConnectorErrorKind::NotFound));
-    harness.finish().await;
+    harness.finish().await.unwrap();
 }
 
 #[tokio::test]
 async fn a_broken_incoming_stream_stores_nothing_new() {
-    let harness = Harness::emulator().await;
+    let harness = Site::start_emulator().await.unwrap();
     let store = store(&harness);
     store.create(Bytes::from_static(CONFIG)).await.unwrap();
     // An old version of each object, which a broken overwrite must leave intact.
@@ -393,7 +393,7 @@ async fn a_broken_incoming_stream_stores_nothing_new() {
 
 #[tokio::test]
 async fn a_large_put_that_fails_mid_upload_is_resent_from_the_spool() {
-    let harness = Harness::emulator().await;
+    let harness = Site::start_emulator().await.unwrap();
     let store = store(&harness);
     store.create(Bytes::from_static(CONFIG)).await.unwrap();
     let len = 6u64 << 20;
@@ -403,7 +403,7 @@ async fn a_large_put_that_fails_mid_upload_is_resent_from_the_spool() {
     ];
     for (seed, fault) in (40u8..).zip(faults) {
         harness.take_requests();
-        harness.emu().faults().inject(fault);
+        harness.emulator().faults().inject(fault);
         let stored = store
             .put(
                 Resource::Packfile,
@@ -436,7 +436,7 @@ async fn a_large_put_that_fails_mid_upload_is_resent_from_the_spool() {
     // A missing resource folder: the first attempt is refused, the folder created and the
     // object sent again from the spool.
     harness
-        .client
+        .client()
         .remove(&store.layout().folder(Resource::Lock))
         .await
         .unwrap();
@@ -472,7 +472,7 @@ async fn a_large_put_that_fails_mid_upload_is_resent_from_the_spool() {
 
 #[tokio::test]
 async fn an_upload_cut_off_by_the_network_leaves_the_old_object() {
-    let harness = Harness::emulator().await;
+    let harness = Site::start_emulator().await.unwrap();
     let store = store(&harness);
     store.create(Bytes::from_static(CONFIG)).await.unwrap();
     store
@@ -481,7 +481,7 @@ async fn an_upload_cut_off_by_the_network_leaves_the_old_object() {
         .unwrap();
     // Every attempt of the overwrite is cut off: it fails, and the old lock stays intact.
     harness
-        .emu()
+        .emulator()
         .faults()
         .inject(koofr_emulator::FaultRule::abort_upload(1 << 20).times(10));
     let err = store
@@ -501,11 +501,11 @@ async fn an_upload_cut_off_by_the_network_leaves_the_old_object() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_plugin_processes_share_one_kloset() {
-    let harness = Harness::any().await;
+    let harness = Site::start_live_or_emulator("storage").await.unwrap();
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_koofr-storage"));
     let site = KoofrStoreSite::new(
-        harness.client.clone(),
-        harness.plugin_config("kloset"),
+        harness.client().clone(),
+        harness.plugin_config(&harness.path("kloset").unwrap()),
         Transport::Binary(binary),
     )
     .unwrap();
@@ -559,7 +559,7 @@ async fn two_plugin_processes_share_one_kloset() {
     for store in [first, second] {
         assert_eq!(store.plugin().shutdown().await.unwrap(), 0);
     }
-    harness.finish().await;
+    harness.finish().await.unwrap();
 }
 
 /// Peak RSS of the plugin process while a 256 MiB object goes through it.
@@ -568,11 +568,11 @@ async fn two_plugin_processes_share_one_kloset() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peak_rss_while_putting_256_mib_through_the_binary() {
     const LEN: u64 = 256 << 20;
-    let harness = Harness::emulator().await;
+    let harness = Site::start_emulator().await.unwrap();
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_koofr-storage"));
     let site = KoofrStoreSite::new(
-        harness.client.clone(),
-        harness.plugin_config("kloset"),
+        harness.client().clone(),
+        harness.plugin_config(&harness.path("kloset").unwrap()),
         Transport::Binary(binary),
     )
     .unwrap();

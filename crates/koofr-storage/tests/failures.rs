@@ -11,9 +11,9 @@ use bytes::Bytes;
 use kloset_plugin::host::{InitArgs, PluginConnection, RemoteStore};
 use kloset_plugin::suites::pattern_stream;
 use kloset_plugin::{Mac, Resource, Store};
-use koofr_core::testing::Harness;
 use koofr_emulator::FaultRule;
 use koofr_storage::layout::Layout;
+use koofr_testkit::Site;
 
 const BIN: &str = env!("CARGO_BIN_EXE_koofr-storage");
 
@@ -26,8 +26,8 @@ async fn spawn(config: HashMap<String, String>) -> RemoteStore {
         .expect("Init makes no request, so it succeeds")
 }
 
-fn refused(h: &Harness) -> usize {
-    h.emu()
+fn refused(h: &Site) -> usize {
+    h.emulator()
         .requests()
         .iter()
         .filter(|r| r.status == 401)
@@ -36,8 +36,8 @@ fn refused(h: &Harness) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_is_one_refused_request_and_one_clear_error() {
-    let h = Harness::emulator().await;
-    let mut config = h.plugin_config("kloset");
+    let h = Site::start_emulator().await.unwrap();
+    let mut config = h.plugin_config(&h.path("kloset").unwrap());
     config.insert("password".to_owned(), "WRONG".to_owned());
     let store = spawn(config).await;
     h.take_requests();
@@ -59,20 +59,20 @@ async fn a_wrong_password_is_one_refused_request_and_one_clear_error() {
     ] {
         assert!(err.message().contains("authentication failed"), "{err}");
     }
-    assert_eq!(refused(&h), 1, "{:?}", h.emu().requests());
+    assert_eq!(refused(&h), 1, "{:?}", h.emulator().requests());
     assert!(!err.message().contains("WRONG"), "{err}");
     assert_eq!(store.plugin().shutdown().await.unwrap(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_endpoint_fails_after_three_attempts_naming_the_cause() {
-    let h = Harness::emulator().await;
+    let h = Site::start_emulator().await.unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let mut config = h.plugin_config("kloset");
+    let mut config = h.plugin_config(&h.path("kloset").unwrap());
     config.insert("endpoint".to_owned(), format!("http://127.0.0.1:{port}"));
     config.insert("retries".to_owned(), "8".to_owned());
     let store = spawn(config).await;
@@ -94,8 +94,8 @@ async fn a_refused_endpoint_fails_after_three_attempts_naming_the_cause() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_delete_cut_by_the_end_of_input_still_completes() {
-    let h = Harness::emulator().await;
-    let mut config = h.plugin_config("kloset");
+    let h = Site::start_emulator().await.unwrap();
+    let mut config = h.plugin_config(&h.path("kloset").unwrap());
     // Backoffs long enough that the input closes while the Delete waits to retry.
     config.insert("retry_delay_ms".to_owned(), "300".to_owned());
     let store = spawn(config).await;
@@ -108,11 +108,11 @@ async fn a_lock_delete_cut_by_the_end_of_input_still_completes() {
         .put(Resource::Lock, lock, pattern_stream(1, 300))
         .await
         .unwrap();
-    let layout = Layout::new(h.path("kloset"));
+    let layout = Layout::new(h.path("kloset").unwrap());
     let flat = layout.flat(Resource::Lock, &lock);
-    assert!(h.emu().stat(flat.as_str()).is_some());
+    assert!(h.emulator().stat(flat.as_str()).is_some());
 
-    h.emu()
+    h.emulator()
         .faults()
         .inject(FaultRule::status("files/remove", 503).times(4));
     h.take_requests();
@@ -123,19 +123,19 @@ async fn a_lock_delete_cut_by_the_end_of_input_still_completes() {
     });
     // Wait until the Delete met its first 503, then close the input as plakar does.
     let mut waited = Duration::ZERO;
-    while !h.emu().requests().iter().any(|r| r.status == 503) {
+    while !h.emulator().requests().iter().any(|r| r.status == 503) {
         assert!(waited < Duration::from_secs(10), "the Delete never started");
         tokio::time::sleep(Duration::from_millis(5)).await;
         waited += Duration::from_millis(5);
     }
     assert_eq!(store.plugin().shutdown().await.unwrap(), 0, "exit status");
     assert!(
-        h.emu().stat(flat.as_str()).is_none(),
+        h.emulator().stat(flat.as_str()).is_none(),
         "the lock is still there: {:?}",
-        h.emu().requests()
+        h.emulator().requests()
     );
     let removes = h
-        .emu()
+        .emulator()
         .requests()
         .into_iter()
         .filter(|r| r.endpoint == "files/remove")

@@ -9,30 +9,30 @@ use std::path::PathBuf;
 
 use kloset_plugin::suites::{pattern_bytes, verify_pattern};
 use kloset_plugin::{ByteRange, ConnectorErrorKind, Mac, Resource, Store};
-use koofr_core::testing::{Harness, count};
 use koofr_emulator::{FaultRule, RequestRecord};
 use koofr_storage::KoofrStore;
 use koofr_storage::readahead::ReadAheadLimits;
 use koofr_storage::testkit::{KoofrStoreSite, Transport};
+use koofr_testkit::{Site, count};
 
 fn mac(seed: u8) -> Mac {
     Mac([seed; 32])
 }
 
 /// A packfile of `len` pattern bytes (seed = `seed`) written straight into the emulator.
-fn put_packfile(h: &Harness, seed: u8, len: usize) {
+fn put_packfile(h: &Site, seed: u8, len: usize) {
     let path = format!("/test/kloset/packfiles/{}", mac(seed).to_hex());
-    h.emu().put_file(
+    h.emulator().put_file(
         &path,
         pattern_bytes(u64::from(seed), 0, len),
         1_700_000_000_000,
     );
 }
 
-fn store(h: &Harness, limits: ReadAheadLimits) -> KoofrStore {
+fn store(h: &Site, limits: ReadAheadLimits) -> KoofrStore {
     let site = KoofrStoreSite::new(
-        h.client.clone(),
-        h.plugin_config("kloset"),
+        h.client().clone(),
+        h.plugin_config(&h.path("kloset").unwrap()),
         Transport::Direct,
     )
     .unwrap();
@@ -81,7 +81,7 @@ fn gets(log: &[RequestRecord]) -> Vec<u64> {
 
 #[tokio::test]
 async fn a_lone_range_is_one_request_of_exactly_its_length() {
-    let h = Harness::emulator().await;
+    let h = Site::start_emulator().await.unwrap();
     put_packfile(&h, 1, 3 << 20);
     let store = store(&h, DEFAULT);
     h.take_requests();
@@ -100,7 +100,7 @@ async fn a_lone_range_is_one_request_of_exactly_its_length() {
 
 #[tokio::test]
 async fn a_forward_walk_takes_far_fewer_requests_than_gets() {
-    let h = Harness::emulator().await;
+    let h = Site::start_emulator().await.unwrap();
     let size = 8 << 20;
     put_packfile(&h, 3, size);
     let store = store(&h, DEFAULT);
@@ -132,7 +132,7 @@ async fn a_forward_walk_takes_far_fewer_requests_than_gets() {
 
 #[tokio::test]
 async fn reads_elsewhere_leave_the_walk_or_drop_it_and_the_object_end_holds() {
-    let h = Harness::emulator().await;
+    let h = Site::start_emulator().await.unwrap();
     let size: u64 = 8_000_000;
     put_packfile(&h, 4, size as usize);
     let store = store(&h, DEFAULT);
@@ -237,7 +237,7 @@ async fn reads_elsewhere_leave_the_walk_or_drop_it_and_the_object_end_holds() {
 
 #[tokio::test]
 async fn interleaved_walks_stay_within_the_budget_and_zero_turns_it_off() {
-    let h = Harness::emulator().await;
+    let h = Site::start_emulator().await.unwrap();
     for seed in 10..18 {
         put_packfile(&h, seed, 3 << 20);
     }
@@ -264,7 +264,7 @@ async fn interleaved_walks_stay_within_the_budget_and_zero_turns_it_off() {
         count(&log, "files/get")
     );
     // `readahead_mib = 0`: every Get is one exact request.
-    let mut config = h.plugin_config("kloset");
+    let mut config = h.plugin_config(&h.path("kloset").unwrap());
     config.insert("readahead_mib".to_owned(), "0".to_owned());
     let ctx = kloset_plugin::InitContext {
         proto: "koofr".to_owned(),
@@ -309,7 +309,7 @@ fn endpoints(log: &[RequestRecord]) -> Vec<&'static str> {
 
 #[tokio::test]
 async fn a_refused_window_fails_its_get_as_a_plain_get_does_at_the_same_cost() {
-    let h = Harness::emulator().await;
+    let h = Site::start_emulator().await.unwrap();
     put_packfile(&h, 6, 2 << 20);
     let ranges = restore_pattern(100_000, 10);
     // Without read-ahead: what a Get costs once Koofr refuses the credentials.
@@ -321,17 +321,21 @@ async fn a_refused_window_fails_its_get_as_a_plain_get_does_at_the_same_cost() {
         },
     );
     get_and_verify(&off, 6, ranges[0].0, ranges[0].1).await;
-    h.emu().faults().inject(FaultRule::status("files/get", 401));
+    h.emulator()
+        .faults()
+        .inject(FaultRule::status("files/get", 401));
     h.take_requests();
     let plain = get_error(&off, 6, ranges[2].0, ranges[2].1).await;
     let plain_log = endpoints(&h.take_requests());
-    h.emu().faults().clear();
+    h.emulator().faults().clear();
     // With it, the third Get starts a walk: its window is refused, and the Get gets that error
     // without another request of its own.
     let on = store(&h, DEFAULT);
     get_and_verify(&on, 6, ranges[0].0, ranges[0].1).await;
     get_and_verify(&on, 6, ranges[1].0, ranges[1].1).await;
-    h.emu().faults().inject(FaultRule::status("files/get", 401));
+    h.emulator()
+        .faults()
+        .inject(FaultRule::status("files/get", 401));
     h.take_requests();
     let err = get_error(&on, 6, ranges[2].0, ranges[2].1).await;
     let log = h.take_requests();
@@ -347,11 +351,11 @@ async fn a_refused_window_fails_its_get_as_a_plain_get_does_at_the_same_cost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_the_binary_a_lone_range_is_exact_and_a_walk_is_read_ahead() {
-    let h = Harness::emulator().await;
+    let h = Site::start_emulator().await.unwrap();
     put_packfile(&h, 5, 4 << 20);
     let site = KoofrStoreSite::new(
-        h.client.clone(),
-        h.plugin_config("kloset"),
+        h.client().clone(),
+        h.plugin_config(&h.path("kloset").unwrap()),
         Transport::Binary(PathBuf::from(env!("CARGO_BIN_EXE_koofr-storage"))),
     )
     .unwrap();

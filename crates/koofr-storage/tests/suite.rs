@@ -8,9 +8,9 @@ use std::path::PathBuf;
 
 use kloset_plugin::Protocol;
 use kloset_plugin::suites::{StoreCapabilities, run_store_suite};
-use koofr_core::testing::Harness;
 use koofr_emulator::FaultRule;
 use koofr_storage::testkit::{KoofrStoreSite, Transport};
+use koofr_testkit::Site;
 
 fn binary() -> Transport {
     Transport::Binary(PathBuf::from(env!("CARGO_BIN_EXE_koofr-storage")))
@@ -18,7 +18,7 @@ fn binary() -> Transport {
 
 /// Runs the whole suite on a fresh kloset folder of `harness` and asserts every case passed.
 async fn run_suite(
-    harness: &Harness,
+    harness: &Site,
     label: &str,
     transport: Transport,
     capabilities: StoreCapabilities,
@@ -28,15 +28,15 @@ async fn run_suite(
 
 /// [`run_suite`] in `protocol`.
 async fn run_suite_over(
-    harness: &Harness,
+    harness: &Site,
     label: &str,
     transport: Transport,
     protocol: Protocol,
     capabilities: StoreCapabilities,
 ) {
     let site = KoofrStoreSite::new(
-        harness.client.clone(),
-        harness.plugin_config("kloset"),
+        harness.client().clone(),
+        harness.plugin_config(&harness.path("kloset").unwrap()),
         transport,
     )
     .expect("fixture")
@@ -65,7 +65,7 @@ fn under_faults() -> StoreCapabilities {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_suite_in_process() {
-    let harness = Harness::any().await;
+    let harness = Site::start_live_or_emulator("storage").await.unwrap();
     run_suite(
         &harness,
         "in-process",
@@ -73,12 +73,12 @@ async fn store_suite_in_process() {
         StoreCapabilities::default(),
     )
     .await;
-    harness.finish().await;
+    harness.finish().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_suite_over_grpc_pipe() {
-    let harness = Harness::any().await;
+    let harness = Site::start_live_or_emulator("storage").await.unwrap();
     run_suite(
         &harness,
         "over an in-process gRPC pipe",
@@ -86,19 +86,19 @@ async fn store_suite_over_grpc_pipe() {
         under_faults(),
     )
     .await;
-    harness.finish().await;
+    harness.finish().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_suite_through_the_binary() {
-    let harness = Harness::any().await;
+    let harness = Site::start_live_or_emulator("storage").await.unwrap();
     run_suite(&harness, "binary", binary(), StoreCapabilities::default()).await;
-    harness.finish().await;
+    harness.finish().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_suite_through_the_binary_v1_protocol() {
-    let harness = Harness::any().await;
+    let harness = Site::start_live_or_emulator("storage").await.unwrap();
     run_suite_over(
         &harness,
         "binary, protocol v1",
@@ -107,28 +107,19 @@ async fn store_suite_through_the_binary_v1_protocol() {
         StoreCapabilities::default(),
     )
     .await;
-    harness.finish().await;
-}
-
-fn emulator_only(harness: &Harness, test: &str) -> bool {
-    if harness.is_live() {
-        eprintln!("{test}: skipped on live Koofr (needs the emulator's fault injection)");
-        return false;
-    }
-    true
+    harness.finish().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_suite_with_random_server_errors() {
-    let harness = Harness::emulator().await;
-    if !emulator_only(&harness, "random 503s") {
-        return;
-    }
+    let harness = Site::start_emulator_only("store_suite_with_random_server_errors")
+        .await
+        .unwrap();
     // Seeded, so reproducible: one request in ten answers 503, on every endpoint.
-    harness.emu().faults().set_failure_rate(None, 0.1);
+    harness.emulator().faults().set_failure_rate(None, 0.1);
     run_suite(&harness, "binary with 10% 503s", binary(), under_faults()).await;
     let failed = harness
-        .emu()
+        .emulator()
         .requests()
         .iter()
         .filter(|r| r.status == 503)
@@ -141,11 +132,10 @@ async fn store_suite_with_random_server_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_suite_with_throttling() {
-    let harness = Harness::emulator().await;
-    if !emulator_only(&harness, "429 with Retry-After") {
-        return;
-    }
-    let faults = harness.emu().faults();
+    let harness = Site::start_emulator_only("store_suite_with_throttling")
+        .await
+        .unwrap();
+    let faults = harness.emulator().faults();
     for endpoint in [
         "files/put",
         "files/get",
@@ -165,7 +155,7 @@ async fn store_suite_with_throttling() {
     )
     .await;
     let throttled = harness
-        .emu()
+        .emulator()
         .requests()
         .iter()
         .filter(|r| r.status == 429)
@@ -178,11 +168,10 @@ async fn store_suite_with_throttling() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_suite_with_dropped_connections() {
-    let harness = Harness::emulator().await;
-    if !emulator_only(&harness, "dropped connections") {
-        return;
-    }
-    let faults = harness.emu().faults();
+    let harness = Site::start_emulator_only("store_suite_with_dropped_connections")
+        .await
+        .unwrap();
+    let faults = harness.emulator().faults();
     for endpoint in [
         "files/put",
         "files/get",
@@ -206,7 +195,7 @@ async fn store_suite_with_dropped_connections() {
     )
     .await;
     let dropped = harness
-        .emu()
+        .emulator()
         .requests()
         .iter()
         .filter(|r| r.status == 0)
@@ -219,11 +208,10 @@ async fn store_suite_with_dropped_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_suite_with_truncated_bodies() {
-    let harness = Harness::emulator().await;
-    if !emulator_only(&harness, "truncated bodies") {
-        return;
-    }
-    let faults = harness.emu().faults();
+    let harness = Site::start_emulator_only("store_suite_with_truncated_bodies")
+        .await
+        .unwrap();
+    let faults = harness.emulator().faults();
     for (skip, after) in [(0, 0), (3, 10), (8, 70_000), (15, 1_200_000), (30, 5)] {
         faults.inject(FaultRule::truncate_body("files/get", after).skip(skip));
         faults.inject(FaultRule::truncate_body("files/listrecursive", after.min(300)).skip(skip));

@@ -16,8 +16,8 @@ use tokio::sync::mpsc;
 use super::{Locations, PipelineOptions, end_process, now_ms, spawn_plugin, start_store};
 use crate::index::{IndexEntry, Snapshot, SourceInfo, StoredInfo};
 use crate::pack::{PackStats, PackedFile, Packer, PendingPiece, bytes_stream};
-use crate::site::Site;
 use crate::summary::ProcessPeak;
+use koofr_testkit::Site;
 
 /// What a backup did.
 #[derive(Debug, Clone)]

@@ -18,9 +18,9 @@ use koofr_core::KoofrPath;
 use crate::binaries::PluginBinaries;
 use crate::pack::DEFAULT_PACKFILE_BYTES;
 use crate::progress::Progress;
-use crate::site::Site;
 use crate::summary::{PhaseSummary, ProcessPeak, RunSummary, peak_rss_kib};
 use crate::tree::{Manifest, TreeSpec, generate, seed};
+use koofr_testkit::Site;
 
 pub use backup::{BackupReport, backup};
 pub use restore::{RestoreReport, reroot, restore};

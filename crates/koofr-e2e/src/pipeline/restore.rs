@@ -16,8 +16,8 @@ use md5::{Digest, Md5};
 
 use super::{Locations, PipelineOptions, end_process, spawn_plugin, start_store};
 use crate::index::{IndexEntry, Snapshot};
-use crate::site::Site;
 use crate::summary::ProcessPeak;
+use koofr_testkit::Site;
 
 /// What a restore did.
 #[derive(Debug, Clone)]

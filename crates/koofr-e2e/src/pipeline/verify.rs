@@ -8,8 +8,8 @@ use anyhow::bail;
 use super::Locations;
 use super::restore::reroot;
 use crate::index::{IndexEntry, Snapshot};
-use crate::site::{RemoteEntry, Site};
 use crate::tree::Manifest;
+use koofr_testkit::{RemoteEntry, Site};
 
 /// Differences between a listing and the manifest (path named in each).
 pub fn compare_with_manifest(entries: &[RemoteEntry], manifest: &Manifest) -> Vec<String> {

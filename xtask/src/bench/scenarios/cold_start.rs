@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use kloset_plugin::{Exporter, Importer, Store};
-use koofr_e2e::{EmulatorOptions, Site};
+use koofr_testkit::Site;
 
 use crate::bench::report::{Check, Row};
 
@@ -19,7 +19,7 @@ pub async fn cold_start(bench: &Bench) -> anyhow::Result<Vec<Row>> {
     let runs = bench.sizes.cold_starts;
     eprintln!("[6] cold start: {runs} runs per plugin");
     // "Locally": the start-up cost itself, not the injected network latency.
-    let site = Site::start_emulator(EmulatorOptions::default()).await?;
+    let site = Site::start_emulator().await?;
     let emu = emulator(&site)?;
     let root = site.path("cold")?;
     emu.create_folder_all(root.as_str());

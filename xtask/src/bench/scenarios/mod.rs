@@ -25,12 +25,11 @@ use kloset_plugin::host::{
     InitArgs, PluginHandle, RemoteExporter, RemoteImporter, RemoteStore, host_options,
 };
 use koofr_core::KoofrPath;
+use koofr_e2e::PluginBinaries;
 use koofr_e2e::pipeline::spawn_plugin;
 use koofr_e2e::summary::ProcessPeak;
-use koofr_e2e::{EmulatorOptions, PluginBinaries, Site};
-use koofr_emulator::{Emulator, RequestRecord};
-use rand::rngs::SmallRng;
-use rand::{RngCore, SeedableRng};
+use koofr_emulator::{Emulator, EmulatorConfig, RequestRecord};
+use koofr_testkit::{EmulatorOptions, Site};
 
 use crate::bench::raw::RawKoofr;
 use crate::bench::report::Check;
@@ -111,8 +110,11 @@ pub struct Bench {
 }
 
 pub(crate) fn emulator(site: &Site) -> anyhow::Result<&Emulator> {
-    site.emulator()
-        .context("the bench runs on the in-process emulator only")
+    ensure!(
+        !site.is_live(),
+        "the bench runs on the in-process emulator only"
+    );
+    Ok(site.emulator())
 }
 
 pub(crate) fn raw_client(site: &Site) -> anyhow::Result<RawKoofr> {
@@ -121,11 +123,9 @@ pub(crate) fn raw_client(site: &Site) -> anyhow::Result<RawKoofr> {
 }
 
 pub(crate) async fn start_site(bench: &Bench, on_disk: bool) -> anyhow::Result<Site> {
-    Site::start_emulator(EmulatorOptions {
-        latency: bench.latency,
-        on_disk,
-    })
-    .await
+    let mut config = EmulatorConfig::default();
+    config.latency = bench.latency;
+    Site::start_emulator_with(EmulatorOptions { config, on_disk }).await
 }
 
 pub(crate) fn init_args(site: &Site, location: &KoofrPath) -> InitArgs {
@@ -198,12 +198,9 @@ pub(crate) fn mib(bytes: u64) -> String {
     }
 }
 
-/// A deterministic 1 MiB of random bytes; contents are windows of it.
+/// A deterministic 1 MiB of the shared test pattern; contents are windows of it (zero-copy).
 pub(crate) fn pattern() -> Bytes {
-    let mut rng = SmallRng::seed_from_u64(9);
-    let mut buffer = vec![0u8; CHUNK];
-    rng.fill_bytes(&mut buffer);
-    Bytes::from(buffer)
+    koofr_testkit::content(9, CHUNK)
 }
 
 /// `size` bytes: the pattern repeated, in chunks of at most 1 MiB (zero-copy slices).
