@@ -359,7 +359,10 @@ mod tests {
             )
         };
         const EXAMPLE: &str = "https://koofr.example.org";
-        let cases: [(&[(&str, &str)], (Option<&str>, Option<&str>, usize)); 9] = [
+        // Keys given, and the native provider and endpoint with the count of warnings.
+        type Case = (&'static [(&'static str, &'static str)], Expected);
+        type Expected = (Option<&'static str>, Option<&'static str>, usize);
+        let cases: [Case; 9] = [
             // Provider given: koofr and digistorage use their own URL, whatever the endpoint.
             (&[("rclone_provider", "koofr")], (Some("koofr"), None, 0)),
             (
