@@ -1,6 +1,7 @@
 //! Compiles the `.proto` files with protox (no system `protoc`) and tonic-prost-build: protocol
 //! v2 into `OUT_DIR`, protocol v1 into `OUT_DIR/v1` (its packages `importer` and `store` have
-//! the same names as v2's, so their generated files would collide).
+//! the same names as v2's, so their generated files would collide). Protocol v1 imports the
+//! shared messages of `connectors.proto` and uses v2's generated code for them.
 
 use std::path::PathBuf;
 
@@ -12,27 +13,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "storage/storage.proto",
     ];
     let v1 = [
-        "importer/importer.proto",
-        "exporter/exporter.proto",
-        "storage/storage.proto",
+        "v1/session.proto",
+        "v1/importer/importer.proto",
+        "v1/exporter/exporter.proto",
+        "v1/storage/storage.proto",
     ];
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
-    compile(&v2, "proto", out_dir.clone())?;
-    compile(&v1, "proto/v1", out_dir.join("v1"))?;
+    compile(&v2, &[], out_dir.clone())?;
+    let shared = (".plakar.connectors", "crate::pb::plakar::connectors");
+    compile(&v1, &[shared], out_dir.join("v1"))?;
     Ok(())
 }
 
 fn compile(
     files: &[&str],
-    include: &str,
+    extern_paths: &[(&str, &str)],
     out_dir: PathBuf,
 ) -> Result<(), Box<dyn std::error::Error>> {
     for file in files {
-        println!("cargo:rerun-if-changed={include}/{file}");
+        println!("cargo:rerun-if-changed=proto/{file}");
     }
     std::fs::create_dir_all(&out_dir)?;
-    let descriptors = protox::compile(files, [include])?;
-    tonic_prost_build::configure()
+    let descriptors = protox::compile(files, ["proto"])?;
+    let mut config = tonic_prost_build::configure();
+    for (proto_path, rust_path) in extern_paths {
+        config = config.extern_path(*proto_path, *rust_path);
+    }
+    config
         .bytes(".")
         .build_client(true)
         .build_server(true)

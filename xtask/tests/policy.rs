@@ -106,6 +106,11 @@ const USED_UNNAMED: &[(&str, &str, &str)] = &[
         "tonic-prost",
         "named by the gRPC code build.rs generates into OUT_DIR",
     ),
+    (
+        "kloset-plugin",
+        "prost",
+        "the messages build.rs generates into OUT_DIR derive `::prost::Message`",
+    ),
 ];
 
 /// The library name of every package in the dependency graph, by package name.

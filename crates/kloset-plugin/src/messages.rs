@@ -1,47 +1,38 @@
-//! The generated messages that several proto packages repeat field for field, converted once:
-//! `Init` options, requests and (protocol v2) answers of every service, and protocol v1's three
-//! `Put…Request`s.
-
-use bytes::Bytes;
+//! Conversions of the generated `Init` messages: options, requests and (protocol v2) answers of
+//! every service, written once for the shapes several packages repeat.
 
 use crate::host::InitArgs;
 use crate::pb;
+use crate::pb::plakar::connectors;
 use crate::types::{InitContext, LocationInfo, Options};
 
-/// Conversions between [`Options`] and the two generated `Options` messages, which are field for
-/// field the same but live in two proto packages (protocol §6.2).
-macro_rules! options_conversions {
-    ($($proto:ty),+) => {$(
-        impl From<$proto> for Options {
-            fn from(o: $proto) -> Options {
-                Options {
-                    hostname: o.hostname,
-                    os: o.os,
-                    arch: o.arch,
-                    cwd: o.cwd,
-                    max_concurrency: o.maxconcurrency,
-                    excludes: o.excludes,
-                    no_xattr: o.noxattr,
-                }
-            }
+impl From<connectors::Options> for Options {
+    fn from(o: connectors::Options) -> Options {
+        Options {
+            hostname: o.hostname,
+            os: o.os,
+            arch: o.arch,
+            cwd: o.cwd,
+            max_concurrency: o.maxconcurrency,
+            excludes: o.excludes,
+            no_xattr: o.noxattr,
         }
-        impl From<&Options> for $proto {
-            fn from(o: &Options) -> $proto {
-                Self {
-                    hostname: o.hostname.clone(),
-                    os: o.os.clone(),
-                    arch: o.arch.clone(),
-                    cwd: o.cwd.clone(),
-                    maxconcurrency: o.max_concurrency,
-                    excludes: o.excludes.clone(),
-                    noxattr: o.no_xattr,
-                }
-            }
-        }
-    )+};
+    }
 }
 
-options_conversions!(pb::importer::Options, pb::plakar::exporter::Options);
+impl From<&Options> for connectors::Options {
+    fn from(o: &Options) -> Self {
+        Self {
+            hostname: o.hostname.clone(),
+            os: o.os.clone(),
+            arch: o.arch.clone(),
+            cwd: o.cwd.clone(),
+            maxconcurrency: o.max_concurrency,
+            excludes: o.excludes.clone(),
+            noxattr: o.no_xattr,
+        }
+    }
+}
 
 /// Protocol v1 importers get the first five options (no excludes, no noxattr).
 impl From<pb::v1::importer::Options> for Options {
@@ -135,16 +126,15 @@ macro_rules! init_requests {
 
 init_requests!(
     with options:
-        pb::importer::InitRequest,
-        pb::plakar::exporter::InitRequest,
+        connectors::InitRequest,
         pb::v1::importer::InitRequest,
         pb::v1::exporter::InitRequest;
     without:
-        pb::store::InitRequest,
-        pb::v1::store::InitRequest
+        connectors::StoreInitRequest
 );
 
-/// Protocol v2 `Init` answers: the connector's [`LocationInfo`].
+/// Protocol v2 `Init` answers (the store's has its flags in another field): the connector's
+/// [`LocationInfo`].
 macro_rules! init_answers {
     ($($answer:ty),+) => {$(
         impl From<LocationInfo> for $answer {
@@ -170,35 +160,4 @@ macro_rules! init_answers {
     )+};
 }
 
-init_answers!(
-    pb::importer::InitResponse,
-    pb::plakar::exporter::InitResponse,
-    pb::store::InitResponse
-);
-
-/// The three `Put…Request`s of protocol v1 (states, packfiles, locks), alike field for field.
-pub(crate) trait PutMessage: prost::Message + Default + Send + 'static {
-    /// A message with a MAC (the first only), a chunk and the cookie.
-    fn new(mac: Option<pb::v1::store::Mac>, chunk: Bytes, cookie: String) -> Self;
-    /// MAC, chunk and cookie.
-    fn into_parts(self) -> (Option<pb::v1::store::Mac>, Bytes, String);
-}
-
-macro_rules! put_messages {
-    ($($message:ty),+) => {$(
-        impl PutMessage for $message {
-            fn new(mac: Option<pb::v1::store::Mac>, chunk: Bytes, cookie: String) -> Self {
-                Self { mac, chunk, cookie }
-            }
-            fn into_parts(self) -> (Option<pb::v1::store::Mac>, Bytes, String) {
-                (self.mac, self.chunk, self.cookie)
-            }
-        }
-    )+};
-}
-
-put_messages!(
-    pb::v1::store::PutStateRequest,
-    pb::v1::store::PutPackfileRequest,
-    pb::v1::store::PutLockRequest
-);
+init_answers!(connectors::InitResponse, pb::store::InitResponse);

@@ -5,7 +5,7 @@
 
 /// Package `plakar`.
 pub mod plakar {
-    /// Package `plakar.connectors`: shared types.
+    /// Package `plakar.connectors`: messages shared by the services of both protocols.
     pub mod connectors {
         tonic::include_proto!("plakar.connectors");
     }
@@ -27,6 +27,10 @@ pub mod store {
 
 /// Protocol v1 (plakar v1.0.x), generated apart: its packages reuse v2's names.
 pub mod v1 {
+    /// Package `session` of protocol v1: requests several services share.
+    pub mod session {
+        include!(concat!(env!("OUT_DIR"), "/v1/session.rs"));
+    }
     /// Package `importer` of protocol v1.
     pub mod importer {
         include!(concat!(env!("OUT_DIR"), "/v1/importer.rs"));

@@ -383,57 +383,47 @@ impl FileInfo {
     }
 }
 
-/// Conversions between [`FileInfo`] and the generated `FileInfo` messages, which are field for
-/// field the same in protocol v2 and in both v1 packages (a missing time is the Unix epoch).
-macro_rules! file_info_conversions {
-    ($($proto:ty),+) => {$(
-        impl From<&FileInfo> for $proto {
-            fn from(info: &FileInfo) -> $proto {
-                Self {
-                    name: info.name.clone(),
-                    size: info.size,
-                    mode: info.mode.0,
-                    mod_time: Some(system_time_to_timestamp(info.mod_time)),
-                    dev: info.dev,
-                    ino: info.ino,
-                    uid: info.uid,
-                    gid: info.gid,
-                    nlink: info.nlink,
-                    username: info.username.clone(),
-                    groupname: info.groupname.clone(),
-                    flags: info.flags,
-                }
-            }
+/// The generated `FileInfo`, which both protocols send (a missing time is the Unix epoch).
+impl From<&FileInfo> for pbc::FileInfo {
+    fn from(info: &FileInfo) -> pbc::FileInfo {
+        Self {
+            name: info.name.clone(),
+            size: info.size,
+            mode: info.mode.0,
+            mod_time: Some(system_time_to_timestamp(info.mod_time)),
+            dev: info.dev,
+            ino: info.ino,
+            uid: info.uid,
+            gid: info.gid,
+            nlink: info.nlink,
+            username: info.username.clone(),
+            groupname: info.groupname.clone(),
+            flags: info.flags,
         }
-        impl From<&$proto> for FileInfo {
-            fn from(info: &$proto) -> FileInfo {
-                FileInfo {
-                    name: info.name.clone(),
-                    size: info.size,
-                    mode: FileMode(info.mode),
-                    mod_time: info
-                        .mod_time
-                        .as_ref()
-                        .map_or(UNIX_EPOCH, timestamp_to_system_time),
-                    dev: info.dev,
-                    ino: info.ino,
-                    uid: info.uid,
-                    gid: info.gid,
-                    nlink: info.nlink,
-                    username: info.username.clone(),
-                    groupname: info.groupname.clone(),
-                    flags: info.flags,
-                }
-            }
-        }
-    )+};
+    }
 }
 
-file_info_conversions!(
-    pbc::FileInfo,
-    crate::pb::v1::importer::ScanRecordFileInfo,
-    crate::pb::v1::exporter::FileInfo
-);
+impl From<&pbc::FileInfo> for FileInfo {
+    fn from(info: &pbc::FileInfo) -> FileInfo {
+        FileInfo {
+            name: info.name.clone(),
+            size: info.size,
+            mode: FileMode(info.mode),
+            mod_time: info
+                .mod_time
+                .as_ref()
+                .map_or(UNIX_EPOCH, timestamp_to_system_time),
+            dev: info.dev,
+            ino: info.ino,
+            uid: info.uid,
+            gid: info.gid,
+            nlink: info.nlink,
+            username: info.username.clone(),
+            groupname: info.groupname.clone(),
+            flags: info.flags,
+        }
+    }
+}
 
 /// A time from Unix milliseconds (Koofr's unit, §8.2).
 pub fn time_from_unix_millis(ms: i64) -> SystemTime {

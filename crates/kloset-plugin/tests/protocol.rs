@@ -48,7 +48,7 @@ async fn rpcs_before_init_fail_with_failed_precondition_and_exit_is_zero() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
-    let status = client.mode(spb::ModeRequest {}).await.unwrap_err();
+    let status = client.mode(()).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
     drop(client);
     let (channel, handle) = conn.into_parts();
@@ -57,7 +57,7 @@ async fn rpcs_before_init_fail_with_failed_precondition_and_exit_is_zero() {
 
     let conn = PluginConnection::spawn(BIN, ["importer"]).await.unwrap();
     let status = ImporterClient::new(conn.channel())
-        .ping(ipb::PingRequest {})
+        .ping(())
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
@@ -65,7 +65,7 @@ async fn rpcs_before_init_fail_with_failed_precondition_and_exit_is_zero() {
 
     let conn = PluginConnection::spawn(BIN, ["exporter"]).await.unwrap();
     let status = ExporterClient::new(conn.channel())
-        .close(epb::CloseRequest {})
+        .close(())
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
@@ -491,7 +491,7 @@ async fn probe_client(
     let (channel, handle) = conn.into_parts();
     let mut client = ExporterClient::new(channel);
     client
-        .init(epb::InitRequest {
+        .init(pbc::InitRequest {
             options: None,
             proto: "probe".into(),
             config: HashMap::new(),

@@ -11,9 +11,11 @@ use common::{BIN, Site};
 use futures::StreamExt;
 use kloset_plugin::host::v1::{RemoteExporter, RemoteImporter, RemoteStore};
 use kloset_plugin::host::{InitArgs, PluginConnection};
+use kloset_plugin::pb::plakar::connectors::Chunk;
 use kloset_plugin::pb::v1::exporter as epb;
 use kloset_plugin::pb::v1::exporter::store_file_request::Type as Packet;
 use kloset_plugin::pb::v1::importer as ipb;
+use kloset_plugin::pb::v1::session::{Cookie, PathnameRequest};
 use kloset_plugin::pb::v1::store as spb;
 use kloset_plugin::reference::{MemoryBackend, ReferenceStore};
 use kloset_plugin::{
@@ -58,7 +60,7 @@ async fn v1_protocol_cookie_is_answered_and_a_wrong_one_refused() {
     );
     assert_eq!(store.location().root, "/klosets/main");
     let mut client = store.client();
-    let mode = |cookie: &str| spb::GetModeRequest {
+    let mode = |cookie: &str| Cookie {
         cookie: cookie.to_owned(),
     };
     assert_eq!(
@@ -75,12 +77,12 @@ async fn v1_protocol_cookie_is_answered_and_a_wrong_one_refused() {
     let status = client.get_mode(mode("not-the-cookie")).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
     let status = client
-        .get_states(spb::GetStatesRequest { cookie: "x".into() })
+        .get_states(Cookie { cookie: "x".into() })
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
     let location = client
-        .get_location(spb::GetLocationRequest {
+        .get_location(Cookie {
             cookie: store.cookie().to_owned(),
         })
         .await
@@ -98,10 +100,7 @@ async fn v1_protocol_calls_before_init_fail_with_failed_precondition() {
         .await
         .unwrap();
     let mut client = spb::store_client::StoreClient::new(conn.channel());
-    let status = client
-        .get_packfiles(spb::GetPackfilesRequest::default())
-        .await
-        .unwrap_err();
+    let status = client.get_packfiles(Cookie::default()).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
     drop(client);
     assert_eq!(conn.handle().shutdown().await.unwrap(), 0);
@@ -110,7 +109,7 @@ async fn v1_protocol_calls_before_init_fail_with_failed_precondition() {
         .await
         .unwrap();
     let status = epb::exporter_client::ExporterClient::new(conn.channel())
-        .root(epb::RootRequest::default())
+        .root(Cookie::default())
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
@@ -198,7 +197,7 @@ async fn v1_protocol_broken_scan_ends_cleanly_with_an_error_record_for_the_root(
     let importer = broken_importer(true).await.unwrap();
     let mut client = importer.client();
     let mut responses = client
-        .scan(ipb::ScanRequest {
+        .scan(Cookie {
             cookie: importer.cookie().to_owned(),
         })
         .await
@@ -281,7 +280,7 @@ impl Exporter for RecordingExporter {
 
 fn data(chunk: &'static [u8], cookie: &str) -> epb::StoreFileRequest {
     epb::StoreFileRequest {
-        r#type: Some(Packet::Data(epb::Data {
+        r#type: Some(Packet::Data(Chunk {
             chunk: Bytes::from_static(chunk),
         })),
         cookie: cookie.to_owned(),
@@ -314,7 +313,7 @@ async fn v1_protocol_exporter_reroots_checks_sizes_and_refuses_hard_links() {
     assert_eq!(exporter.location().root, "/dest");
     let cookie = exporter.cookie().to_owned();
     let mut client = exporter.client();
-    let mkdir = |pathname: &str| epb::CreateDirectoryRequest {
+    let mkdir = |pathname: &str| PathnameRequest {
         pathname: pathname.to_owned(),
         cookie: cookie.clone(),
     };

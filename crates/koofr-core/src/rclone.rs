@@ -358,52 +358,53 @@ mod tests {
                 warnings.len(),
             )
         };
-        let some = |s: &str| Some(s.to_owned());
-        // Provider given: koofr and digistorage use their own URL, whatever the endpoint.
-        assert_eq!(
-            provider_of(&[("rclone_provider", "koofr")]),
-            (some("koofr"), None, 0)
-        );
-        assert_eq!(
-            provider_of(&[("rclone_provider", "digistorage")]),
-            (some("digistorage"), None, 0)
-        );
-        assert_eq!(
-            provider_of(&[
-                ("rclone_provider", "koofr"),
-                ("rclone_endpoint", "https://koofr.example.org")
-            ]),
-            (some("koofr"), None, 1)
-        );
-        assert_eq!(
-            provider_of(&[
-                ("rclone_provider", "other"),
-                ("rclone_endpoint", "https://koofr.example.org")
-            ]),
-            (some("other"), some("https://koofr.example.org"), 0)
-        );
-        // rclone takes an unknown provider name as `other`.
-        assert_eq!(
-            provider_of(&[
-                ("rclone_provider", "acme"),
-                ("rclone_endpoint", "https://koofr.example.org")
-            ]),
-            (some("other"), some("https://koofr.example.org"), 0)
-        );
-        // Old, provider-less configs: inferred from the endpoint (none: the default, koofr).
-        assert_eq!(provider_of(&[("rclone_user", "u")]), (None, None, 0));
-        assert_eq!(
-            provider_of(&[("rclone_endpoint", "https://app.koofr.net/")]),
-            (some("koofr"), None, 0)
-        );
-        assert_eq!(
-            provider_of(&[("rclone_endpoint", "https://storage.rcs-rds.ro")]),
-            (some("digistorage"), None, 0)
-        );
-        assert_eq!(
-            provider_of(&[("rclone_endpoint", "http://127.0.0.1:9")]),
-            (some("other"), some("http://127.0.0.1:9"), 0)
-        );
+        const EXAMPLE: &str = "https://koofr.example.org";
+        // Keys given, and the native provider and endpoint with the count of warnings.
+        type Case = (&'static [(&'static str, &'static str)], Expected);
+        type Expected = (Option<&'static str>, Option<&'static str>, usize);
+        let cases: [Case; 9] = [
+            // Provider given: koofr and digistorage use their own URL, whatever the endpoint.
+            (&[("rclone_provider", "koofr")], (Some("koofr"), None, 0)),
+            (
+                &[("rclone_provider", "digistorage")],
+                (Some("digistorage"), None, 0),
+            ),
+            (
+                &[("rclone_provider", "koofr"), ("rclone_endpoint", EXAMPLE)],
+                (Some("koofr"), None, 1),
+            ),
+            (
+                &[("rclone_provider", "other"), ("rclone_endpoint", EXAMPLE)],
+                (Some("other"), Some(EXAMPLE), 0),
+            ),
+            // rclone takes an unknown provider name as `other`.
+            (
+                &[("rclone_provider", "acme"), ("rclone_endpoint", EXAMPLE)],
+                (Some("other"), Some(EXAMPLE), 0),
+            ),
+            // Old, provider-less configs: inferred from the endpoint (none: the default, koofr).
+            (&[("rclone_user", "u")], (None, None, 0)),
+            (
+                &[("rclone_endpoint", "https://app.koofr.net/")],
+                (Some("koofr"), None, 0),
+            ),
+            (
+                &[("rclone_endpoint", "https://storage.rcs-rds.ro")],
+                (Some("digistorage"), None, 0),
+            ),
+            (
+                &[("rclone_endpoint", "http://127.0.0.1:9")],
+                (Some("other"), Some("http://127.0.0.1:9"), 0),
+            ),
+        ];
+        for (pairs, (provider, endpoint, warnings)) in cases {
+            let expected = (
+                provider.map(str::to_owned),
+                endpoint.map(str::to_owned),
+                warnings,
+            );
+            assert_eq!(provider_of(pairs), expected, "{pairs:?}");
+        }
         // `other` without an endpoint.
         let e = native_keys(&map(&[("rclone_provider", "other")])).unwrap_err();
         assert_eq!(e.key, "rclone_endpoint");

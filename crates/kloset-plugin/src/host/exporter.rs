@@ -82,7 +82,10 @@ impl RemoteExporter {
     pub async fn init(connection: PluginConnection, args: &InitArgs) -> Result<Self> {
         let (channel, plugin) = connection.into_parts();
         let mut client = plakar_client!(ExporterClient::new(channel));
-        let init = client.init(pb::InitRequest::from(args)).await?.into_inner();
+        let init = client
+            .init(pbc::InitRequest::from(args))
+            .await?
+            .into_inner();
         Ok(Self {
             client,
             location: init.into(),
@@ -268,7 +271,7 @@ impl Exporter for RemoteExporter {
     }
 
     async fn ping(&self) -> Result<()> {
-        self.client.clone().ping(pb::PingRequest {}).await?;
+        self.client.clone().ping(()).await?;
         Ok(())
     }
 
@@ -296,7 +299,7 @@ impl Exporter for RemoteExporter {
 
     async fn close(&self) -> Result<()> {
         let export = self.finish_export().await;
-        self.client.clone().close(pb::CloseRequest {}).await?;
+        self.client.clone().close(()).await?;
         export
     }
 }

@@ -104,7 +104,10 @@ impl RemoteImporter {
     pub async fn init(connection: PluginConnection, args: &InitArgs) -> Result<Self> {
         let (channel, plugin) = connection.into_parts();
         let mut client = plakar_client!(ImporterClient::new(channel));
-        let init = client.init(pb::InitRequest::from(args)).await?.into_inner();
+        let init = client
+            .init(pbc::InitRequest::from(args))
+            .await?
+            .into_inner();
         Ok(Self {
             client,
             location: init.into(),
@@ -151,7 +154,7 @@ impl Importer for RemoteImporter {
     }
 
     async fn ping(&self) -> Result<()> {
-        self.client.clone().ping(pb::PingRequest {}).await?;
+        self.client.clone().ping(()).await?;
         Ok(())
     }
 
@@ -266,12 +269,12 @@ impl Importer for RemoteImporter {
             pathname: pathname.to_owned(),
         };
         let what = format!("open {pathname}");
-        Ok(received(stream, |m: pb::OpenResponse| m.chunk, what, ack))
+        Ok(received(stream, |m: pbc::Chunk| m.chunk, what, ack))
     }
 
     async fn close(&self) -> Result<()> {
         let import = self.finish_import().await;
-        self.client.clone().close(pb::CloseRequest {}).await?;
+        self.client.clone().close(()).await?;
         import
     }
 }

@@ -11,6 +11,7 @@ use tonic::transport::Channel;
 
 use super::{InitArgs, PluginConnection, PluginHandle, plakar_client, received};
 use crate::error::{ConnectorError, Result};
+use crate::pb::plakar::connectors::{Chunk, Config, StoreInitRequest};
 use crate::pb::store as pb;
 use crate::pb::store::store_client::StoreClient;
 use crate::serve::chunked;
@@ -86,8 +87,11 @@ impl RemoteStore {
     pub async fn init(connection: PluginConnection, args: &InitArgs) -> Result<Self> {
         let (channel, plugin) = connection.into_parts();
         let mut client = plakar_client!(StoreClient::new(channel));
-        let init = client.init(pb::InitRequest::from(args)).await?.into_inner();
-        let mode = client.mode(pb::ModeRequest {}).await?.into_inner().mode;
+        let init = client
+            .init(StoreInitRequest::from(args))
+            .await?
+            .into_inner();
+        let mode = client.mode(()).await?.into_inner().mode;
         Ok(Self {
             client,
             location: init.into(),
@@ -114,25 +118,16 @@ impl Store for RemoteStore {
     }
 
     async fn create(&self, config: Bytes) -> Result<()> {
-        self.client
-            .clone()
-            .create(pb::CreateRequest { config })
-            .await?;
+        self.client.clone().create(Config { config }).await?;
         Ok(())
     }
 
     async fn open(&self) -> Result<Bytes> {
-        Ok(self
-            .client
-            .clone()
-            .open(pb::OpenRequest {})
-            .await?
-            .into_inner()
-            .config)
+        Ok(self.client.clone().open(()).await?.into_inner().config)
     }
 
     async fn ping(&self) -> Result<()> {
-        self.client.clone().ping(pb::PingRequest {}).await?;
+        self.client.clone().ping(()).await?;
         Ok(())
     }
 
@@ -141,13 +136,7 @@ impl Store for RemoteStore {
     }
 
     async fn size(&self) -> Result<i64> {
-        Ok(self
-            .client
-            .clone()
-            .size(pb::SizeRequest {})
-            .await?
-            .into_inner()
-            .size)
+        Ok(self.client.clone().size(()).await?.into_inner().size)
     }
 
     async fn list(&self, resource: Resource) -> Result<Vec<Mac>> {
@@ -208,7 +197,7 @@ impl Store for RemoteStore {
         };
         let stream = self.client.clone().get(request).await?.into_inner();
         let what = format!("get {resource} {mac}");
-        Ok(received(stream, |m: pb::GetResponse| m.chunk, what, ()))
+        Ok(received(stream, |m: Chunk| m.chunk, what, ()))
     }
 
     async fn delete(&self, resource: Resource, mac: Mac) -> Result<()> {
@@ -222,7 +211,7 @@ impl Store for RemoteStore {
     }
 
     async fn close(&self) -> Result<()> {
-        self.client.clone().close(pb::CloseRequest {}).await?;
+        self.client.clone().close(()).await?;
         Ok(())
     }
 }

@@ -79,18 +79,15 @@ type ExportStream = Pin<Box<dyn Stream<Item = Result<pb::ExportResponse, Status>
 impl<E: Exporter> ExporterRpc for ExporterService<E> {
     async fn init(
         &self,
-        request: Request<pb::InitRequest>,
-    ) -> Result<Response<pb::InitResponse>, Status> {
+        request: Request<pbc::InitRequest>,
+    ) -> Result<Response<pbc::InitResponse>, Status> {
         let exporter = self.slot.init(request.into_inner().into()).await?;
         Ok(Response::new(exporter.location().into()))
     }
 
-    async fn ping(
-        &self,
-        _request: Request<pb::PingRequest>,
-    ) -> Result<Response<pb::PingResponse>, Status> {
+    async fn ping(&self, _request: Request<()>) -> Result<Response<()>, Status> {
         self.slot.get()?.ping().await?;
-        Ok(Response::new(pb::PingResponse {}))
+        Ok(Response::new(()))
     }
 
     type ExportStream = ExportStream;
@@ -111,12 +108,9 @@ impl<E: Exporter> ExporterRpc for ExporterService<E> {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn close(
-        &self,
-        _request: Request<pb::CloseRequest>,
-    ) -> Result<Response<pb::CloseResponse>, Status> {
+    async fn close(&self, _request: Request<()>) -> Result<Response<()>, Status> {
         self.slot.get()?.close().await?;
-        Ok(Response::new(pb::CloseResponse {}))
+        Ok(Response::new(()))
     }
 }
 

@@ -11,10 +11,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{ConnectorSlot, Factory, invalid, rechunk, routes};
+use super::{ChunkStream, ConnectorSlot, Factory, chunk_messages, invalid, rechunk, routes};
 use crate::Importer;
 use crate::pb::importer as pb;
 use crate::pb::importer::importer_server::{Importer as ImporterRpc, ImporterServer};
+use crate::pb::plakar::connectors::{InitRequest, InitResponse};
 
 /// Records queued ahead of the gRPC stream; flow control does the rest.
 const RECORD_QUEUE: usize = 64;
@@ -77,24 +78,17 @@ pub(crate) async fn content<I: Importer + ?Sized>(
 }
 
 type ImportStream = Pin<Box<dyn Stream<Item = Result<pb::ImportResponse, Status>> + Send>>;
-type OpenStream = Pin<Box<dyn Stream<Item = Result<pb::OpenResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl<I: Importer> ImporterRpc for ImporterService<I> {
-    async fn init(
-        &self,
-        request: Request<pb::InitRequest>,
-    ) -> Result<Response<pb::InitResponse>, Status> {
+    async fn init(&self, request: Request<InitRequest>) -> Result<Response<InitResponse>, Status> {
         let importer = self.slot.init(request.into_inner().into()).await?;
         Ok(Response::new(importer.location().into()))
     }
 
-    async fn ping(
-        &self,
-        _request: Request<pb::PingRequest>,
-    ) -> Result<Response<pb::PingResponse>, Status> {
+    async fn ping(&self, _request: Request<()>) -> Result<Response<()>, Status> {
         self.slot.get()?.ping().await?;
-        Ok(Response::new(pb::PingResponse {}))
+        Ok(Response::new(()))
     }
 
     type ImportStream = ImportStream;
@@ -162,12 +156,12 @@ impl<I: Importer> ImporterRpc for ImporterService<I> {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    type OpenStream = OpenStream;
+    type OpenStream = ChunkStream;
 
     async fn open(
         &self,
         request: Request<pb::OpenRequest>,
-    ) -> Result<Response<OpenStream>, Status> {
+    ) -> Result<Response<ChunkStream>, Status> {
         let importer = self.slot.get()?;
         let record = request
             .into_inner()
@@ -185,17 +179,12 @@ impl<I: Importer> ImporterRpc for ImporterService<I> {
                 record.pathname
             )));
         }
-        let stream = content(&*importer, &record.pathname)
-            .await?
-            .map(|r| r.map(|chunk| pb::OpenResponse { chunk }));
-        Ok(Response::new(Box::pin(stream)))
+        let data = content(&*importer, &record.pathname).await?;
+        Ok(Response::new(chunk_messages(data)))
     }
 
-    async fn close(
-        &self,
-        _request: Request<pb::CloseRequest>,
-    ) -> Result<Response<pb::CloseResponse>, Status> {
+    async fn close(&self, _request: Request<()>) -> Result<Response<()>, Status> {
         self.slot.get()?.close().await?;
-        Ok(Response::new(pb::CloseResponse {}))
+        Ok(Response::new(()))
     }
 }

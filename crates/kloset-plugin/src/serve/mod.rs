@@ -7,6 +7,7 @@ mod transport;
 mod v1;
 
 use std::future::Future;
+use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tonic::Status;
 
 use crate::error::{ConnectorError, ConnectorErrorKind, Result};
+use crate::pb::plakar::connectors::Chunk;
 use crate::protocol::Protocol;
 use crate::types::InitContext;
 
@@ -136,6 +138,17 @@ where
     S: Stream<Item = Result<Bytes>> + Send + 'static,
 {
     chunked(stream).map(|item| item.map_err(Status::from))
+}
+
+/// A `Get` or `Open` answer of either protocol: the data as [`Chunk`] messages.
+pub(crate) type ChunkStream = Pin<Box<dyn Stream<Item = Result<Chunk, Status>> + Send>>;
+
+/// Wraps data already cut to [`MAX_CHUNK`] (by [`rechunk`]) in [`Chunk`] messages.
+pub(crate) fn chunk_messages<S>(data: S) -> ChunkStream
+where
+    S: Stream<Item = Result<Bytes, Status>> + Send + 'static,
+{
+    Box::pin(data.map(|item| item.map(|chunk| Chunk { chunk })))
 }
 
 /// The protocol named by this process's argv, or exit status 2 with a usage line on stderr.

@@ -7,9 +7,12 @@ use futures::{Stream, StreamExt};
 use tonic::service::Routes;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{ConnectorSlot, Factory, MAX_SEND_MESSAGE, invalid, rechunk, routes};
+use super::{
+    ChunkStream, ConnectorSlot, Factory, MAX_SEND_MESSAGE, chunk_messages, invalid, rechunk, routes,
+};
 use crate::Store;
 use crate::error::ConnectorError;
+use crate::pb::plakar::connectors::{BytesWritten, Config, Mode, Size, StoreInitRequest};
 use crate::pb::store as pb;
 use crate::pb::store::store_server::{Store as StoreRpc, StoreServer};
 use crate::types::{ByteRange, Mac, Resource};
@@ -125,56 +128,39 @@ pub(crate) async fn get_object<S: Store + ?Sized>(
     Ok(Box::pin(rechunk(limited)))
 }
 
-type GetStream = Pin<Box<dyn Stream<Item = Result<pb::GetResponse, Status>> + Send>>;
-
 #[tonic::async_trait]
 impl<S: Store> StoreRpc for StoreService<S> {
     async fn init(
         &self,
-        request: Request<pb::InitRequest>,
+        request: Request<StoreInitRequest>,
     ) -> Result<Response<pb::InitResponse>, Status> {
         let store = self.slot.init(request.into_inner().into()).await?;
         Ok(Response::new(store.location().into()))
     }
 
-    async fn create(
-        &self,
-        request: Request<pb::CreateRequest>,
-    ) -> Result<Response<pb::CreateResponse>, Status> {
+    async fn create(&self, request: Request<Config>) -> Result<Response<()>, Status> {
         self.slot.get()?.create(request.into_inner().config).await?;
-        Ok(Response::new(pb::CreateResponse {}))
+        Ok(Response::new(()))
     }
 
-    async fn open(
-        &self,
-        _request: Request<pb::OpenRequest>,
-    ) -> Result<Response<pb::OpenResponse>, Status> {
+    async fn open(&self, _request: Request<()>) -> Result<Response<Config>, Status> {
         let config = sendable_config(self.slot.get()?.open().await?)?;
-        Ok(Response::new(pb::OpenResponse { config }))
+        Ok(Response::new(Config { config }))
     }
 
-    async fn ping(
-        &self,
-        _request: Request<pb::PingRequest>,
-    ) -> Result<Response<pb::PingResponse>, Status> {
+    async fn ping(&self, _request: Request<()>) -> Result<Response<()>, Status> {
         self.slot.get()?.ping().await?;
-        Ok(Response::new(pb::PingResponse {}))
+        Ok(Response::new(()))
     }
 
-    async fn mode(
-        &self,
-        _request: Request<pb::ModeRequest>,
-    ) -> Result<Response<pb::ModeResponse>, Status> {
-        Ok(Response::new(pb::ModeResponse {
+    async fn mode(&self, _request: Request<()>) -> Result<Response<Mode>, Status> {
+        Ok(Response::new(Mode {
             mode: self.slot.get()?.mode().0,
         }))
     }
 
-    async fn size(
-        &self,
-        _request: Request<pb::SizeRequest>,
-    ) -> Result<Response<pb::SizeResponse>, Status> {
-        Ok(Response::new(pb::SizeResponse {
+    async fn size(&self, _request: Request<()>) -> Result<Response<Size>, Status> {
+        Ok(Response::new(Size {
             size: self.slot.get()?.size().await?,
         }))
     }
@@ -192,7 +178,7 @@ impl<S: Store> StoreRpc for StoreService<S> {
     async fn put(
         &self,
         request: Request<Streaming<pb::PutRequest>>,
-    ) -> Result<Response<pb::PutResponse>, Status> {
+    ) -> Result<Response<BytesWritten>, Status> {
         let store = self.slot.get()?;
         let mut incoming = request.into_inner();
         let first = incoming
@@ -202,15 +188,13 @@ impl<S: Store> StoreRpc for StoreService<S> {
         let mac = mac_of(&first.mac)?;
         let resource = resource_of(first.r#type)?;
         let rest = incoming.map(|msg| msg.map(|m| m.chunk));
-        let written = put_object(&*store, resource, mac, first.chunk, rest).await?;
-        Ok(Response::new(pb::PutResponse {
-            bytes_written: written,
-        }))
+        let bytes_written = put_object(&*store, resource, mac, first.chunk, rest).await?;
+        Ok(Response::new(BytesWritten { bytes_written }))
     }
 
-    type GetStream = GetStream;
+    type GetStream = ChunkStream;
 
-    async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<GetStream>, Status> {
+    async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<ChunkStream>, Status> {
         let store = self.slot.get()?;
         let req = request.into_inner();
         let mac = mac_of(&req.mac)?;
@@ -219,29 +203,21 @@ impl<S: Store> StoreRpc for StoreService<S> {
             offset: r.offset,
             length: r.length,
         });
-        let stream = get_object(&*store, resource, mac, range)
-            .await?
-            .map(|r| r.map(|chunk| pb::GetResponse { chunk }));
-        Ok(Response::new(Box::pin(stream)))
+        let data = get_object(&*store, resource, mac, range).await?;
+        Ok(Response::new(chunk_messages(data)))
     }
 
-    async fn delete(
-        &self,
-        request: Request<pb::DeleteRequest>,
-    ) -> Result<Response<pb::DeleteResponse>, Status> {
+    async fn delete(&self, request: Request<pb::DeleteRequest>) -> Result<Response<()>, Status> {
         let store = self.slot.get()?;
         let req = request.into_inner();
         store
             .delete(resource_of(req.r#type)?, mac_of(&req.mac)?)
             .await?;
-        Ok(Response::new(pb::DeleteResponse {}))
+        Ok(Response::new(()))
     }
 
-    async fn close(
-        &self,
-        _request: Request<pb::CloseRequest>,
-    ) -> Result<Response<pb::CloseResponse>, Status> {
+    async fn close(&self, _request: Request<()>) -> Result<Response<()>, Status> {
         self.slot.get()?.close().await?;
-        Ok(Response::new(pb::CloseResponse {}))
+        Ok(Response::new(()))
     }
 }

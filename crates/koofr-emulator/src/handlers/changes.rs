@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::{
     ApiError, already_exists, check_name, conflict, ctx_mount, json_opt_i64, json_string,
-    mount_index, not_dir, parse_path, path_param, quota_exceeded, read_json,
+    mount_index, node_at, not_dir, parse_path, path_param, quota_exceeded, read_json,
 };
 use crate::paths::{child_key, join_path};
 use crate::response::{HandlerResult, empty_response, json_response};
@@ -56,10 +56,7 @@ pub(crate) fn remove(ctx: &Ctx) -> HandlerResult {
     if segments.is_empty() {
         return Err(not_dir().into());
     }
-    let node = state.mounts[index]
-        .root
-        .get(&segments)
-        .ok_or_else(ApiError::not_found)?;
+    let node = node_at(&state.mounts, index, &segments)?;
     let mismatch = if_size.is_some_and(|s| node.size() != s)
         || if_modified.is_some_and(|m| node.modified != m)
         || if_hash
@@ -111,10 +108,7 @@ pub(crate) async fn copy_or_move(
     let state = &mut *guard;
     let src_index = ctx_mount(state, ctx)?;
     let dst_index = mount_index(state, to_mount)?;
-    let node = state.mounts[src_index]
-        .root
-        .get(&source)
-        .ok_or_else(ApiError::not_found)?;
+    let node = node_at(&state.mounts, src_index, &source)?;
     if source.is_empty() {
         return Err(ApiError::new(400, into_self_code, into_self_message).into());
     }
@@ -141,10 +135,7 @@ pub(crate) async fn copy_or_move(
         return Err(already_exists(ctx).into());
     };
     let dest_name = check_name(state, dest_name)?;
-    let dest_parent_node = state.mounts[dst_index]
-        .root
-        .get(dest_parent)
-        .ok_or_else(ApiError::not_found)?;
+    let dest_parent_node = node_at(&state.mounts, dst_index, dest_parent)?;
     let dest_children = dest_parent_node.children().ok_or_else(not_dir)?;
     if dest_children.contains_key(&child_key(&dest_name)) {
         return Err(already_exists(ctx).into());
@@ -226,10 +217,7 @@ pub(crate) async fn link(ctx: &Ctx, req: Request<Incoming>) -> HandlerResult {
     let segments = parse_path(json_string(&body, "path")?)?;
     let mut state = ctx.shared.lock();
     let index = ctx_mount(&state, ctx)?;
-    let node = state.mounts[index]
-        .root
-        .get(&segments)
-        .ok_or_else(ApiError::not_found)?;
+    let node = node_at(&state.mounts, index, &segments)?;
     let name = node.name.clone();
     let id = state.random_id();
     let hash: String = id

@@ -6,7 +6,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use http::{Response, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::{ApiError, CHUNK, ctx_mount, not_file, path_param};
+use super::{ApiError, CHUNK, ctx_mount, node_at, not_file, path_param};
 use crate::body::{BoxError, sized};
 use crate::paths::{content_type_for, join_path};
 use crate::response::HandlerResult;
@@ -125,10 +125,7 @@ pub(crate) async fn get(ctx: &Ctx) -> HandlerResult {
         let state = ctx.shared.lock();
         let index = ctx_mount(&state, ctx)?;
         let segments = path_param(ctx)?;
-        let node = state.mounts[index]
-            .root
-            .get(&segments)
-            .ok_or_else(ApiError::not_found)?;
+        let node = node_at(&state.mounts, index, &segments)?;
         let file = node.file().ok_or_else(not_file)?;
         (
             file.blob.clone(),

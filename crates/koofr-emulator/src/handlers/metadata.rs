@@ -5,7 +5,7 @@ use http::Response;
 use http::header::CONTENT_TYPE;
 use serde_json::{Value, json};
 
-use super::{ApiError, CHUNK, child_path, ctx_mount, not_dir, path_param};
+use super::{CHUNK, child_path, ctx_mount, node_at, not_dir, path_param};
 use crate::body::{BoxError, streamed};
 use crate::paths::join_path;
 use crate::response::{HandlerResult, json_response};
@@ -17,10 +17,7 @@ pub(crate) fn info(ctx: &Ctx) -> HandlerResult {
     let state = ctx.shared.lock();
     let index = ctx_mount(&state, ctx)?;
     let segments = path_param(ctx)?;
-    let node = state.mounts[index]
-        .root
-        .get(&segments)
-        .ok_or_else(ApiError::not_found)?;
+    let node = node_at(&state.mounts, index, &segments)?;
     json_response(200, &state.file_json(node, &join_path(&segments)))
 }
 
@@ -30,10 +27,7 @@ pub(crate) fn list(ctx: &Ctx) -> HandlerResult {
     let segments = path_param(ctx)?;
     let dir_path = join_path(&segments);
     let state = &mut *guard;
-    let node = state.mounts[index]
-        .root
-        .get(&segments)
-        .ok_or_else(ApiError::not_found)?;
+    let node = node_at(&state.mounts, index, &segments)?;
     if !node.is_dir() {
         return Err(not_dir().into());
     }
@@ -74,10 +68,7 @@ pub(crate) fn tree(ctx: &Ctx) -> HandlerResult {
     let index = ctx_mount(&guard, ctx)?;
     let segments = path_param(ctx)?;
     let state = &mut *guard;
-    let node = state.mounts[index]
-        .root
-        .get(&segments)
-        .ok_or_else(ApiError::not_found)?;
+    let node = node_at(&state.mounts, index, &segments)?;
     if !node.is_dir() {
         return Err(not_dir().into());
     }
@@ -93,10 +84,7 @@ pub(crate) fn list_recursive(ctx: &Ctx) -> HandlerResult {
         let segments = path_param(ctx)?;
         let base = join_path(&segments);
         let state = &mut *guard;
-        let node = state.mounts[index]
-            .root
-            .get(&segments)
-            .ok_or_else(ApiError::not_found)?;
+        let node = node_at(&state.mounts, index, &segments)?;
         if !node.is_dir() {
             return Err(not_dir().into());
         }

@@ -20,7 +20,8 @@ use crate::body::UploadStream;
 use crate::paths::{NameError, normalize_path, validate_name};
 use crate::response::{ApiError, Failure};
 use crate::server::Ctx;
-use crate::state::State;
+use crate::state::{MountState, State};
+use crate::store::Node;
 
 /// Largest JSON or form request body accepted (bodies of metadata calls are tiny).
 const MAX_SMALL_BODY: usize = 1024 * 1024;
@@ -68,6 +69,18 @@ fn mount_index(state: &State, id: &str) -> Result<usize, ApiError> {
 
 fn ctx_mount(state: &State, ctx: &Ctx) -> Result<usize, ApiError> {
     mount_index(state, ctx.route.mount.as_deref().unwrap_or("primary"))
+}
+
+/// The node at `segments` in mount `index` (404 when there is none).
+fn node_at<'a>(
+    mounts: &'a [MountState],
+    index: usize,
+    segments: &[String],
+) -> Result<&'a Node, ApiError> {
+    mounts[index]
+        .root
+        .get(segments)
+        .ok_or_else(ApiError::not_found)
 }
 
 fn parse_path(raw: &str) -> Result<Vec<String>, ApiError> {

@@ -14,7 +14,7 @@ use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
 use super::{
-    ApiError, check_name, child_path, conflict, ctx_mount, not_dir, not_file, path_param,
+    ApiError, check_name, child_path, conflict, ctx_mount, node_at, not_dir, not_file, path_param,
     quota_exceeded, upload_stream, v21_exists_status,
 };
 use crate::paths::{autorename_candidate, child_key, join_path};
@@ -93,10 +93,7 @@ fn place_upload(
     name: &str,
     flags: &UploadFlags,
 ) -> Result<Placement, ApiError> {
-    let parent_node = state.mounts[index]
-        .root
-        .get(parent)
-        .ok_or_else(ApiError::not_found)?;
+    let parent_node = node_at(&state.mounts, index, parent)?;
     let children = parent_node.children().ok_or_else(not_dir)?;
     let existing = children.get(&child_key(name));
     if flags.autorename {
@@ -276,10 +273,7 @@ pub(crate) async fn put(ctx: &Ctx, req: Request<Incoming>) -> HandlerResult {
                 budget += state.mounts[index].root.get(&target).map_or(0, Node::size);
             }
         } else {
-            let node = state.mounts[index]
-                .root
-                .get(&parent)
-                .ok_or_else(ApiError::not_found)?;
+            let node = node_at(&state.mounts, index, &parent)?;
             if !node.is_dir() {
                 return Err(not_dir().into());
             }

@@ -13,9 +13,10 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-use super::location;
+use super::{cookie as session_cookie, location, pathname as pathname_request};
 use crate::error::{ConnectorError, Result};
 use crate::host::{InitArgs, PluginConnection, PluginHandle, plakar_client};
+use crate::pb::plakar::connectors::Chunk;
 use crate::pb::v1::exporter as pb;
 use crate::pb::v1::exporter::exporter_client::ExporterClient;
 use crate::pb::v1::exporter::store_file_request::Type as Packet;
@@ -53,9 +54,7 @@ impl RemoteExporter {
             .into_inner()
             .cookie;
         let root = client
-            .root(pb::RootRequest {
-                cookie: cookie.clone(),
-            })
+            .root(session_cookie(&cookie))
             .await?
             .into_inner()
             .root_path;
@@ -101,10 +100,7 @@ impl RemoteExporter {
         };
         self.client
             .clone()
-            .create_directory(pb::CreateDirectoryRequest {
-                pathname: parent.to_owned(),
-                cookie: self.cookie.clone(),
-            })
+            .create_directory(pathname_request(parent, &self.cookie))
             .await?;
         Ok(())
     }
@@ -139,9 +135,7 @@ impl Exporter for RemoteExporter {
 
     /// v1 has no `Ping`: a `Root` round trip proves the plugin answers.
     async fn ping(&self) -> Result<()> {
-        let request = pb::RootRequest {
-            cookie: self.cookie.clone(),
-        };
+        let request = session_cookie(&self.cookie);
         self.client.clone().root(request).await?;
         Ok(())
     }
@@ -154,10 +148,7 @@ impl Exporter for RemoteExporter {
         let dest = self.dest(pathname);
         self.client
             .clone()
-            .create_directory(pb::CreateDirectoryRequest {
-                pathname: dest.clone(),
-                cookie: self.cookie.clone(),
-            })
+            .create_directory(pathname_request(&dest, &self.cookie))
             .await?;
         self.directories
             .lock()
@@ -197,7 +188,7 @@ impl Exporter for RemoteExporter {
                     }
                 };
                 let message = pb::StoreFileRequest {
-                    r#type: Some(Packet::Data(pb::Data { chunk })),
+                    r#type: Some(Packet::Data(Chunk { chunk })),
                     cookie: self.cookie.clone(),
                 };
                 if tx.send(message).await.is_err() {
@@ -249,9 +240,7 @@ impl Exporter for RemoteExporter {
                 tracing::debug!(error = %err, "SetPermissions of a directory failed");
             }
         }
-        let request = pb::CloseRequest {
-            cookie: self.cookie.clone(),
-        };
+        let request = session_cookie(&self.cookie);
         self.client.clone().close(request).await?;
         Ok(())
     }

@@ -5,11 +5,13 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use tonic::transport::Channel;
 
-use super::location;
+use super::{cookie, location, pathname as pathname_request};
 use crate::error::{ConnectorError, Result};
 use crate::host::{InitArgs, PluginConnection, PluginHandle, plakar_client, received};
+use crate::pb::plakar::connectors::Chunk;
 use crate::pb::v1::importer as pb;
 use crate::pb::v1::importer::importer_client::ImporterClient;
+use crate::pb::v1::session::PathnameRequest;
 use crate::types::{FileInfo, LocationInfo, Record, XattrType};
 use crate::{ByteStream, Importer, RecordStream};
 
@@ -63,12 +65,7 @@ impl RemoteImporter {
         if let Some(error) = init.error {
             return Err(ConnectorError::other(error));
         }
-        let info = client
-            .info(pb::InfoRequest {
-                cookie: init.cookie.clone(),
-            })
-            .await?
-            .into_inner();
+        let info = client.info(cookie(&init.cookie)).await?.into_inner();
         Ok(Self {
             client,
             cookie: init.cookie,
@@ -101,17 +98,13 @@ impl Importer for RemoteImporter {
 
     /// v1 has no `Ping`: an `Info` round trip proves the plugin answers.
     async fn ping(&self) -> Result<()> {
-        let request = pb::InfoRequest {
-            cookie: self.cookie.clone(),
-        };
+        let request = cookie(&self.cookie);
         self.client.clone().info(request).await?;
         Ok(())
     }
 
     async fn scan(&self) -> Result<RecordStream> {
-        let request = pb::ScanRequest {
-            cookie: self.cookie.clone(),
-        };
+        let request = cookie(&self.cookie);
         let responses = self.client.clone().scan(request).await?.into_inner();
         // The first error ends the scan (plakar 1.0.6 would go on reading a failed stream).
         Ok(responses
@@ -133,29 +126,16 @@ impl Importer for RemoteImporter {
         // As plakar: `CloseReader` follows every read, failed or not.
         let close = CloseReaderOnDrop {
             client: self.client.clone(),
-            request: Some(pb::CloseReaderRequest {
-                pathname: pathname.to_owned(),
-                cookie: self.cookie.clone(),
-            }),
+            request: Some(pathname_request(pathname, &self.cookie)),
         };
-        let request = pb::OpenReaderRequest {
-            pathname: pathname.to_owned(),
-            cookie: self.cookie.clone(),
-        };
+        let request = pathname_request(pathname, &self.cookie);
         let stream = self.client.clone().open_reader(request).await?.into_inner();
         let what = format!("open {pathname}");
-        Ok(received(
-            stream,
-            |m: pb::OpenReaderResponse| m.chunk,
-            what,
-            close,
-        ))
+        Ok(received(stream, |m: Chunk| m.chunk, what, close))
     }
 
     async fn close(&self) -> Result<()> {
-        let request = pb::CloseRequest {
-            cookie: self.cookie.clone(),
-        };
+        let request = cookie(&self.cookie);
         self.client.clone().close(request).await?;
         Ok(())
     }
@@ -164,7 +144,7 @@ impl Importer for RemoteImporter {
 /// Sends `CloseReader` for a file once its read is over (its stream dropped).
 struct CloseReaderOnDrop {
     client: ImporterClient<Channel>,
-    request: Option<pb::CloseReaderRequest>,
+    request: Option<PathnameRequest>,
 }
 
 impl Drop for CloseReaderOnDrop {

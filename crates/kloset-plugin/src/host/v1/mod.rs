@@ -8,6 +8,8 @@ mod exporter;
 mod importer;
 mod store;
 
+use crate::pb::v1::session::{Cookie, PathnameRequest};
+
 pub use exporter::RemoteExporter;
 pub use importer::RemoteImporter;
 pub use store::RemoteStore;
@@ -19,5 +21,20 @@ fn location(origin: String, r#type: String, root: String) -> crate::LocationInfo
         r#type,
         root,
         flags: 0,
+    }
+}
+
+/// The request of a call that names nothing but the session.
+fn cookie(cookie: &str) -> Cookie {
+    Cookie {
+        cookie: cookie.to_owned(),
+    }
+}
+
+/// The request of a call that names a pathname.
+fn pathname(pathname: &str, cookie: &str) -> PathnameRequest {
+    PathnameRequest {
+        pathname: pathname.to_owned(),
+        cookie: cookie.to_owned(),
     }
 }

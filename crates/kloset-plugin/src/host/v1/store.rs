@@ -7,11 +7,11 @@ use bytes::Bytes;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-use super::location;
+use super::{cookie as session_cookie, location};
 use crate::error::{ConnectorError, Result};
 use crate::host::store::{PUT_ENCODE_LIMIT, upload};
 use crate::host::{InitArgs, PluginConnection, PluginHandle, plakar_client, received};
-use crate::messages::PutMessage;
+use crate::pb::plakar::connectors::{Chunk, StoreInitRequest};
 use crate::pb::v1::store as pb;
 use crate::pb::v1::store::store_client::StoreClient;
 use crate::types::{ByteRange, LocationInfo, Mac, Resource, StoreMode};
@@ -39,14 +39,12 @@ impl RemoteStore {
         let (channel, plugin) = connection.into_parts();
         let mut client = plakar_client!(StoreClient::new(channel));
         let cookie = client
-            .init(pb::InitRequest::from(args))
+            .init(StoreInitRequest::from(args))
             .await?
             .into_inner()
             .cookie;
         let url = client
-            .get_location(pb::GetLocationRequest {
-                cookie: cookie.clone(),
-            })
+            .get_location(session_cookie(&cookie))
             .await?
             .into_inner()
             .location;
@@ -56,9 +54,7 @@ impl RemoteStore {
             None => (String::new(), url),
         };
         let mode = client
-            .get_mode(pb::GetModeRequest {
-                cookie: cookie.clone(),
-            })
+            .get_mode(session_cookie(&cookie))
             .await?
             .into_inner()
             .mode;
@@ -88,10 +84,9 @@ impl RemoteStore {
 
     /// Uploads `data` with `call` (one of the three `Put…` calls) as plakar does: the first
     /// message holds the MAC only, every message the cookie.
-    async fn put_through<M, F, Fut>(&self, mac: Mac, data: ByteStream, call: F) -> Result<i64>
+    async fn put_through<F, Fut>(&self, mac: Mac, data: ByteStream, call: F) -> Result<i64>
     where
-        M: PutMessage,
-        F: FnOnce(StoreClient<Channel>, ReceiverStream<M>) -> Fut,
+        F: FnOnce(StoreClient<Channel>, ReceiverStream<pb::PutRequest>) -> Fut,
         Fut: Future<Output = Result<i64>> + Send + 'static,
     {
         let client = self
@@ -99,8 +94,16 @@ impl RemoteStore {
             .clone()
             .max_encoding_message_size(PUT_ENCODE_LIMIT);
         let cookie = self.cookie.clone();
-        let first = M::new(mac_message(mac), Bytes::new(), cookie.clone());
-        let chunk = move |chunk| M::new(None, chunk, cookie.clone());
+        let first = pb::PutRequest {
+            mac: mac_message(mac),
+            chunk: Bytes::new(),
+            cookie: cookie.clone(),
+        };
+        let chunk = move |chunk| pb::PutRequest {
+            mac: None,
+            chunk,
+            cookie: cookie.clone(),
+        };
         upload(first, chunk, data, move |messages| call(client, messages)).await
     }
 }
@@ -123,17 +126,13 @@ impl Store for RemoteStore {
     }
 
     async fn open(&self) -> Result<Bytes> {
-        let request = pb::OpenRequest {
-            cookie: self.cookie.clone(),
-        };
+        let request = session_cookie(&self.cookie);
         Ok(self.client.clone().open(request).await?.into_inner().config)
     }
 
     /// v1 has no `Ping`: a `GetLocation` round trip proves the plugin answers.
     async fn ping(&self) -> Result<()> {
-        let request = pb::GetLocationRequest {
-            cookie: self.cookie.clone(),
-        };
+        let request = session_cookie(&self.cookie);
         self.client.clone().get_location(request).await?;
         Ok(())
     }
@@ -143,9 +142,7 @@ impl Store for RemoteStore {
     }
 
     async fn size(&self) -> Result<i64> {
-        let request = pb::GetSizeRequest {
-            cookie: self.cookie.clone(),
-        };
+        let request = session_cookie(&self.cookie);
         Ok(self
             .client
             .clone()
@@ -157,49 +154,27 @@ impl Store for RemoteStore {
 
     async fn list(&self, resource: Resource) -> Result<Vec<Mac>> {
         let mut client = self.client.clone();
-        let cookie = self.cookie.clone();
+        let request = session_cookie(&self.cookie);
         let macs = match resource {
-            Resource::State => {
-                let request = pb::GetStatesRequest { cookie };
-                client.get_states(request).await?.into_inner().macs
-            }
-            Resource::Packfile => {
-                let request = pb::GetPackfilesRequest { cookie };
-                client.get_packfiles(request).await?.into_inner().macs
-            }
-            Resource::Lock => {
-                let request = pb::GetLocksRequest { cookie };
-                client.get_locks(request).await?.into_inner().macs
-            }
+            Resource::State => client.get_states(request).await?,
+            Resource::Packfile => client.get_packfiles(request).await?,
+            Resource::Lock => client.get_locks(request).await?,
         };
+        let macs = macs.into_inner().macs;
         macs.iter().map(|mac| Mac::from_slice(&mac.value)).collect()
     }
 
     async fn put(&self, resource: Resource, mac: Mac, data: ByteStream) -> Result<u64> {
-        let written = match resource {
-            Resource::State => {
-                self.put_through(mac, data, |mut client, messages| async move {
-                    Ok(client.put_state(messages).await?.into_inner().bytes_written)
-                })
-                .await?
-            }
-            Resource::Packfile => {
-                self.put_through(mac, data, |mut client, messages| async move {
-                    Ok(client
-                        .put_packfile(messages)
-                        .await?
-                        .into_inner()
-                        .bytes_written)
-                })
-                .await?
-            }
-            Resource::Lock => {
-                self.put_through(mac, data, |mut client, messages| async move {
-                    Ok(client.put_lock(messages).await?.into_inner().bytes_written)
-                })
-                .await?
-            }
-        };
+        let written = self
+            .put_through(mac, data, move |mut client, messages| async move {
+                let answer = match resource {
+                    Resource::State => client.put_state(messages).await?,
+                    Resource::Packfile => client.put_packfile(messages).await?,
+                    Resource::Lock => client.put_lock(messages).await?,
+                };
+                Ok(answer.into_inner().bytes_written)
+            })
+            .await?;
         Ok(written as u64)
     }
 
@@ -210,79 +185,49 @@ impl Store for RemoteStore {
         range: Option<ByteRange>,
     ) -> Result<ByteStream> {
         let mut client = self.client.clone();
-        let cookie = self.cookie.clone();
         let what = format!("get {resource} {mac}");
-        Ok(match (resource, range) {
+        let request = pb::MacRequest {
+            mac: mac_message(mac),
+            cookie: self.cookie.clone(),
+        };
+        let answer = match (resource, range) {
             (Resource::Packfile, Some(range)) => {
                 let request = pb::GetPackfileBlobRequest {
-                    mac: mac_message(mac),
+                    mac: request.mac,
                     offset: range.offset,
                     length: range.length,
-                    cookie,
+                    cookie: request.cookie,
                 };
-                let stream = client.get_packfile_blob(request).await?.into_inner();
-                received(stream, |m: pb::GetPackfileBlobResponse| m.chunk, what, ())
+                client.get_packfile_blob(request).await?
             }
             (_, Some(_)) => {
                 return Err(ConnectorError::invalid_input(format!(
                     "{what}: protocol v1 reads ranges of packfiles only"
                 )));
             }
-            (Resource::Packfile, None) => {
-                let request = pb::GetPackfileRequest {
-                    mac: mac_message(mac),
-                    cookie,
-                };
-                let stream = client.get_packfile(request).await?.into_inner();
-                received(stream, |m: pb::GetPackfileResponse| m.chunk, what, ())
-            }
-            (Resource::State, None) => {
-                let request = pb::GetStateRequest {
-                    mac: mac_message(mac),
-                    cookie,
-                };
-                let stream = client.get_state(request).await?.into_inner();
-                received(stream, |m: pb::GetStateResponse| m.chunk, what, ())
-            }
-            (Resource::Lock, None) => {
-                let request = pb::GetLockRequest {
-                    mac: mac_message(mac),
-                    cookie,
-                };
-                let stream = client.get_lock(request).await?.into_inner();
-                received(stream, |m: pb::GetLockResponse| m.chunk, what, ())
-            }
-        })
+            (Resource::Packfile, None) => client.get_packfile(request).await?,
+            (Resource::State, None) => client.get_state(request).await?,
+            (Resource::Lock, None) => client.get_lock(request).await?,
+        };
+        Ok(received(answer.into_inner(), |m: Chunk| m.chunk, what, ()))
     }
 
     async fn delete(&self, resource: Resource, mac: Mac) -> Result<()> {
         let mut client = self.client.clone();
-        let cookie = self.cookie.clone();
-        let mac = mac_message(mac);
+        let request = pb::MacRequest {
+            mac: mac_message(mac),
+            cookie: self.cookie.clone(),
+        };
         match resource {
-            Resource::State => {
-                client
-                    .delete_state(pb::DeleteStateRequest { mac, cookie })
-                    .await?;
-            }
-            Resource::Packfile => {
-                client
-                    .delete_packfile(pb::DeletePackfileRequest { mac, cookie })
-                    .await?;
-            }
-            Resource::Lock => {
-                client
-                    .delete_lock(pb::DeleteLockRequest { mac, cookie })
-                    .await?;
-            }
-        }
+            Resource::State => client.delete_state(request).await?,
+            Resource::Packfile => client.delete_packfile(request).await?,
+            Resource::Lock => client.delete_lock(request).await?,
+        };
         Ok(())
     }
 
     async fn close(&self) -> Result<()> {
-        let request = pb::CloseRequest {
-            cookie: self.cookie.clone(),
-        };
+        let request = session_cookie(&self.cookie);
         self.client.clone().close(request).await?;
         Ok(())
     }

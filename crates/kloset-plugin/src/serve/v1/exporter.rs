@@ -20,6 +20,7 @@ use crate::error::{ConnectorError, Result};
 use crate::pb::v1::exporter as pb;
 use crate::pb::v1::exporter::exporter_server::{Exporter as ExporterRpc, ExporterServer};
 use crate::pb::v1::exporter::store_file_request::Type as Packet;
+use crate::pb::v1::session::{Cookie, PathnameRequest};
 use crate::serve::{Factory, invalid, routes};
 use crate::types::{FileInfo, FileMode, Record};
 use crate::{ByteStream, Exporter};
@@ -138,10 +139,7 @@ fn file_content(
 
 #[tonic::async_trait]
 impl<E: Exporter> ExporterRpc for ExporterService<E> {
-    async fn init(
-        &self,
-        request: Request<pb::InitRequest>,
-    ) -> Result<Response<pb::InitResponse>, Status> {
+    async fn init(&self, request: Request<pb::InitRequest>) -> Result<Response<Cookie>, Status> {
         let exporter = self.session.init(request.into_inner().into()).await?;
         let in_flight = self
             .max_in_flight
@@ -149,15 +147,12 @@ impl<E: Exporter> ExporterRpc for ExporterService<E> {
             .max(1);
         let _ = self.calls.set(Arc::new(Semaphore::new(in_flight)));
         exporter.ping().await?;
-        Ok(Response::new(pb::InitResponse {
+        Ok(Response::new(Cookie {
             cookie: self.session.cookie(),
         }))
     }
 
-    async fn root(
-        &self,
-        request: Request<pb::RootRequest>,
-    ) -> Result<Response<pb::RootResponse>, Status> {
+    async fn root(&self, request: Request<Cookie>) -> Result<Response<pb::RootResponse>, Status> {
         let exporter = self.session.get(&request.into_inner().cookie)?;
         Ok(Response::new(pb::RootResponse {
             root_path: exporter.location().root,
@@ -166,20 +161,20 @@ impl<E: Exporter> ExporterRpc for ExporterService<E> {
 
     async fn create_directory(
         &self,
-        request: Request<pb::CreateDirectoryRequest>,
-    ) -> Result<Response<pb::CreateDirectoryResponse>, Status> {
+        request: Request<PathnameRequest>,
+    ) -> Result<Response<()>, Status> {
         let req = request.into_inner();
         let (exporter, path) = self.target(&req.cookie, &req.pathname)?;
         let info = FileInfo::directory(base_name(&path), 0o700, SystemTime::now());
         let _permit = self.permit().await?;
         exporter.create_directory(&path, &info).await?;
-        Ok(Response::new(pb::CreateDirectoryResponse {}))
+        Ok(Response::new(()))
     }
 
     async fn store_file(
         &self,
         request: Request<Streaming<pb::StoreFileRequest>>,
-    ) -> Result<Response<pb::StoreFileResponse>, Status> {
+    ) -> Result<Response<()>, Status> {
         let mut incoming = request.into_inner();
         let first = incoming
             .message()
@@ -195,23 +190,23 @@ impl<E: Exporter> ExporterRpc for ExporterService<E> {
         let content = file_content(incoming, header.pathname, header.size);
         let _permit = self.permit().await?;
         exporter.store_file(&path, &info, content).await?;
-        Ok(Response::new(pb::StoreFileResponse {}))
+        Ok(Response::new(()))
     }
 
     async fn set_permissions(
         &self,
         request: Request<pb::SetPermissionsRequest>,
-    ) -> Result<Response<pb::SetPermissionsResponse>, Status> {
+    ) -> Result<Response<()>, Status> {
         // Comes after the content is stored: see the module notes.
         let req = request.into_inner();
         self.target(&req.cookie, &req.pathname)?;
-        Ok(Response::new(pb::SetPermissionsResponse {}))
+        Ok(Response::new(()))
     }
 
     async fn create_link(
         &self,
         request: Request<pb::CreateLinkRequest>,
-    ) -> Result<Response<pb::CreateLinkResponse>, Status> {
+    ) -> Result<Response<()>, Status> {
         let req = request.into_inner();
         let (exporter, path) = self.target(&req.cookie, &req.newname)?;
         if req.ltype != SYMLINK {
@@ -231,18 +226,15 @@ impl<E: Exporter> ExporterRpc for ExporterService<E> {
         record.target = req.oldname;
         let _permit = self.permit().await?;
         exporter.other(&record).await?;
-        Ok(Response::new(pb::CreateLinkResponse {}))
+        Ok(Response::new(()))
     }
 
-    async fn close(
-        &self,
-        request: Request<pb::CloseRequest>,
-    ) -> Result<Response<pb::CloseResponse>, Status> {
+    async fn close(&self, request: Request<Cookie>) -> Result<Response<()>, Status> {
         self.session
             .get(&request.into_inner().cookie)?
             .close()
             .await?;
-        Ok(Response::new(pb::CloseResponse {}))
+        Ok(Response::new(()))
     }
 }
 

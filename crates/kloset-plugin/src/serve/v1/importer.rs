@@ -11,10 +11,12 @@ use tonic::{Request, Response, Status};
 
 use super::Session;
 use crate::Importer;
+use crate::pb::plakar::connectors::FileInfo;
 use crate::pb::v1::importer as pb;
 use crate::pb::v1::importer::importer_server::{Importer as ImporterRpc, ImporterServer};
+use crate::pb::v1::session::{Cookie, PathnameRequest};
 use crate::serve::importer::content;
-use crate::serve::{Factory, routes};
+use crate::serve::{ChunkStream, Factory, chunk_messages, routes};
 use crate::types::Record;
 
 /// Records queued ahead of the gRPC stream; flow control does the rest.
@@ -42,7 +44,7 @@ fn scan_response(record: Record) -> pb::ScanResponse {
                 record
                     .file_info
                     .as_ref()
-                    .map(pb::ScanRecordFileInfo::from)
+                    .map(FileInfo::from)
                     .unwrap_or_default(),
             ),
             file_attributes: record.file_attributes,
@@ -68,7 +70,6 @@ fn scan_failure(root: &str, message: String) -> pb::ScanResponse {
 }
 
 type ScanStream = Pin<Box<dyn Stream<Item = Result<pb::ScanResponse, Status>> + Send>>;
-type OpenReaderStream = Pin<Box<dyn Stream<Item = Result<pb::OpenReaderResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl<I: Importer> ImporterRpc for ImporterService<I> {
@@ -84,10 +85,7 @@ impl<I: Importer> ImporterRpc for ImporterService<I> {
         }))
     }
 
-    async fn info(
-        &self,
-        request: Request<pb::InfoRequest>,
-    ) -> Result<Response<pb::InfoResponse>, Status> {
+    async fn info(&self, request: Request<Cookie>) -> Result<Response<pb::InfoResponse>, Status> {
         let loc = self.session.get(&request.into_inner().cookie)?.location();
         Ok(Response::new(pb::InfoResponse {
             r#type: loc.r#type,
@@ -98,10 +96,7 @@ impl<I: Importer> ImporterRpc for ImporterService<I> {
 
     type ScanStream = ScanStream;
 
-    async fn scan(
-        &self,
-        request: Request<pb::ScanRequest>,
-    ) -> Result<Response<ScanStream>, Status> {
+    async fn scan(&self, request: Request<Cookie>) -> Result<Response<ScanStream>, Status> {
         let importer = self.session.get(&request.into_inner().cookie)?;
         let (tx, rx) = mpsc::channel::<Result<pb::ScanResponse, Status>>(RECORD_QUEUE);
         tokio::spawn(async move {
@@ -131,39 +126,34 @@ impl<I: Importer> ImporterRpc for ImporterService<I> {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    type OpenReaderStream = OpenReaderStream;
+    type OpenReaderStream = ChunkStream;
 
     async fn open_reader(
         &self,
-        request: Request<pb::OpenReaderRequest>,
-    ) -> Result<Response<OpenReaderStream>, Status> {
+        request: Request<PathnameRequest>,
+    ) -> Result<Response<ChunkStream>, Status> {
         let req = request.into_inner();
         let importer = self.session.get(&req.cookie)?;
         // The connector answers only for files its scan announced (v1 has no acks to bound a
         // list of them here).
-        let stream = content(&*importer, &req.pathname)
-            .await?
-            .map(|r| r.map(|chunk| pb::OpenReaderResponse { chunk }));
-        Ok(Response::new(Box::pin(stream)))
+        let data = content(&*importer, &req.pathname).await?;
+        Ok(Response::new(chunk_messages(data)))
     }
 
     async fn close_reader(
         &self,
-        request: Request<pb::CloseReaderRequest>,
-    ) -> Result<Response<pb::CloseReaderResponse>, Status> {
+        request: Request<PathnameRequest>,
+    ) -> Result<Response<()>, Status> {
         // A file's read ends with its `OpenReader` stream: nothing is held until here.
         self.session.get(&request.into_inner().cookie)?;
-        Ok(Response::new(pb::CloseReaderResponse {}))
+        Ok(Response::new(()))
     }
 
-    async fn close(
-        &self,
-        request: Request<pb::CloseRequest>,
-    ) -> Result<Response<pb::CloseResponse>, Status> {
+    async fn close(&self, request: Request<Cookie>) -> Result<Response<()>, Status> {
         self.session
             .get(&request.into_inner().cookie)?
             .close()
             .await?;
-        Ok(Response::new(pb::CloseResponse {}))
+        Ok(Response::new(()))
     }
 }
