@@ -205,15 +205,7 @@ mod tests {
 
     #[test]
     fn counts_requests_by_endpoint_and_method() {
-        let record = |endpoint: &'static str, path: &str| RequestRecord {
-            method: "GET".into(),
-            endpoint,
-            path: Some(path.into()),
-            api_version: "v2",
-            status: 200,
-            bytes_in: 0,
-            bytes_out: 0,
-        };
+        use koofr_testkit::requests::record;
         let log = vec![
             record("files/get", "/test/kloset/packfiles/ab"),
             record("files/get", "/test/kloset"),
