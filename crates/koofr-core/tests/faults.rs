@@ -18,32 +18,59 @@ fn p(s: &str) -> KoofrPath {
     KoofrPath::parse(s).unwrap()
 }
 
+/// Injects `rule` into `h`'s emulator.
+fn inject(h: &Site, rule: FaultRule) {
+    h.emulator().faults().inject(rule);
+}
+
+/// Makes `rule` the only fault of `h`'s emulator.
+fn inject_only(h: &Site, rule: FaultRule) {
+    h.emulator().faults().clear();
+    inject(h, rule);
+}
+
+/// Every item of a recursive listing of `path` through `client`.
+async fn list_all(client: &Client, path: &KoofrPath) -> Vec<koofr_core::Result<ListEntry>> {
+    client.list_recursive(path).await.unwrap().collect().await
+}
+
+/// One `info` of `h`'s base while `rule` is the only fault: its outcome and its requests.
+async fn info_after(
+    h: &Site,
+    rule: FaultRule,
+) -> (koofr_core::Result<koofr_core::FileInfo>, usize) {
+    inject_only(h, rule);
+    h.take_requests();
+    let outcome = h.client().info(h.base()).await;
+    (outcome, count(&h.take_requests(), "files/info"))
+}
+
+/// Sixteen concurrent `info`s of the root through clones of `client`, each succeeding.
+async fn sixteen_concurrent_infos(client: &Client) {
+    let calls = (0..16).map(|_| {
+        let client = client.clone();
+        tokio::spawn(async move { client.info(&KoofrPath::root()).await })
+    });
+    for call in futures::future::join_all(calls).await {
+        call.unwrap().unwrap();
+    }
+}
+
 #[tokio::test]
 async fn transient_statuses_are_retried() {
     let h = Site::start_emulator().await.unwrap();
     for status in [500, 502, 503, 504, 499, 429, 408] {
-        h.emulator()
-            .faults()
-            .inject(FaultRule::status("files/info", status).times(2));
-        h.take_requests();
-        h.client()
-            .info(h.base())
-            .await
-            .unwrap_or_else(|e| panic!("status {status}: {e}"));
-        assert_eq!(
-            count(&h.take_requests(), "files/info"),
-            3,
-            "status {status}"
-        );
+        let (outcome, requests) =
+            info_after(&h, FaultRule::status("files/info", status).times(2)).await;
+        outcome.unwrap_or_else(|e| panic!("status {status}: {e}"));
+        assert_eq!(requests, 3, "status {status}");
     }
 }
 
 #[tokio::test]
 async fn retries_run_out_into_a_permanent_error_naming_the_attempts() {
     let h = Site::start_emulator().await.unwrap();
-    h.emulator()
-        .faults()
-        .inject(FaultRule::status("files/list", 503).times(100));
+    inject(&h, FaultRule::status("files/list", 503).times(100));
     let err = h.client().list(h.base()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Server);
     assert!(!err.is_temporary());
@@ -55,26 +82,18 @@ async fn retries_run_out_into_a_permanent_error_naming_the_attempts() {
     assert_eq!(count(&h.take_requests(), "files/list"), 4);
     // Permanent statuses are never retried.
     for status in [400, 403, 404, 409, 413] {
-        h.emulator().faults().clear();
-        h.emulator()
-            .faults()
-            .inject(FaultRule::status("files/info", status).times(5));
-        let err = h.client().info(h.base()).await.unwrap_err();
+        let (outcome, requests) =
+            info_after(&h, FaultRule::status("files/info", status).times(5)).await;
+        let err = outcome.unwrap_err();
         assert!(!err.is_temporary(), "{status}: {err}");
-        assert_eq!(
-            count(&h.take_requests(), "files/info"),
-            1,
-            "status {status}"
-        );
+        assert_eq!(requests, 1, "status {status}");
     }
 }
 
 #[tokio::test]
 async fn retry_after_is_honoured() {
     let h = Site::start_emulator().await.unwrap();
-    h.emulator()
-        .faults()
-        .inject(FaultRule::status("files/info", 429).retry_after(1));
+    inject(&h, FaultRule::status("files/info", 429).retry_after(1));
     let started = Instant::now();
     h.client().info(h.base()).await.unwrap();
     // A lower bound only: the client waited for the server's Retry-After instead of ~1 ms.
@@ -89,7 +108,8 @@ async fn retry_after_is_honoured() {
 #[tokio::test]
 async fn login_throttle_is_not_retried() {
     let h = Site::start_emulator().await.unwrap();
-    h.emulator().faults().inject(
+    inject(
+        &h,
         FaultRule::status("files/info", 429)
             .body("Too many login retries")
             .times(5),
@@ -128,13 +148,7 @@ async fn token_login_is_shared_and_renewed_once_after_expiry() {
         password: Secret::new(emu.password()),
     });
     let client = Client::new(config).unwrap();
-    let calls = (0..16).map(|_| {
-        let client = client.clone();
-        tokio::spawn(async move { client.info(&KoofrPath::root()).await })
-    });
-    for call in futures::future::join_all(calls).await {
-        call.unwrap().unwrap();
-    }
+    sixteen_concurrent_infos(&client).await;
     let requests = emu.requests();
     assert_eq!(
         count(&requests, "token"),
@@ -144,13 +158,7 @@ async fn token_login_is_shared_and_renewed_once_after_expiry() {
     emu.clear_requests();
 
     emu.faults().expire_tokens();
-    let calls = (0..16).map(|_| {
-        let client = client.clone();
-        tokio::spawn(async move { client.info(&KoofrPath::root()).await })
-    });
-    for call in futures::future::join_all(calls).await {
-        call.unwrap().unwrap();
-    }
+    sixteen_concurrent_infos(&client).await;
     let requests = emu.requests();
     assert_eq!(
         count(&requests, "token"),
@@ -254,9 +262,7 @@ async fn truncated_download_resumes_with_a_range() {
     let h = Site::start_emulator().await.unwrap();
     let data = content(9, 500_000);
     h.emulator().put_file("/test/big.bin", data.clone(), 1234);
-    h.emulator()
-        .faults()
-        .inject(FaultRule::truncate_body("files/get", 123_457));
+    inject(&h, FaultRule::truncate_body("files/get", 123_457));
     h.take_requests();
     let download = h.client().download(&p("/test/big.bin")).await.unwrap();
     assert_eq!(collect(download.stream).await.unwrap(), data);
@@ -264,9 +270,7 @@ async fn truncated_download_resumes_with_a_range() {
     assert_eq!(gets, 2, "the whole download plus one resumed range");
 
     // The same for a ranged read.
-    h.emulator()
-        .faults()
-        .inject(FaultRule::truncate_body("files/get", 10_000));
+    inject(&h, FaultRule::truncate_body("files/get", 10_000));
     let got = collect(
         h.client()
             .download_range(&p("/test/big.bin"), 100_000, 300_000)
@@ -279,9 +283,7 @@ async fn truncated_download_resumes_with_a_range() {
     assert_eq!(count(&h.take_requests(), "files/get"), 2);
 
     // A dropped connection before any byte is retried too.
-    h.emulator()
-        .faults()
-        .inject(FaultRule::drop_connection("files/get"));
+    inject(&h, FaultRule::drop_connection("files/get"));
     let download = h.client().download(&p("/test/big.bin")).await.unwrap();
     assert_eq!(collect(download.stream).await.unwrap(), data);
 }
@@ -291,9 +293,7 @@ async fn a_file_changed_during_a_resume_is_an_integrity_error() {
     let h = Site::start_emulator().await.unwrap();
     let data = content(1, 2_000_000);
     h.emulator().put_file("/test/changing.bin", data.clone(), 1);
-    h.emulator()
-        .faults()
-        .inject(FaultRule::truncate_body("files/get", 1_500_000));
+    inject(&h, FaultRule::truncate_body("files/get", 1_500_000));
     let download = h.client().download(&p("/test/changing.bin")).await.unwrap();
     let mut stream = download.stream;
     let first = stream.next().await.unwrap().unwrap();
@@ -339,9 +339,7 @@ async fn a_truncated_listing_is_resumed_without_duplicates() {
     assert_eq!(reference.len(), 401);
     for cut in [700, 40_000] {
         h.take_requests();
-        h.emulator()
-            .faults()
-            .inject(FaultRule::truncate_body("files/listrecursive", cut));
+        inject(&h, FaultRule::truncate_body("files/listrecursive", cut));
         let items = h
             .client()
             .list_recursive(&p("/test/d"))
@@ -354,9 +352,10 @@ async fn a_truncated_listing_is_resumed_without_duplicates() {
         assert_eq!(count(&h.take_requests(), "files/listrecursive"), 2);
     }
     // A listing that keeps breaking gives up after the policy's attempts, as a transport error.
-    h.emulator()
-        .faults()
-        .inject(FaultRule::truncate_body("files/listrecursive", 700).times(20));
+    inject(
+        &h,
+        FaultRule::truncate_body("files/listrecursive", 700).times(20),
+    );
     let items: Vec<_> = h
         .client()
         .list_recursive(&p("/test/d"))
@@ -374,9 +373,7 @@ async fn aborted_uploads_are_retried_only_when_safe() {
     let h = Site::start_emulator().await.unwrap();
     let data = content(4, 400_000);
     // Replayable + overwrite: retried, and the stored content is complete.
-    h.emulator()
-        .faults()
-        .inject(FaultRule::abort_upload(100_000));
+    inject(&h, FaultRule::abort_upload(100_000));
     h.take_requests();
     let info = h
         .client()
@@ -393,9 +390,7 @@ async fn aborted_uploads_are_retried_only_when_safe() {
     assert_eq!(count(&h.take_requests(), "files/put"), 2);
 
     // A one-shot stream is never retried, and nothing is stored.
-    h.emulator()
-        .faults()
-        .inject(FaultRule::abort_upload(100_000));
+    inject(&h, FaultRule::abort_upload(100_000));
     let stream =
         futures::stream::iter(vec![Ok(data.slice(..200_000)), Ok(data.slice(200_000..))]).boxed();
     let err = h
@@ -413,9 +408,7 @@ async fn aborted_uploads_are_retried_only_when_safe() {
     assert_eq!(count(&h.take_requests(), "files/put"), 1);
 
     // Autorename is never retried (a retry could create `c (1).bin`).
-    h.emulator()
-        .faults()
-        .inject(FaultRule::status("files/put", 503));
+    inject(&h, FaultRule::status("files/put", 503));
     let opts = UploadOptions {
         policy: OverwritePolicy::Autorename,
         ..Default::default()
@@ -429,9 +422,7 @@ async fn aborted_uploads_are_retried_only_when_safe() {
     assert_eq!(count(&h.take_requests(), "files/put"), 1);
 
     // A replayable closure is called again for the retry.
-    h.emulator()
-        .faults()
-        .inject(FaultRule::status("files/put", 502));
+    inject(&h, FaultRule::status("files/put", 502));
     let opened = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let (source, counter) = (data.clone(), opened.clone());
     let replay: koofr_core::ReplayFn = Arc::new(move || {
@@ -935,9 +926,7 @@ async fn one_retry_budget_covers_a_download_or_listing_and_all_its_resumes() {
     }
 
     // Every response is cut: at most 3 requests for the whole download, then one error.
-    h.emulator()
-        .faults()
-        .inject(FaultRule::truncate_body("files/get", 1000).times(20));
+    inject(&h, FaultRule::truncate_body("files/get", 1000).times(20));
     h.take_requests();
     let download = client.download(&p("/test/cut.bin")).await.unwrap();
     let err = collect(download.stream).await.unwrap_err();
@@ -956,29 +945,19 @@ async fn one_retry_budget_covers_a_download_or_listing_and_all_its_resumes() {
     assert_eq!(count(&h.take_requests(), "files/get"), 3);
 
     // A cut that is followed by refused resumes still counts against the same budget.
-    h.emulator().faults().clear();
-    h.emulator()
-        .faults()
-        .inject(FaultRule::truncate_body("files/get", 1000));
-    h.emulator()
-        .faults()
-        .inject(FaultRule::status("files/get", 503).skip(1).times(20));
+    inject_only(&h, FaultRule::truncate_body("files/get", 1000));
+    inject(&h, FaultRule::status("files/get", 503).skip(1).times(20));
     let download = client.download(&p("/test/cut.bin")).await.unwrap();
     let err = collect(download.stream).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Server, "{err}");
     assert_eq!(count(&h.take_requests(), "files/get"), 3);
 
     // The same for a listing cut again and again.
-    h.emulator().faults().clear();
-    h.emulator()
-        .faults()
-        .inject(FaultRule::truncate_body("files/listrecursive", 300).times(20));
-    let items: Vec<_> = client
-        .list_recursive(&p("/test/d"))
-        .await
-        .unwrap()
-        .collect()
-        .await;
+    inject_only(
+        &h,
+        FaultRule::truncate_body("files/listrecursive", 300).times(20),
+    );
+    let items: Vec<_> = list_all(&client, &p("/test/d")).await;
     let err = items.last().unwrap().as_ref().unwrap_err();
     assert_eq!(
         (err.kind(), err.attempts()),
@@ -988,16 +967,11 @@ async fn one_retry_budget_covers_a_download_or_listing_and_all_its_resumes() {
     assert_eq!(count(&h.take_requests(), "files/listrecursive"), 3);
 
     // Within the budget, a cut listing and download still complete.
-    h.emulator().faults().clear();
-    h.emulator()
-        .faults()
-        .inject(FaultRule::truncate_body("files/listrecursive", 300).times(2));
-    let items: Vec<_> = client
-        .list_recursive(&p("/test/d"))
-        .await
-        .unwrap()
-        .collect()
-        .await;
+    inject_only(
+        &h,
+        FaultRule::truncate_body("files/listrecursive", 300).times(2),
+    );
+    let items: Vec<_> = list_all(&client, &p("/test/d")).await;
     assert_eq!(items.iter().filter(|i| i.is_ok()).count(), 51);
     assert_eq!(count(&h.take_requests(), "files/listrecursive"), 3);
 }
@@ -1170,9 +1144,10 @@ async fn mounts_are_chosen_by_name_from_places_on_v2_1() {
 async fn a_refused_recursive_listing_is_unsupported_at_once() {
     let h = Site::start_emulator().await.unwrap();
     for status in [400, 405, 501, 505] {
-        h.emulator()
-            .faults()
-            .inject(FaultRule::status("files/listrecursive", status).times(5));
+        inject(
+            &h,
+            FaultRule::status("files/listrecursive", status).times(5),
+        );
         h.take_requests();
         let err = match h.client().list_recursive(h.base()).await {
             Ok(_) => panic!("{status}: the listing was not refused"),

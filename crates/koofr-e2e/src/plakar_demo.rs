@@ -7,11 +7,11 @@ use std::time::Instant;
 use anyhow::{Context, bail, ensure};
 use koofr_core::KoofrPath;
 
-use crate::pipeline::{Locations, VerifyReport, compare_with_manifest};
+use crate::pipeline::{Locations, VerifyReport, compare_with_manifest, seed_phase};
 use crate::plakar::{Plakar, PlakarHome, PlakarOutput, PlakarPackage, PluginWatch};
 use crate::progress::Progress;
 use crate::summary::{PhaseSummary, ProcessPeak, RunSummary};
-use crate::tree::{Manifest, TreeSpec, generate, seed};
+use crate::tree::{Manifest, TreeSpec};
 use koofr_testkit::Site;
 use koofr_testkit::count_below;
 
@@ -164,14 +164,9 @@ pub async fn run_plakar_demo(
     let started = Instant::now();
     let locations = Locations::under(site)?;
     let mut log = PhaseLog::default();
-    let tree = generate(spec);
-    site.clear_requests();
-    let t = Instant::now();
-    let manifest = seed(site, &locations.source, &tree, progress)
-        .await
-        .context("phase seed")?;
-    let (files, bytes) = (manifest.files.len() as u64, manifest.total_bytes());
-    log.phases.push(phase(site, "seed", files, bytes, t));
+    let (manifest, seeded) = seed_phase(site, &locations, spec, progress).await?;
+    let (files, bytes) = (seeded.files, seeded.bytes);
+    log.phases.push(seeded);
 
     let run = PlakarSite::start(site, plakar, package)
         .await
@@ -204,10 +199,8 @@ pub async fn run_plakar_demo(
     let verify = verify_restore(site, &locations, &manifest)
         .await
         .context("phase verify")?;
-    log.phases.push(PhaseSummary {
-        transferred: false,
-        ..phase(site, "verify", verify.files, verify.bytes, t)
-    });
+    let verified = PhaseSummary::ended(site, "verify", verify.files, verify.bytes, t);
+    log.phases.push(verified);
 
     let rescan = backup_id(&log.step(&run, "rescan", &backup, 0, 0).await?)?;
     let downloads = log.phases.last().map_or(0, |p| {
@@ -280,21 +273,9 @@ impl PhaseLog {
         let watch = run.home.watch_plugins();
         let output = run.ok(args).await.with_context(|| format!("phase {name}"));
         self.processes.extend(peaks(name, watch));
-        self.phases.push(phase(run.site, name, files, bytes, t));
+        self.phases
+            .push(PhaseSummary::ended(run.site, name, files, bytes, t));
         output
-    }
-}
-
-fn phase(site: &Site, name: &'static str, files: u64, bytes: u64, since: Instant) -> PhaseSummary {
-    let requests = site.requests();
-    site.clear_requests();
-    PhaseSummary {
-        name,
-        files,
-        bytes,
-        duration: since.elapsed(),
-        transferred: true,
-        requests,
     }
 }
 

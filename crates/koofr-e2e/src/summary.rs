@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use koofr_emulator::RequestRecord;
+use koofr_testkit::Site;
 
 /// Peak resident memory (VmHWM, KiB) of a process, from `/proc/<pid>/status`.
 pub fn peak_rss_kib(pid: u32) -> Option<u64> {
@@ -69,6 +70,28 @@ pub struct PhaseSummary {
 }
 
 impl PhaseSummary {
+    /// The phase `name`, begun at `since`, that handled `files` files of `bytes` bytes, with the
+    /// requests `site` logged since they were last cleared (cleared again for the next phase).
+    pub fn ended(
+        site: &Site,
+        name: &'static str,
+        files: u64,
+        bytes: u64,
+        since: Instant,
+    ) -> PhaseSummary {
+        let requests = site.requests();
+        site.clear_requests();
+        PhaseSummary {
+            name,
+            files,
+            bytes,
+            duration: since.elapsed(),
+            // Verification compares Koofr's MD5s and metadata; it moves no content.
+            transferred: name != "verify",
+            requests,
+        }
+    }
+
     /// MiB/s over the wall time.
     pub fn mib_per_sec(&self) -> f64 {
         let secs = self.duration.as_secs_f64();
@@ -205,15 +228,7 @@ mod tests {
 
     #[test]
     fn counts_requests_by_endpoint_and_method() {
-        let record = |endpoint: &'static str, path: &str| RequestRecord {
-            method: "GET".into(),
-            endpoint,
-            path: Some(path.into()),
-            api_version: "v2",
-            status: 200,
-            bytes_in: 0,
-            bytes_out: 0,
-        };
+        use koofr_testkit::requests::record;
         let log = vec![
             record("files/get", "/test/kloset/packfiles/ab"),
             record("files/get", "/test/kloset"),

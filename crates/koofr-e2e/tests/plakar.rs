@@ -8,64 +8,80 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use koofr_core::KoofrPath;
 use koofr_e2e::pipeline::compare_with_manifest;
-use koofr_e2e::plakar::{
-    Line, Plakar, PlakarPackage, PluginProcess, plakar_for, plakar_of_line_for,
-};
+use koofr_e2e::plakar::{Line, Plakar, PlakarPackage, PluginProcess, plakar_of_line_for};
 use koofr_e2e::plakar_demo::{Entry, PlakarSite};
-use koofr_e2e::tree::{Manifest, generate, seed, walk_local, write_local};
+use koofr_e2e::tree::{Manifest, generate, walk_local, write_local};
 use koofr_e2e::{Progress, TreeSpec, build_plugins};
-use koofr_emulator::{FaultRule, RequestRecord};
-use koofr_testkit::{RemoteEntry, Site, count_below};
+use koofr_emulator::FaultRule;
+use koofr_testkit::{RemoteEntry, Site, count_below, count_status, refused_endpoint};
 
-/// The plakar and the package built once for this test binary, or `None` (reason printed).
-async fn plakar(test: &str) -> Option<(Plakar, PlakarPackage)> {
-    static PACKAGE: tokio::sync::OnceCell<PlakarPackage> = tokio::sync::OnceCell::const_new();
-    let plakar = plakar_for(test)?;
-    let package = PACKAGE
-        .get_or_init(|| async {
-            let binaries = tokio::task::spawn_blocking(|| build_plugins(false))
-                .await
-                .unwrap()
-                .expect("building the plugin binaries");
-            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plakar-package");
-            PlakarPackage::create(&plakar, &binaries, &dir)
-                .await
-                .expect("plakar pkg create")
+/// What every test here starts from: the plakar of a line with the package built for it, a
+/// fresh emulator and a scratch folder for local trees and klosets (removed at the end).
+struct Scenario {
+    plakar: Plakar,
+    package: PlakarPackage,
+    site: Site,
+    local: tempfile::TempDir,
+}
+
+impl Scenario {
+    /// The scenario of `test` on plakar `line` (its package built once per line for this test
+    /// binary), or `None` when there is no such plakar (reason printed).
+    async fn start(test: &str, line: Line) -> Option<Scenario> {
+        static PACKAGES: [tokio::sync::OnceCell<PlakarPackage>; 2] =
+            [const { tokio::sync::OnceCell::const_new() }; 2];
+        static SCRATCH: OnceLock<PathBuf> = OnceLock::new();
+        let plakar = plakar_of_line_for(test, line)?;
+        let (package, folder) = match line {
+            Line::V1_1 => (&PACKAGES[0], "plakar-package"),
+            Line::V1_0 => (&PACKAGES[1], "plakar-1.0-package"),
+        };
+        let package = package
+            .get_or_init(|| async {
+                let binaries = tokio::task::spawn_blocking(|| build_plugins(false))
+                    .await
+                    .unwrap()
+                    .expect("building the plugin binaries");
+                let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(folder);
+                PlakarPackage::create(&plakar, &binaries, &dir)
+                    .await
+                    .expect("plakar pkg create")
+            })
+            .await
+            .clone();
+        let scratch =
+            SCRATCH.get_or_init(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plakar-e2e"));
+        std::fs::create_dir_all(scratch).unwrap();
+        Some(Scenario {
+            plakar,
+            package,
+            site: Site::start_emulator().await.unwrap(),
+            local: tempfile::tempdir_in(scratch).unwrap(),
         })
-        .await;
-    Some((plakar, package.clone()))
-}
+    }
 
-/// [`plakar`] for plakar v1.0.x: its plakar and the protocol v1 package, built once.
-async fn plakar_1_0(test: &str) -> Option<(Plakar, PlakarPackage)> {
-    static PACKAGE: tokio::sync::OnceCell<PlakarPackage> = tokio::sync::OnceCell::const_new();
-    let plakar = plakar_of_line_for(test, Line::V1_0)?;
-    let package = PACKAGE
-        .get_or_init(|| async {
-            let binaries = tokio::task::spawn_blocking(|| build_plugins(false))
-                .await
-                .unwrap()
-                .expect("building the plugin binaries");
-            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plakar-1.0-package");
-            PlakarPackage::create(&plakar, &binaries, &dir)
-                .await
-                .expect("plakar 1.0 pkg create")
-        })
-        .await;
-    Some((plakar, package.clone()))
-}
+    /// A local tree in the scratch folder's `tree` (see [`local_tree`]): its folder and
+    /// manifest.
+    fn local_tree(
+        &self,
+        files: usize,
+        max_file_bytes: u64,
+        seed: u64,
+        notes: &str,
+    ) -> (PathBuf, Manifest) {
+        let dir = self.local.path().join("tree");
+        let manifest = local_tree(&dir, files, max_file_bytes, seed, notes);
+        (dir, manifest)
+    }
 
-async fn emulator() -> Site {
-    Site::start_emulator().await.unwrap()
-}
-
-/// A scratch folder for local trees and klosets, removed at the end of the test.
-fn scratch() -> tempfile::TempDir {
-    static ROOT: OnceLock<PathBuf> = OnceLock::new();
-    let root = ROOT.get_or_init(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plakar-e2e"));
-    std::fs::create_dir_all(root).unwrap();
-    tempfile::tempdir_in(root).unwrap()
+    /// A fresh plakar home on the emulator with the package installed.
+    async fn home(&self) -> PlakarSite<'_> {
+        PlakarSite::start(&self.site, &self.plakar, &self.package)
+            .await
+            .unwrap()
+    }
 }
 
 fn path_str(path: &Path) -> String {
@@ -96,6 +112,40 @@ fn local_tree(dir: &Path, files: usize, max_file_bytes: u64, seed: u64, notes: &
     manifest
 }
 
+/// `plakar <kind> add <name> koofr://<folder>` with the site's account keys; the folder.
+async fn entry(run: &PlakarSite<'_>, kind: Entry, name: &str, folder: &str) -> KoofrPath {
+    let location = run.site.path(folder).unwrap();
+    run.add_entry(kind, name, &location, &[]).await.unwrap();
+    location
+}
+
+/// Koofr folder `source` seeded with a generated tree (see [`local_tree`] for the arguments).
+async fn seed_tree(
+    site: &Site,
+    source: &KoofrPath,
+    files: usize,
+    max_file_bytes: u64,
+    seed: u64,
+) -> Manifest {
+    let spec = TreeSpec {
+        files,
+        max_file_bytes,
+        seed,
+    };
+    koofr_e2e::tree::seed(site, source, &generate(&spec), &Progress::hidden())
+        .await
+        .unwrap()
+}
+
+/// A plaintext kloset in the scratch folder, created through `run`; its path.
+async fn local_kloset(run: &PlakarSite<'_>, local: &tempfile::TempDir) -> String {
+    let kloset = path_str(&local.path().join("kloset"));
+    run.ok(&["at", &kloset, "create", "-plaintext"])
+        .await
+        .unwrap();
+    kloset
+}
+
 const NOTES: &str = "notes ü 日本.txt";
 
 fn assert_same(entries: &[RemoteEntry], manifest: &Manifest, what: &str) {
@@ -118,10 +168,6 @@ fn assert_bytes(actual: &[u8], expected: &[u8], what: &str) {
     );
 }
 
-fn statuses(log: &[RequestRecord], status: u16) -> usize {
-    log.iter().filter(|r| r.status == status).count()
-}
-
 /// No plugin process had a `KOOFR_*` variable: every key came from the named entries.
 fn assert_no_koofr_variables(processes: &[PluginProcess]) {
     for process in processes {
@@ -137,20 +183,16 @@ fn assert_no_koofr_variables(processes: &[PluginProcess]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_plakar_keeps_a_kloset_on_koofr() {
-    let Some((plakar, package)) = plakar("real_plakar_keeps_a_kloset_on_koofr").await else {
+    let Some(scenario) = Scenario::start("real_plakar_keeps_a_kloset_on_koofr", Line::V1_1).await
+    else {
         return;
     };
-    let site = emulator().await;
-    let local = scratch();
-    let tree_dir = local.path().join("tree");
-    let manifest = local_tree(&tree_dir, 40, 20 << 20, 13, "first version\n");
+    let (site, local) = (&scenario.site, &scenario.local);
+    let (tree_dir, manifest) = scenario.local_tree(40, 20 << 20, 13, "first version\n");
     assert!(manifest.files.values().any(|f| f.size == 20 << 20));
     assert!(manifest.files.values().any(|f| f.size == 0));
-    let kloset = site.path("kloset").unwrap();
-    let mut run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
-    run.add_entry(Entry::Store, "kloset", &kloset, &[])
-        .await
-        .unwrap();
+    let mut run = scenario.home().await;
+    let kloset = entry(&run, Entry::Store, "kloset", "kloset").await;
     let packfiles = format!("{kloset}/packfiles");
     let count_packfiles = || {
         site.emulator()
@@ -181,7 +223,7 @@ async fn real_plakar_keeps_a_kloset_on_koofr() {
     let after_first = count_packfiles();
     assert!(after_first >= 1);
     assert_eq!(count_below(&log, "files/put", &packfiles), after_first);
-    assert_eq!(statuses(&log, 500), 0);
+    assert_eq!(count_status(&log, 500), 0);
     assert!(
         site.emulator()
             .walk(&format!("{kloset}/locks"))
@@ -324,20 +366,16 @@ async fn real_plakar_keeps_a_kloset_on_koofr() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_plakar_opens_an_encrypted_kloset_on_koofr() {
-    let Some((plakar, package)) = plakar("real_plakar_opens_an_encrypted_kloset_on_koofr").await
+    let Some(scenario) =
+        Scenario::start("real_plakar_opens_an_encrypted_kloset_on_koofr", Line::V1_1).await
     else {
         return;
     };
-    let site = emulator().await;
-    let local = scratch();
-    let tree_dir = local.path().join("tree");
-    let manifest = local_tree(&tree_dir, 12, 2 << 20, 21, "secret notes\n");
-    let kloset = site.path("vault").unwrap();
+    let (site, local) = (&scenario.site, &scenario.local);
+    let (tree_dir, manifest) = scenario.local_tree(12, 2 << 20, 21, "secret notes\n");
     // PLAKAR_PASSPHRASE (set by PlakarSite) answers every passphrase prompt.
-    let run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
-    run.add_entry(Entry::Store, "vault", &kloset, &[])
-        .await
-        .unwrap();
+    let run = scenario.home().await;
+    let kloset = entry(&run, Entry::Store, "vault", "vault").await;
     run.ok(&["at", "@vault", "create"]).await.unwrap();
     let id = run.backup("@vault", &path_str(&tree_dir)).await.unwrap();
     let restored = local.path().join("restored");
@@ -360,30 +398,34 @@ async fn real_plakar_opens_an_encrypted_kloset_on_koofr() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_plakar_backs_up_a_koofr_folder_then_only_what_changed() {
-    let Some((plakar, package)) =
-        plakar("real_plakar_backs_up_a_koofr_folder_then_only_what_changed").await
-    else {
+    backs_up_a_koofr_folder_then_only_what_changed(
+        "real_plakar_backs_up_a_koofr_folder_then_only_what_changed",
+        Line::V1_1,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plakar_1_0_backs_up_a_koofr_folder_then_only_what_changed() {
+    backs_up_a_koofr_folder_then_only_what_changed(
+        "plakar_1_0_backs_up_a_koofr_folder_then_only_what_changed",
+        Line::V1_0,
+    )
+    .await;
+}
+
+/// A Koofr folder backed up by plakar `line` (one download per file, through the package's
+/// importer and the named entry's keys alone) and restored byte for byte; after one file
+/// changes, the next backup downloads it and nothing else.
+async fn backs_up_a_koofr_folder_then_only_what_changed(test: &str, line: Line) {
+    let Some(scenario) = Scenario::start(test, line).await else {
         return;
     };
-    let site = emulator().await;
-    let local = scratch();
-    let source = site.path("source").unwrap();
-    let spec = TreeSpec {
-        files: 30,
-        max_file_bytes: 1 << 20,
-        seed: 5,
-    };
-    let manifest = seed(&site, &source, &generate(&spec), &Progress::hidden())
-        .await
-        .unwrap();
-    let run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
-    run.add_entry(Entry::Source, "docs", &source, &[])
-        .await
-        .unwrap();
-    let kloset = path_str(&local.path().join("kloset"));
-    run.ok(&["at", &kloset, "create", "-plaintext"])
-        .await
-        .unwrap();
+    let (site, local) = (&scenario.site, &scenario.local);
+    let run = scenario.home().await;
+    let source = entry(&run, Entry::Source, "docs", "source").await;
+    let manifest = seed_tree(site, &source, 30, 1 << 20, 5).await;
+    let kloset = local_kloset(&run, local).await;
 
     site.clear_requests();
     let watch = run.home.watch_plugins();
@@ -395,14 +437,19 @@ async fn real_plakar_backs_up_a_koofr_folder_then_only_what_changed() {
     );
     assert_no_koofr_variables(&importers);
     let log = site.requests();
-    // One download per file; one listing per importer process (plakar starts a second one to
-    // count the files for its progress display).
     assert_eq!(
         count_below(&log, "files/get", source.as_str()),
-        manifest.files.len()
+        manifest.files.len(),
+        "one download per file"
     );
+    // One listing per importer process; plakar 1.1 starts a second one to count the files for
+    // its progress display.
     let listings = count_below(&log, "files/listrecursive", source.as_str());
-    assert!((1..=2).contains(&listings), "{listings} listings");
+    let most = match line {
+        Line::V1_1 => 2,
+        Line::V1_0 => 1,
+    };
+    assert!((1..=most).contains(&listings), "{listings} listings");
     let restored = local.path().join("restored");
     run.ok(&[
         "at",
@@ -414,7 +461,12 @@ async fn real_plakar_backs_up_a_koofr_folder_then_only_what_changed() {
     ])
     .await
     .unwrap();
-    assert_same(&walk_local(&restored).unwrap(), &manifest, "restored tree");
+    // Koofr's times were backed up, so plakar's fs exporter sets them back.
+    assert_same(
+        &walk_local(&restored).unwrap(),
+        &restored_by(line, &manifest, "source"),
+        "restored tree",
+    );
 
     // One file changes (content and mtime): the next backup downloads it and nothing else.
     let (changed, _) = manifest.files.iter().find(|(_, f)| f.size > 0).unwrap();
@@ -423,8 +475,8 @@ async fn real_plakar_backs_up_a_koofr_folder_then_only_what_changed() {
         .put_file(&changed_path, &b"changed content"[..], 1_800_000_000_000);
     site.clear_requests();
     let second = run.backup(&kloset, "@docs").await.unwrap();
-    let log = site.requests();
-    let gets: Vec<_> = log
+    let gets: Vec<_> = site
+        .requests()
         .iter()
         .filter(|r| r.endpoint == "files/get")
         .filter_map(|r| r.path.clone())
@@ -444,25 +496,36 @@ async fn real_plakar_backs_up_a_koofr_folder_then_only_what_changed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_plakar_restores_into_koofr() {
-    let Some((plakar, package)) = plakar("real_plakar_restores_into_koofr").await else {
+    restores_into_koofr("real_plakar_restores_into_koofr", Line::V1_1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plakar_1_0_restores_into_koofr() {
+    restores_into_koofr("plakar_1_0_restores_into_koofr", Line::V1_0).await;
+}
+
+/// A local tree backed up by plakar `line`, then restored into a Koofr folder through the
+/// package's exporter and the named entry's keys alone: one upload per file, the tree checked
+/// through the Koofr API.
+async fn restores_into_koofr(test: &str, line: Line) {
+    let Some(scenario) = Scenario::start(test, line).await else {
         return;
     };
-    let site = emulator().await;
-    let local = scratch();
-    let tree_dir = local.path().join("tree");
-    let manifest = local_tree(&tree_dir, 30, 3 << 20, 8, "restored into Koofr\n");
-    let target = site.path("restored").unwrap();
-    let run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
-    run.add_entry(Entry::Destination, "out", &target, &[])
-        .await
-        .unwrap();
-    let kloset = path_str(&local.path().join("kloset"));
-    run.ok(&["at", &kloset, "create", "-plaintext"])
-        .await
-        .unwrap();
+    let (site, local) = (&scenario.site, &scenario.local);
+    let (tree_dir, manifest) = scenario.local_tree(30, 3 << 20, 8, "restored into Koofr\n");
+    let run = scenario.home().await;
+    let target = entry(&run, Entry::Destination, "out", "restored").await;
+    let kloset = local_kloset(&run, local).await;
     let id = run.backup(&kloset, &path_str(&tree_dir)).await.unwrap();
 
     site.clear_requests();
+    let started_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
     let watch = run.home.watch_plugins();
     run.ok(&["at", &kloset, "restore", "-to", "@out", &id])
         .await
@@ -473,15 +536,31 @@ async fn real_plakar_restores_into_koofr() {
         "{exporters:?}"
     );
     assert_no_koofr_variables(&exporters);
-    // Checked through the Koofr API: names, sizes, MD5s and mtimes.
-    assert_same(
-        &site.walk(&target).await.unwrap(),
-        &manifest,
-        "tree in Koofr",
-    );
-    let log = site.requests();
+    let entries = site.walk(&target).await.unwrap();
+    let expected = restored_by(line, &manifest, "tree");
+    match line {
+        // Names, sizes, MD5s and mtimes.
+        Line::V1_1 => assert_same(&entries, &expected, "tree in Koofr"),
+        // Names, sizes and MD5s. Protocol v1 gives a file's time only after its content is
+        // stored, and Koofr cannot change it then: files carry the restore's time.
+        Line::V1_0 => {
+            let problems: Vec<String> = compare_with_manifest(&entries, &expected)
+                .into_iter()
+                .filter(|p| !p.contains(": mtime "))
+                .collect();
+            assert!(problems.is_empty(), "tree in Koofr: {problems:?}");
+            for entry in entries.iter().filter(|e| !e.is_dir) {
+                assert!(
+                    entry.modified_ms >= started_ms - 1000,
+                    "{}: mtime {} is not the restore's ({started_ms})",
+                    entry.path,
+                    entry.modified_ms
+                );
+            }
+        }
+    }
     assert_eq!(
-        count_below(&log, "files/put", target.as_str()),
+        count_below(&site.requests(), "files/put", target.as_str()),
         manifest.files.len(),
         "one upload per file"
     );
@@ -489,26 +568,23 @@ async fn real_plakar_restores_into_koofr() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_plakar_named_entries_need_no_koofr_variables() {
-    let Some((plakar, package)) = plakar("real_plakar_named_entries_need_no_koofr_variables").await
+    let Some(scenario) = Scenario::start(
+        "real_plakar_named_entries_need_no_koofr_variables",
+        Line::V1_1,
+    )
+    .await
     else {
         return;
     };
-    let site = emulator().await;
+    let site = &scenario.site;
     let (source, kloset, target) = (
         site.path("source").unwrap(),
         site.path("kloset").unwrap(),
         site.path("restored").unwrap(),
     );
-    let spec = TreeSpec {
-        files: 16,
-        max_file_bytes: 512 << 10,
-        seed: 3,
-    };
-    let manifest = seed(&site, &source, &generate(&spec), &Progress::hidden())
-        .await
-        .unwrap();
+    let manifest = seed_tree(site, &source, 16, 512 << 10, 3).await;
     // The keys of the user guide, and nothing from the environment (the harness clears it).
-    let run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
+    let run = scenario.home().await;
     run.add_entry(Entry::Store, "koofr", &kloset, &[])
         .await
         .unwrap();
@@ -543,33 +619,21 @@ async fn real_plakar_named_entries_need_no_koofr_variables() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_plakar_cycles_survive_faults() {
-    let Some((plakar, package)) = plakar("real_plakar_cycles_survive_faults").await else {
+    let Some(scenario) = Scenario::start("real_plakar_cycles_survive_faults", Line::V1_1).await
+    else {
         return;
     };
-    let site = emulator().await;
-    let local = scratch();
+    let (site, local) = (&scenario.site, &scenario.local);
     let (source, kloset, target) = (
         site.path("source").unwrap(),
         site.path("kloset").unwrap(),
         site.path("restored").unwrap(),
     );
-    let spec = TreeSpec {
-        files: 24,
-        max_file_bytes: 2 << 20,
-        seed: 17,
-    };
-    let manifest = seed(&site, &source, &generate(&spec), &Progress::hidden())
-        .await
-        .unwrap();
+    let manifest = seed_tree(site, &source, 24, 2 << 20, 17).await;
     let tree_dir = local.path().join("tree");
-    let local_manifest = local_tree(
-        &tree_dir,
-        spec.files,
-        spec.max_file_bytes,
-        spec.seed,
-        "under faults\n",
-    );
-    let run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
+    // The same tree (24 files up to 2 MiB, seed 17), locally.
+    let local_manifest = local_tree(&tree_dir, 24, 2 << 20, 17, "under faults\n");
+    let run = scenario.home().await;
     run.add_entry(Entry::Store, "kloset", &kloset, &[])
         .await
         .unwrap();
@@ -621,7 +685,10 @@ async fn real_plakar_cycles_survive_faults() {
 
     let log = site.requests();
     for status in [503, 429, 0] {
-        assert!(statuses(&log, status) > 0, "no request answered {status}");
+        assert!(
+            count_status(&log, status) > 0,
+            "no request answered {status}"
+        );
     }
     // Every lock plakar took was deleted, faults or not.
     let locks = site.emulator().walk(&format!("{kloset}/locks"));
@@ -633,18 +700,17 @@ async fn real_plakar_cycles_survive_faults() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_plakar_two_concurrent_backups_share_a_koofr_kloset() {
-    let Some((plakar, package)) =
-        plakar("real_plakar_two_concurrent_backups_share_a_koofr_kloset").await
+    let Some(scenario) = Scenario::start(
+        "real_plakar_two_concurrent_backups_share_a_koofr_kloset",
+        Line::V1_1,
+    )
+    .await
     else {
         return;
     };
-    let site = emulator().await;
-    let local = scratch();
-    let kloset = site.path("kloset").unwrap();
-    let run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
-    run.add_entry(Entry::Store, "kloset", &kloset, &[])
-        .await
-        .unwrap();
+    let local = &scenario.local;
+    let run = scenario.home().await;
+    entry(&run, Entry::Store, "kloset", "kloset").await;
     run.ok(&["at", "@kloset", "create", "-plaintext"])
         .await
         .unwrap();
@@ -675,7 +741,7 @@ async fn add_entry_with(
     run: &PlakarSite<'_>,
     kind: Entry,
     name: &str,
-    location: &koofr_core::KoofrPath,
+    location: &KoofrPath,
     key: &str,
     value: &str,
 ) {
@@ -696,28 +762,21 @@ async fn add_entry_with(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_plakar_fails_once_and_whole_on_a_wrong_password_or_a_refused_endpoint() {
-    let Some((plakar, package)) =
-        plakar("real_plakar_fails_once_and_whole_on_a_wrong_password_or_a_refused_endpoint").await
+    let Some(scenario) = Scenario::start(
+        "real_plakar_fails_once_and_whole_on_a_wrong_password_or_a_refused_endpoint",
+        Line::V1_1,
+    )
+    .await
     else {
         return;
     };
-    let site = emulator().await;
-    let local = scratch();
-    let tree_dir = local.path().join("tree");
-    local_tree(&tree_dir, 12, 4 << 10, 14, "never restored\n");
-    let kloset = path_str(&local.path().join("kloset"));
-    let run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
-    run.ok(&["at", &kloset, "create", "-plaintext"])
-        .await
-        .unwrap();
+    let (site, local) = (&scenario.site, &scenario.local);
+    let (tree_dir, _) = scenario.local_tree(12, 4 << 10, 14, "never restored\n");
+    let run = scenario.home().await;
+    let kloset = local_kloset(&run, local).await;
     let id = run.backup(&kloset, &path_str(&tree_dir)).await.unwrap();
     let (source, target) = (site.path("source").unwrap(), site.path("out").unwrap());
-    let refused_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let refused = format!("http://127.0.0.1:{refused_port}");
+    let refused = refused_endpoint();
     for (kind, name, location, key, value) in [
         (Entry::Destination, "bad-out", &target, "password", "WRONG"),
         (
@@ -771,7 +830,7 @@ async fn real_plakar_fails_once_and_whole_on_a_wrong_password_or_a_refused_endpo
             "{args:?} failed record by record:\n{text}"
         );
         let log = site.requests();
-        assert!(statuses(&log, 401) <= 1, "{args:?}: {log:?}");
+        assert!(count_status(&log, 401) <= 1, "{args:?}: {log:?}");
     }
     assert!(
         site.walk(&target).await.unwrap().is_empty(),
@@ -797,25 +856,19 @@ fn rclone_obscured(password: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_plakar_uses_rclone_imported_entries() {
-    let Some((plakar, package)) = plakar("real_plakar_uses_rclone_imported_entries").await else {
+    let Some(scenario) =
+        Scenario::start("real_plakar_uses_rclone_imported_entries", Line::V1_1).await
+    else {
         return;
     };
-    let site = emulator().await;
+    let (site, local) = (&scenario.site, &scenario.local);
     let emulator = site.emulator();
-    let local = scratch();
     let (source, kloset, target) = (
         site.path("source").unwrap(),
         site.path("kloset").unwrap(),
         site.path("restored").unwrap(),
     );
-    let spec = TreeSpec {
-        files: 12,
-        max_file_bytes: 256 << 10,
-        seed: 23,
-    };
-    let manifest = seed(&site, &source, &generate(&spec), &Progress::hidden())
-        .await
-        .unwrap();
+    let manifest = seed_tree(site, &source, 12, 256 << 10, 23).await;
     // The rclone remote as `rclone config` writes it for a Koofr-compatible service.
     let password = emulator.password().to_owned();
     let obscured = rclone_obscured(&password);
@@ -830,7 +883,7 @@ async fn real_plakar_uses_rclone_imported_entries() {
         ),
     )
     .unwrap();
-    let mut run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
+    let mut run = scenario.home().await;
     // The connectors' debug logs are part of what must not show the password.
     run.home.set_env("RUST_LOG", "koofr=debug");
     let mut outputs = Vec::new();
@@ -894,49 +947,28 @@ async fn real_plakar_uses_rclone_imported_entries() {
     );
 
     // A wrong password (obscured by rclone, so it reveals fine): one failed login, a clear
-    // message. `-no-progress`: plakar's second, counting importer would try once more.
+    // message; a value rclone did not obscure: refused before any request, naming the key.
+    // `-no-progress`: plakar's second, counting importer would try once more.
     let wrong = "app-password-1234";
     let wrong_obscured = rclone_obscured(wrong);
-    run.ok(&[
-        "source",
-        "set",
-        "kdocs",
-        &format!("rclone_password={wrong_obscured}"),
-    ])
-    .await
-    .unwrap();
-    site.clear_requests();
-    let refused = run
-        .home
-        .run(["at", "@kstore", "backup", "-no-progress", "@kdocs"])
-        .await
-        .unwrap();
-    assert!(!refused.succeeded(), "{}", refused.text());
-    assert!(
-        refused.text().contains("authentication failed"),
-        "{}",
-        refused.text()
-    );
-    let log = site.requests();
-    assert_eq!(statuses(&log, 401), 1, "{log:?}");
-    // A value rclone did not obscure: refused before any request, naming the key.
-    run.ok(&["source", "set", "kdocs", "rclone_password=not-obscured"])
-        .await
-        .unwrap();
-    site.clear_requests();
-    let garbled = run
-        .home
-        .run(["at", "@kstore", "backup", "-no-progress", "@kdocs"])
-        .await
-        .unwrap();
-    assert!(!garbled.succeeded(), "{}", garbled.text());
-    assert!(
-        garbled.text().contains("`rclone_password`"),
-        "{}",
-        garbled.text()
-    );
-    assert_eq!(statuses(&site.requests(), 401), 0);
-    outputs.extend([refused, garbled]);
+    for (value, cause, logins) in [
+        (wrong_obscured.as_str(), "authentication failed", 1),
+        ("not-obscured", "`rclone_password`", 0),
+    ] {
+        let key = format!("rclone_password={value}");
+        run.ok(&["source", "set", "kdocs", &key]).await.unwrap();
+        site.clear_requests();
+        let output = run
+            .home
+            .run(["at", "@kstore", "backup", "-no-progress", "@kdocs"])
+            .await
+            .unwrap();
+        assert!(!output.succeeded(), "{}", output.text());
+        assert!(output.text().contains(cause), "{}", output.text());
+        let log = site.requests();
+        assert_eq!(count_status(&log, 401), logins, "{value}: {log:?}");
+        outputs.push(output);
+    }
 
     for output in &outputs {
         let text = output.text();
@@ -973,23 +1005,38 @@ fn below(manifest: &Manifest, folder: &str) -> Manifest {
     }
 }
 
+/// The manifest of `manifest` backed up from `folder` and restored by plakar `line` into a
+/// folder (see [`below`]).
+fn restored_by(line: Line, manifest: &Manifest, folder: &str) -> Manifest {
+    match line {
+        Line::V1_1 => manifest.clone(),
+        Line::V1_0 => below(manifest, folder),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plakar_1_0_installs_the_package_and_keeps_a_kloset_on_koofr() {
-    let Some((plakar, package)) =
-        plakar_1_0("plakar_1_0_installs_the_package_and_keeps_a_kloset_on_koofr").await
+    let Some(scenario) = Scenario::start(
+        "plakar_1_0_installs_the_package_and_keeps_a_kloset_on_koofr",
+        Line::V1_0,
+    )
+    .await
     else {
         return;
     };
-    let site = emulator().await;
-    let local = scratch();
-    let tree_dir = local.path().join("tree");
-    let manifest = local_tree(&tree_dir, 16, 3 << 20, 41, "kept by plakar 1.0\n");
+    let (site, local) = (&scenario.site, &scenario.local);
+    let (tree_dir, manifest) = scenario.local_tree(16, 3 << 20, 41, "kept by plakar 1.0\n");
     let kloset = site.path("kloset").unwrap();
     // `pkg add`, then `pkg list` shows koofr@<version> (checked by the harness).
-    let run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
+    let run = scenario.home().await;
     let unpacked = run.home.root().join(format!(
         ".cache/plakar/plugins/v1.0.0/{}",
-        package.path().file_stem().unwrap().to_string_lossy()
+        scenario
+            .package
+            .path()
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
     ));
     let installed = std::fs::read_to_string(unpacked.join("manifest.yaml")).unwrap();
     assert!(
@@ -1048,162 +1095,17 @@ async fn plakar_1_0_installs_the_package_and_keeps_a_kloset_on_koofr() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plakar_1_0_backs_up_a_koofr_folder_then_only_what_changed() {
-    let Some((plakar, package)) =
-        plakar_1_0("plakar_1_0_backs_up_a_koofr_folder_then_only_what_changed").await
-    else {
-        return;
-    };
-    let site = emulator().await;
-    let local = scratch();
-    let source = site.path("source").unwrap();
-    let spec = TreeSpec {
-        files: 20,
-        max_file_bytes: 1 << 20,
-        seed: 42,
-    };
-    let manifest = seed(&site, &source, &generate(&spec), &Progress::hidden())
-        .await
-        .unwrap();
-    let run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
-    run.add_entry(Entry::Source, "docs", &source, &[])
-        .await
-        .unwrap();
-    let kloset = path_str(&local.path().join("kloset"));
-    run.ok(&["at", &kloset, "create", "-plaintext"])
-        .await
-        .unwrap();
-
-    site.clear_requests();
-    let first = run.backup(&kloset, "@docs").await.unwrap();
-    let log = site.requests();
-    assert_eq!(
-        count_below(&log, "files/get", source.as_str()),
-        manifest.files.len(),
-        "one download per file"
-    );
-    assert_eq!(count_below(&log, "files/listrecursive", source.as_str()), 1);
-    let restored = local.path().join("restored");
-    run.ok(&[
-        "at",
-        &kloset,
-        "restore",
-        "-to",
-        &path_str(&restored),
-        &first,
-    ])
-    .await
-    .unwrap();
-    // Koofr's times were backed up, so plakar's fs exporter sets them back.
-    assert_same(
-        &walk_local(&restored).unwrap(),
-        &below(&manifest, "source"),
-        "restored tree",
-    );
-
-    let (changed, _) = manifest.files.iter().find(|(_, f)| f.size > 0).unwrap();
-    let changed_path = format!("{source}/{changed}");
-    site.emulator().put_file(
-        &changed_path,
-        &b"changed under plakar 1.0"[..],
-        1_800_000_000_000,
-    );
-    site.clear_requests();
-    let second = run.backup(&kloset, "@docs").await.unwrap();
-    let gets: Vec<_> = site
-        .requests()
-        .iter()
-        .filter(|r| r.endpoint == "files/get")
-        .filter_map(|r| r.path.clone())
-        .collect();
-    assert_eq!(gets, vec![changed_path], "exactly one download");
-    let cat = run
-        .ok(&[
-            "at",
-            &kloset,
-            "cat",
-            &format!("{second}:{source}/{changed}"),
-        ])
-        .await
-        .unwrap();
-    assert_bytes(
-        &cat.stdout,
-        b"changed under plakar 1.0",
-        "cat of the changed file",
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plakar_1_0_restores_into_koofr() {
-    let Some((plakar, package)) = plakar_1_0("plakar_1_0_restores_into_koofr").await else {
-        return;
-    };
-    let site = emulator().await;
-    let local = scratch();
-    let tree_dir = local.path().join("tree");
-    let manifest = local_tree(
-        &tree_dir,
-        20,
-        3 << 20,
-        43,
-        "restored into Koofr by plakar 1.0\n",
-    );
-    let target = site.path("restored").unwrap();
-    let run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
-    run.add_entry(Entry::Destination, "out", &target, &[])
-        .await
-        .unwrap();
-    let kloset = path_str(&local.path().join("kloset"));
-    run.ok(&["at", &kloset, "create", "-plaintext"])
-        .await
-        .unwrap();
-    let id = run.backup(&kloset, &path_str(&tree_dir)).await.unwrap();
-
-    site.clear_requests();
-    let started_ms = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap();
-    run.ok(&["at", &kloset, "restore", "-to", "@out", &id])
-        .await
-        .unwrap();
-    let entries = site.walk(&target).await.unwrap();
-    // Names, sizes and MD5s as backed up. Protocol v1 gives a file's time only after its
-    // content is stored, and Koofr cannot change it then: files carry the restore's time.
-    let expected = below(&manifest, "tree");
-    let problems: Vec<String> = compare_with_manifest(&entries, &expected)
-        .into_iter()
-        .filter(|p| !p.contains(": mtime "))
-        .collect();
-    assert!(problems.is_empty(), "tree in Koofr: {problems:?}");
-    for entry in entries.iter().filter(|e| !e.is_dir) {
-        assert!(
-            entry.modified_ms >= started_ms - 1000,
-            "{}: mtime {} is not the restore's ({started_ms})",
-            entry.path,
-            entry.modified_ms
-        );
-    }
-    assert_eq!(
-        count_below(&site.requests(), "files/put", target.as_str()),
-        manifest.files.len(),
-        "one upload per file"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plakar_1_0_wrong_password_fails_with_a_non_zero_exit() {
-    let Some((plakar, package)) =
-        plakar_1_0("plakar_1_0_wrong_password_fails_with_a_non_zero_exit").await
+    let Some(scenario) = Scenario::start(
+        "plakar_1_0_wrong_password_fails_with_a_non_zero_exit",
+        Line::V1_0,
+    )
+    .await
     else {
         return;
     };
-    let site = emulator().await;
-    let local = scratch();
-    let run = PlakarSite::start(&site, &plakar, &package).await.unwrap();
+    let (site, local) = (&scenario.site, &scenario.local);
+    let run = scenario.home().await;
     let wrong: Vec<String> = site
         .entry_args()
         .into_iter()
@@ -1225,10 +1127,7 @@ async fn plakar_1_0_wrong_password_fails_with_a_non_zero_exit() {
     let tree_dir = local.path().join("tree");
     std::fs::create_dir_all(&tree_dir).unwrap();
     std::fs::write(tree_dir.join("a.txt"), "a").unwrap();
-    let kloset = path_str(&local.path().join("kloset"));
-    run.ok(&["at", &kloset, "create", "-plaintext"])
-        .await
-        .unwrap();
+    let kloset = local_kloset(&run, local).await;
     let id = run.backup(&kloset, &path_str(&tree_dir)).await.unwrap();
 
     site.clear_requests();

@@ -2,10 +2,13 @@
 //! and Unicode collisions, records Koofr cannot store, upload verification, retries, truncated
 //! content, and `Init`. Emulator-only checks use its request log and fault hooks.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use bytes::Bytes;
+use common::site;
 use futures::StreamExt;
 use kloset_plugin::host::RemoteExporter;
 use kloset_plugin::suites::{ExporterFixture, pattern_bytes, pattern_stream};
@@ -14,19 +17,10 @@ use kloset_plugin::{
 };
 use koofr_core::plakar::CONNECTOR_TYPE;
 use koofr_core::{KoofrPath, UploadOptions};
-use koofr_emulator::{FaultAction, FaultRule};
+use koofr_emulator::FaultRule;
 use koofr_exporter::KoofrExporter;
 use koofr_exporter::testkit::{KoofrExporterSite, Transport};
 use koofr_testkit::{Site, collect, count};
-
-fn site(h: &Site, transport: Transport) -> KoofrExporterSite {
-    KoofrExporterSite::new(
-        h.client().clone(),
-        h.base().clone(),
-        h.plugin_config(h.base()),
-        transport,
-    )
-}
 
 fn t(ms: u64) -> std::time::SystemTime {
     UNIX_EPOCH + Duration::from_millis(1_700_000_000_000 + ms)
@@ -296,14 +290,10 @@ async fn a_hash_koofr_did_not_get_fails_that_record_only() {
     // Koofr answers as if it stored other bytes of the same length, on every attempt.
     let lie = r#"{"name":"x.txt","type":"file","modified":1,"size":5,"contentType":"text/plain","hash":"00000000000000000000000000000000","tags":{}}"#;
     h.emulator().faults().inject(
-        FaultRule::new(FaultAction::Status {
-            status: 200,
-            retry_after: None,
-            body: Some(lie.to_owned()),
-        })
-        .endpoint("files/put")
-        .path_prefix(bad.as_str())
-        .times(100),
+        FaultRule::status("files/put", 200)
+            .body(lie)
+            .path_prefix(bad.as_str())
+            .times(100),
     );
     exporter
         .create_directory("/bad", &dir_info("bad"))
@@ -364,15 +354,11 @@ async fn put_faults_are_retried_and_a_persistent_one_fails_only_its_record() {
             .times(2),
     );
     faults.inject(
-        FaultRule::new(FaultAction::Status {
-            status: 429,
-            retry_after: Some(0),
-            body: None,
-        })
-        .endpoint("files/put")
-        .path_prefix(dest.join("flaky").unwrap().as_str())
-        .skip(2)
-        .times(1),
+        FaultRule::status("files/put", 429)
+            .retry_after(0)
+            .path_prefix(dest.join("flaky").unwrap().as_str())
+            .skip(2)
+            .times(1),
     );
     h.take_requests();
     let err = exporter

@@ -3,10 +3,13 @@
 //! injected put faults.
 //! Runs on the emulator, or on real Koofr when KOOFR_ENDPOINT/USERNAME/PASSWORD are set.
 
+mod common;
+
+use common::site;
 use kloset_plugin::Protocol;
 use kloset_plugin::suites::{SuiteReport, run_exporter_suite};
-use koofr_emulator::{FaultAction, FaultRule};
-use koofr_exporter::testkit::{KoofrExporterSite, Transport};
+use koofr_emulator::FaultRule;
+use koofr_exporter::testkit::Transport;
 use koofr_testkit::Site;
 
 const BIN: &str = env!("CARGO_BIN_EXE_koofr-exporter");
@@ -15,15 +18,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_koofr-exporter");
 fn assert_conformant(report: &SuiteReport) {
     eprintln!("{report}");
     report.assert_passed();
-}
-
-fn site(h: &Site, transport: Transport) -> KoofrExporterSite {
-    KoofrExporterSite::new(
-        h.client().clone(),
-        h.base().clone(),
-        h.plugin_config(h.base()),
-        transport,
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,22 +70,12 @@ async fn exporter_suite_with_put_faults_through_the_binary() {
     // are not retried. Every rule counts every matching put, hence the skip windows. No file
     // can meet more than 4 of a folder's faults, within the 8 configured attempts.
     let folder = |name: &str| site.destination().join(name).unwrap().to_string();
-    let too_many = || {
-        FaultRule::new(FaultAction::Status {
-            status: 429,
-            retry_after: Some(0),
-            body: None,
-        })
-    };
+    let too_many = || FaultRule::status("files/put", 429).retry_after(0);
     for rule in [
         FaultRule::status("files/put", 503)
             .path_prefix(&folder("docs"))
             .times(2),
-        too_many()
-            .endpoint("files/put")
-            .path_prefix(&folder("docs"))
-            .skip(2)
-            .times(1),
+        too_many().path_prefix(&folder("docs")).skip(2).times(1),
         FaultRule::status("files/put", 503)
             .path_prefix(&folder("docs"))
             .skip(5)
@@ -99,11 +83,7 @@ async fn exporter_suite_with_put_faults_through_the_binary() {
         FaultRule::status("files/put", 503)
             .path_prefix(&folder("many"))
             .times(2),
-        too_many()
-            .endpoint("files/put")
-            .path_prefix(&folder("many"))
-            .skip(4)
-            .times(1),
+        too_many().path_prefix(&folder("many")).skip(4).times(1),
         FaultRule::status("files/put", 500)
             .path_prefix(&folder("many"))
             .skip(10)

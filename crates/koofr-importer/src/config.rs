@@ -94,28 +94,18 @@ impl SourceConfig {
 mod tests {
     use super::*;
 
-    fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+    /// The test `Init` map of this connector's location, with `extra` keys.
+    fn map(extra: &[(&str, &str)]) -> HashMap<String, String> {
+        koofr_testkit::init_map("koofr:///Photos", extra)
     }
-
-    const BASE: [(&str, &str); 4] = [
-        ("location", "koofr:///Photos"),
-        ("endpoint", "http://127.0.0.1:9"),
-        ("username", "me@example.com"),
-        ("password", "SECRET-PASSWORD"),
-    ];
 
     #[test]
     fn stream_is_off_by_default_and_parsed() {
-        let (config, warnings) = SourceConfig::from_map(&map(&BASE)).unwrap();
+        let (config, warnings) = SourceConfig::from_map(&map(&[])).unwrap();
         assert!(!config.stream);
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(config.koofr.location().as_str(), "/Photos");
-        let mut with = BASE.to_vec();
-        with.push(("stream", "TRUE"));
+        let with = [("stream", "TRUE")];
         let (config, warnings) = SourceConfig::from_map(&map(&with)).unwrap();
         assert!(config.stream);
         assert!(
@@ -126,10 +116,9 @@ mod tests {
 
     #[test]
     fn readahead_keys_have_defaults_and_are_parsed() {
-        let (config, _) = SourceConfig::from_map(&map(&BASE)).unwrap();
+        let (config, _) = SourceConfig::from_map(&map(&[])).unwrap();
         assert_eq!(config.readahead, DEFAULT_READAHEAD);
-        let mut with = BASE.to_vec();
-        with.extend([("readahead_mib", "0"), ("readahead_file_mib", "2")]);
+        let with = [("readahead_mib", "0"), ("readahead_file_mib", "2")];
         let (config, warnings) = SourceConfig::from_map(&map(&with)).unwrap();
         assert_eq!(
             config.readahead,
@@ -147,8 +136,7 @@ mod tests {
             ("readahead_mib", "2000"),
             ("readahead_file_mib", "0"),
         ] {
-            let mut with = BASE.to_vec();
-            with.push((key, bad));
+            let with = [(key, bad)];
             let err = SourceConfig::from_map(&map(&with)).unwrap_err();
             assert!(
                 err.message().contains(&format!("`{key}`")) && err.message().contains(bad),
@@ -159,8 +147,7 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_key_and_hide_secrets() {
-        let mut with = BASE.to_vec();
-        with.push(("stream", "maybe"));
+        let with = [("stream", "maybe")];
         let err = SourceConfig::from_map(&map(&with)).unwrap_err();
         assert!(
             err.message().contains("`stream`") && err.message().contains("maybe"),
@@ -168,10 +155,15 @@ mod tests {
         );
         // Without a password (unless a live run provides KOOFR_PASSWORD in the environment).
         if std::env::var_os("KOOFR_PASSWORD").is_none() {
-            let err = SourceConfig::from_map(&map(&BASE[..3])).unwrap_err();
+            let err = SourceConfig::from_map(&{
+                let mut map = map(&[]);
+                map.remove("password");
+                map
+            })
+            .unwrap_err();
             assert!(err.message().contains("password"), "{err}");
         }
-        let debug = format!("{:?}", SourceConfig::from_map(&map(&BASE)).unwrap());
-        assert!(!debug.contains("SECRET-PASSWORD"), "{debug}");
+        let debug = format!("{:?}", SourceConfig::from_map(&map(&[])).unwrap());
+        assert!(!debug.contains(koofr_testkit::INIT_PASSWORD), "{debug}");
     }
 }

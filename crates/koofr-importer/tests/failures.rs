@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use futures::StreamExt;
 use kloset_plugin::host::{InitArgs, PluginConnection, RemoteImporter};
 use kloset_plugin::{ConnectorError, ConnectorErrorKind, Importer};
-use koofr_testkit::Site;
+use koofr_testkit::{Site, count_status};
 
 const BIN: &str = env!("CARGO_BIN_EXE_koofr-importer");
 
@@ -38,19 +38,13 @@ async fn scan_error(importer: &RemoteImporter) -> ConnectorError {
 async fn a_wrong_password_fails_the_scan_after_one_refused_request() {
     let h = Site::start_emulator().await.unwrap();
     h.emulator().put_file("/test/src/a.txt", "a", 1);
-    let mut config = h.plugin_config(&h.path("src").unwrap());
-    config.insert("password".to_owned(), "WRONG".to_owned());
-    let importer = spawn(config).await;
+    let importer = spawn(h.wrong_password_config(&h.path("src").unwrap())).await;
     h.take_requests();
     let err = scan_error(&importer).await;
     assert_eq!(err.kind(), ConnectorErrorKind::PermissionDenied, "{err:?}");
     assert!(err.message().contains("authentication failed"), "{err}");
     let requests = h.take_requests();
-    assert_eq!(
-        requests.iter().filter(|r| r.status == 401).count(),
-        1,
-        "{requests:?}"
-    );
+    assert_eq!(count_status(&requests, 401), 1, "{requests:?}");
     let _ = importer.close().await;
     assert_eq!(importer.plugin().shutdown().await.unwrap(), 0);
 }
@@ -58,23 +52,11 @@ async fn a_wrong_password_fails_the_scan_after_one_refused_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_endpoint_fails_the_scan_after_three_attempts() {
     let h = Site::start_emulator().await.unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut config = h.plugin_config(&h.path("src").unwrap());
-    config.insert("endpoint".to_owned(), format!("http://127.0.0.1:{port}"));
-    config.insert("retries".to_owned(), "8".to_owned());
+    let (config, gave_up) = h.refused_endpoint_config(&h.path("src").unwrap());
     let importer = spawn(config).await;
     let err = scan_error(&importer).await;
     assert_eq!(err.kind(), ConnectorErrorKind::Unavailable, "{err:?}");
-    assert!(
-        err.message().contains(&format!(
-            "cannot connect to http://127.0.0.1:{port}: connection refused [gave up after 3 attempts]"
-        )),
-        "{err}"
-    );
+    assert!(err.message().contains(&gave_up), "{err}");
     let _ = importer.close().await;
     assert_eq!(importer.plugin().shutdown().await.unwrap(), 0);
 }

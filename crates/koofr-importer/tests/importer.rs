@@ -35,6 +35,17 @@ async fn with_sample_tree() -> Site {
     h
 }
 
+/// `importer` reads `pathname` as the pattern of `seed`, `len` bytes.
+async fn assert_reads(importer: &dyn Importer, pathname: &str, seed: u64, len: u64) {
+    let stream = importer.open(pathname).await.unwrap();
+    verify_pattern(stream, seed, 0, len).await.unwrap();
+}
+
+/// `log` holds `n` requests, all to `endpoint`.
+fn assert_only(log: &[koofr_emulator::RequestRecord], endpoint: &str, n: usize) {
+    assert_eq!((log.len(), count(log, endpoint)), (n, n), "{log:?}");
+}
+
 fn new_importer(h: &Site, relative: &str) -> KoofrImporter {
     KoofrImporter::from_config_map(&h.plugin_config(&h.path(relative).unwrap())).unwrap()
 }
@@ -90,12 +101,7 @@ async fn the_statistics_process_only_lists() {
     kloset_plugin::suites::ImporterFixture::release(&site, importer)
         .await
         .unwrap();
-    let log = h.take_requests();
-    assert_eq!(
-        (log.len(), count(&log, "files/listrecursive")),
-        (1, 1),
-        "{log:?}"
-    );
+    assert_only(&h.take_requests(), "files/listrecursive", 1);
 }
 
 #[tokio::test]
@@ -110,8 +116,7 @@ async fn opening_one_file_is_one_request_and_content_is_streamed() {
         "open is lazy: nothing is requested before reading"
     );
     verify_pattern(stream, 3, 0, 4_321).await.unwrap();
-    let log = h.take_requests();
-    assert_eq!((log.len(), count(&log, "files/get")), (1, 1), "{log:?}");
+    assert_only(&h.take_requests(), "files/get", 1);
     // Chunks of a large file arrive as they are downloaded (never one whole-file buffer).
     let mut stream = importer.open("/test/src/z-large.bin").await.unwrap();
     let mut chunks = 0;
@@ -134,14 +139,7 @@ async fn a_cut_download_is_resumed_and_verified() {
         .faults()
         .inject(FaultRule::status("files/get", 503).skip(1));
     h.take_requests();
-    verify_pattern(
-        importer.open("/test/src/z-large.bin").await.unwrap(),
-        6,
-        0,
-        5 << 20,
-    )
-    .await
-    .unwrap();
+    assert_reads(&importer, "/test/src/z-large.bin", 6, 5 << 20).await;
     let log = h.take_requests();
     let gets: Vec<u16> = log
         .iter()
@@ -166,12 +164,7 @@ async fn listing_errors_before_streaming_are_retried() {
     let importer = new_importer(&h, "src");
     let records = scan_all(&importer).await;
     assert_eq!(records.len(), 13);
-    let log = h.take_requests();
-    assert_eq!(
-        (log.len(), count(&log, "files/listrecursive")),
-        (4, 4),
-        "{log:?}"
-    );
+    assert_only(&h.take_requests(), "files/listrecursive", 4);
 }
 
 #[tokio::test]
@@ -187,20 +180,8 @@ async fn a_listing_cut_mid_stream_is_restarted_without_duplicates() {
     let records = scan_all(&importer).await;
     assert_eq!(by_path(&records), by_path(&reference));
     assert_eq!(records.len(), reference.len(), "no record sent twice");
-    let log = h.take_requests();
-    assert_eq!(
-        (log.len(), count(&log, "files/listrecursive")),
-        (2, 2),
-        "{log:?}"
-    );
-    verify_pattern(
-        importer.open("/test/src/z-large.bin").await.unwrap(),
-        6,
-        0,
-        5 << 20,
-    )
-    .await
-    .unwrap();
+    assert_only(&h.take_requests(), "files/listrecursive", 2);
+    assert_reads(&importer, "/test/src/z-large.bin", 6, 5 << 20).await;
     // A listing that keeps breaking ends the scan with a fatal, named error.
     h.emulator()
         .faults()
@@ -250,17 +231,7 @@ async fn a_refused_recursive_listing_falls_back_to_a_folder_walk() {
             5,
             "root, docs, docs/deep, docs/deep/er, empty-dir"
         );
-        verify_pattern(
-            importer
-                .open("/test/src/docs/deep/er/b c.txt")
-                .await
-                .unwrap(),
-            5,
-            0,
-            77,
-        )
-        .await
-        .unwrap();
+        assert_reads(&importer, "/test/src/docs/deep/er/b c.txt", 5, 77).await;
         h.emulator().faults().clear();
     }
 }
@@ -289,17 +260,7 @@ async fn files_that_change_or_vanish_after_listing_fail_alone() {
         "{err}"
     );
     // The others still read; pathnames never announced are not found.
-    verify_pattern(
-        importer
-            .open("/test/src/docs/deep/er/b c.txt")
-            .await
-            .unwrap(),
-        5,
-        0,
-        77,
-    )
-    .await
-    .unwrap();
+    assert_reads(&importer, "/test/src/docs/deep/er/b c.txt", 5, 77).await;
     for never in ["/test/src/docs", "/test/src/nope", "/test/src/Docs/a.txt"] {
         let err = importer.open(never).await.map(|_| ()).unwrap_err();
         assert_eq!(err.kind(), ConnectorErrorKind::NotFound, "{never}: {err}");

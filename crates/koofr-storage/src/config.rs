@@ -59,27 +59,17 @@ impl StorageConfig {
 mod tests {
     use super::*;
 
-    fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+    /// The test `Init` map of this connector's location, with `extra` keys.
+    fn map(extra: &[(&str, &str)]) -> HashMap<String, String> {
+        koofr_testkit::init_map("koofr:///kloset", extra)
     }
-
-    const BASE: [(&str, &str); 4] = [
-        ("location", "koofr:///kloset"),
-        ("endpoint", "http://127.0.0.1:9"),
-        ("username", "me@example.com"),
-        ("password", "SECRET-PASSWORD"),
-    ];
 
     #[test]
     fn readahead_keys_have_defaults_are_parsed_and_name_the_key_at_fault() {
-        let config = StorageConfig::from_init(&map(&BASE)).unwrap();
+        let config = StorageConfig::from_init(&map(&[])).unwrap();
         assert_eq!(config.readahead, DEFAULT_READAHEAD);
         assert_eq!(config.koofr.location().as_str(), "/kloset");
-        let mut with = BASE.to_vec();
-        with.extend([("readahead_mib", " 0 "), ("readahead_window_mib", "1")]);
+        let with = [("readahead_mib", " 0 "), ("readahead_window_mib", "1")];
         let config = StorageConfig::from_init(&map(&with)).unwrap();
         assert_eq!(
             config.readahead,
@@ -89,8 +79,7 @@ mod tests {
             }
         );
         for (key, bad) in [("readahead_window_mib", "0"), ("readahead_mib", "-1")] {
-            let mut with = BASE.to_vec();
-            with.push((key, bad));
+            let with = [(key, bad)];
             let err = StorageConfig::from_init(&map(&with)).unwrap_err();
             assert!(
                 err.message().contains(&format!("`{key}`")) && err.message().contains(bad),

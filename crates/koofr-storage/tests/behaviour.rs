@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use kloset_plugin::suites::{pattern_bytes, pattern_stream, read_all, verify_pattern};
+use kloset_plugin::suites::{pattern_bytes, pattern_stream, verify_pattern};
 use kloset_plugin::{
     ByteRange, ConnectorError, ConnectorErrorKind, Mac, Resource, Store, StoreMode,
 };
@@ -30,13 +30,18 @@ fn mac(seed: u8) -> Mac {
     Mac(raw)
 }
 
-fn store(harness: &Site) -> KoofrStore {
-    let site = KoofrStoreSite::new(
+/// The store fixture of `harness`'s kloset folder through `transport`.
+fn fixture(harness: &Site, transport: Transport) -> KoofrStoreSite {
+    KoofrStoreSite::new(
         harness.client().clone(),
-        harness.plugin_config(&harness.path("kloset").unwrap()),
-        Transport::Direct,
+        harness.plugin_config(&kloset(harness)),
+        transport,
     )
-    .expect("fixture");
+    .expect("fixture")
+}
+
+fn store(harness: &Site) -> KoofrStore {
+    let site = fixture(harness, Transport::Direct);
     KoofrStore::from_init(&site.init_context()).expect("init")
 }
 
@@ -50,6 +55,46 @@ fn endpoints(requests: &[RequestRecord]) -> Vec<String> {
         .iter()
         .map(|r| format!("{} {} {:?} -> {}", r.method, r.endpoint, r.path, r.status))
         .collect()
+}
+
+/// A get of `resource` `mac` (`range` of it, or all) from `store` answers `len` bytes of the
+/// pattern of `seed`, from the range's offset.
+async fn assert_get(
+    store: &impl Store,
+    resource: Resource,
+    mac: Mac,
+    range: Option<ByteRange>,
+    seed: u64,
+    len: u64,
+) {
+    let stream = store.get(resource, mac, range).await.unwrap();
+    let offset = range.map_or(0, |range| range.offset);
+    verify_pattern(stream, seed, offset, len).await.unwrap();
+}
+
+/// Puts `len` bytes of the pattern of `seed` as `resource` `mac` into `store`; what it stored.
+async fn put_pattern(store: &impl Store, resource: Resource, mac: Mac, seed: u64, len: u64) -> u64 {
+    store
+        .put(resource, mac, pattern_stream(seed, len))
+        .await
+        .unwrap()
+}
+
+/// `requests` are one request, to `endpoint`.
+fn assert_one_request(requests: &[RequestRecord], endpoint: &str, what: &str) {
+    assert_eq!(requests.len(), 1, "{what}: {:?}", endpoints(requests));
+    assert_eq!(count(requests, endpoint), 1, "{what}");
+}
+
+/// Uploads `body` as `dir/name` (creating `dir`) behind the connector's back, as another tool
+/// would.
+async fn upload(harness: &Site, dir: &KoofrPath, name: &str, body: Bytes) {
+    let client = harness.client();
+    client.create_folder_all(dir).await.unwrap();
+    client
+        .upload(dir, name, body.into(), UploadOptions::default())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -96,62 +141,32 @@ async fn each_operation_costs_the_documented_number_of_requests() {
     harness.take_requests();
 
     for (seed, len) in [(1u8, 10u64), (2, 3 << 20)] {
-        let written = store
-            .put(
-                Resource::Packfile,
-                mac(seed),
-                pattern_stream(u64::from(seed), len),
-            )
-            .await
-            .unwrap();
+        let written =
+            put_pattern(&store, Resource::Packfile, mac(seed), u64::from(seed), len).await;
         assert_eq!(written, len);
-        let requests = harness.take_requests();
-        assert_eq!(
-            requests.len(),
-            1,
-            "put of {len} bytes: {:?}",
-            endpoints(&requests)
-        );
-        assert_eq!(count(&requests, "files/put"), 1);
+        let what = format!("put of {len} bytes");
+        assert_one_request(&harness.take_requests(), "files/put", &what);
     }
 
     let range = ByteRange {
         offset: 1_000_000,
         length: 70_000,
     };
-    let stream = store
-        .get(Resource::Packfile, mac(2), Some(range))
-        .await
-        .unwrap();
-    verify_pattern(stream, 2, 1_000_000, 70_000).await.unwrap();
-    let requests = harness.take_requests();
-    assert_eq!(requests.len(), 1, "ranged get: {:?}", endpoints(&requests));
-    assert_eq!(count(&requests, "files/get"), 1);
+    assert_get(&store, Resource::Packfile, mac(2), Some(range), 2, 70_000).await;
+    assert_one_request(&harness.take_requests(), "files/get", "ranged get");
 
     let zero = ByteRange {
         offset: 5,
         length: 0,
     };
-    let stream = store
-        .get(Resource::Packfile, mac(2), Some(zero))
-        .await
-        .unwrap();
-    assert!(read_all(stream).await.unwrap().is_empty());
-    let stream = store.get(Resource::Packfile, mac(1), None).await.unwrap();
-    verify_pattern(stream, 1, 0, 10).await.unwrap();
-    let requests = harness.take_requests();
-    assert_eq!(
-        requests.len(),
-        1,
-        "zero-length + whole get: {:?}",
-        endpoints(&requests)
-    );
+    assert_get(&store, Resource::Packfile, mac(2), Some(zero), 2, 0).await;
+    assert_get(&store, Resource::Packfile, mac(1), None, 1, 10).await;
+    let what = "zero-length + whole get";
+    assert_one_request(&harness.take_requests(), "files/get", what);
 
     let listed = store.list(Resource::Packfile).await.unwrap();
     assert_eq!(listed.len(), 2);
-    let requests = harness.take_requests();
-    assert_eq!(requests.len(), 1, "list: {:?}", endpoints(&requests));
-    assert_eq!(count(&requests, "files/listrecursive"), 1);
+    assert_one_request(&harness.take_requests(), "files/listrecursive", "list");
 
     let size = store.size().await.unwrap();
     assert_eq!(size, (CONFIG.len() + 10 + (3 << 20)) as i64);
@@ -237,51 +252,24 @@ async fn a_kloset_made_by_rclone_or_a_bucket_layout_is_read_and_written() {
     let root = kloset(&harness);
     // What Plakar's rclone integration leaves: CONFIG and flat packfiles, no other folders.
     let packfiles = root.child("packfiles").unwrap();
-    client.create_folder_all(&packfiles).await.unwrap();
-    client
-        .upload(
-            &root,
-            "CONFIG",
-            Bytes::from_static(CONFIG).into(),
-            UploadOptions::default(),
-        )
-        .await
-        .unwrap();
-    let flat = mac(10);
-    client
-        .upload(
-            &packfiles,
-            &flat.to_hex(),
-            pattern_bytes(10, 0, 5000).into(),
-            UploadOptions::default(),
-        )
-        .await
-        .unwrap();
-    // A bucket-layout packfile, a state in a bucket folder, and a MAC in the wrong bucket.
-    let bucketed = mac(11);
-    let bucket_dir = packfiles.child(&bucketed.to_hex()[..2]).unwrap();
-    client.create_folder_all(&bucket_dir).await.unwrap();
-    client
-        .upload(
-            &bucket_dir,
-            &bucketed.to_hex(),
-            pattern_bytes(11, 0, 3000).into(),
-            UploadOptions::default(),
-        )
-        .await
-        .unwrap();
-    let misplaced = mac(12);
-    let wrong_dir = packfiles.child("zz").unwrap();
-    client.create_folder_all(&wrong_dir).await.unwrap();
-    client
-        .upload(
-            &wrong_dir,
-            &misplaced.to_hex(),
-            Bytes::from_static(b"x").into(),
-            UploadOptions::default(),
-        )
-        .await
-        .unwrap();
+    upload(&harness, &root, "CONFIG", Bytes::from_static(CONFIG)).await;
+    let (flat, bucketed, misplaced) = (mac(10), mac(11), mac(12));
+    // A flat packfile as rclone writes it, a bucket-layout one, and a MAC in the wrong bucket.
+    for (mac, folder, body) in [
+        (flat, None, pattern_bytes(10, 0, 5000)),
+        (
+            bucketed,
+            Some(&bucketed.to_hex()[..2]),
+            pattern_bytes(11, 0, 3000),
+        ),
+        (misplaced, Some("zz"), Bytes::from_static(b"x")),
+    ] {
+        let dir = match folder {
+            Some(bucket) => packfiles.child(bucket).unwrap(),
+            None => packfiles.clone(),
+        };
+        upload(&harness, &dir, &mac.to_hex(), body).await;
+    }
 
     let store = store(&harness);
     assert_eq!(store.open().await.unwrap(), Bytes::from_static(CONFIG));
@@ -292,37 +280,17 @@ async fn a_kloset_made_by_rclone_or_a_bucket_layout_is_read_and_written() {
     let mut expected = vec![flat, bucketed];
     expected.sort();
     assert_eq!(listed, expected);
-    verify_pattern(
-        store.get(Resource::Packfile, bucketed, None).await.unwrap(),
-        11,
-        0,
-        3000,
-    )
-    .await
-    .unwrap();
+    assert_get(&store, Resource::Packfile, bucketed, None, 11, 3000).await;
     let range = ByteRange {
         offset: 100,
         length: 50,
     };
-    verify_pattern(
-        store
-            .get(Resource::Packfile, bucketed, Some(range))
-            .await
-            .unwrap(),
-        11,
-        100,
-        50,
-    )
-    .await
-    .unwrap();
+    assert_get(&store, Resource::Packfile, bucketed, Some(range), 11, 50).await;
 
     // The states folder is missing: the first put creates it.
     let state = mac(13);
     assert_eq!(
-        store
-            .put(Resource::State, state, pattern_stream(13, 700))
-            .await
-            .unwrap(),
+        put_pattern(&store, Resource::State, state, 13, 700).await,
         700
     );
     assert_eq!(store.list(Resource::State).await.unwrap(), vec![state]);
@@ -347,14 +315,14 @@ async fn a_broken_incoming_stream_stores_nothing_new() {
     store.create(Bytes::from_static(CONFIG)).await.unwrap();
     // An old version of each object, which a broken overwrite must leave intact.
     for seed in [20u8, 21] {
-        store
-            .put(
-                Resource::Packfile,
-                mac(seed),
-                pattern_stream(100 + u64::from(seed), 3000),
-            )
-            .await
-            .unwrap();
+        put_pattern(
+            &store,
+            Resource::Packfile,
+            mac(seed),
+            100 + u64::from(seed),
+            3000,
+        )
+        .await;
     }
     harness.take_requests();
     for (seed, good) in [(20u8, 1000u64), (21, 5 << 20)] {
@@ -369,24 +337,21 @@ async fn a_broken_incoming_stream_stores_nothing_new() {
             .unwrap_err();
         assert!(err.message().contains("plakar went away"), "{err}");
         // The whole object is received before any upload starts: the break is seen first.
-        let requests = harness.take_requests();
+        let attempted = endpoints(&harness.take_requests());
         assert!(
-            requests.is_empty(),
-            "uploads were attempted: {:?}",
-            endpoints(&requests)
+            attempted.is_empty(),
+            "uploads were attempted: {attempted:?}"
         );
         // Nothing new is readable: the old version stays.
-        verify_pattern(
-            store
-                .get(Resource::Packfile, mac(seed), None)
-                .await
-                .unwrap(),
+        assert_get(
+            &store,
+            Resource::Packfile,
+            mac(seed),
+            None,
             100 + u64::from(seed),
-            0,
             3000,
         )
-        .await
-        .unwrap();
+        .await;
         harness.take_requests();
     }
 }
@@ -404,14 +369,7 @@ async fn a_large_put_that_fails_mid_upload_is_resent_from_the_spool() {
     for (seed, fault) in (40u8..).zip(faults) {
         harness.take_requests();
         harness.emulator().faults().inject(fault);
-        let stored = store
-            .put(
-                Resource::Packfile,
-                mac(seed),
-                pattern_stream(u64::from(seed), len),
-            )
-            .await
-            .unwrap();
+        let stored = put_pattern(&store, Resource::Packfile, mac(seed), u64::from(seed), len).await;
         assert_eq!(stored, len);
         let requests = harness.take_requests();
         assert_eq!(
@@ -420,17 +378,15 @@ async fn a_large_put_that_fails_mid_upload_is_resent_from_the_spool() {
             "one failed attempt and one replay from the spool: {:?}",
             endpoints(&requests)
         );
-        verify_pattern(
-            store
-                .get(Resource::Packfile, mac(seed), None)
-                .await
-                .unwrap(),
+        assert_get(
+            &store,
+            Resource::Packfile,
+            mac(seed),
+            None,
             u64::from(seed),
-            0,
             len,
         )
-        .await
-        .unwrap();
+        .await;
     }
 
     // A missing resource folder: the first attempt is refused, the folder created and the
@@ -441,10 +397,7 @@ async fn a_large_put_that_fails_mid_upload_is_resent_from_the_spool() {
         .await
         .unwrap();
     harness.take_requests();
-    let stored = store
-        .put(Resource::Lock, mac(45), pattern_stream(45, len))
-        .await
-        .unwrap();
+    let stored = put_pattern(&store, Resource::Lock, mac(45), 45, len).await;
     assert_eq!(stored, len);
     let requests = harness.take_requests();
     // The 404 is answered before the 6 MiB body is read; depending on timing the client sees
@@ -460,14 +413,7 @@ async fn a_large_put_that_fails_mid_upload_is_resent_from_the_spool() {
         "{:?}",
         endpoints(&requests)
     );
-    verify_pattern(
-        store.get(Resource::Lock, mac(45), None).await.unwrap(),
-        45,
-        0,
-        len,
-    )
-    .await
-    .unwrap();
+    assert_get(&store, Resource::Lock, mac(45), None, 45, len).await;
 }
 
 #[tokio::test]
@@ -475,10 +421,7 @@ async fn an_upload_cut_off_by_the_network_leaves_the_old_object() {
     let harness = Site::start_emulator().await.unwrap();
     let store = store(&harness);
     store.create(Bytes::from_static(CONFIG)).await.unwrap();
-    store
-        .put(Resource::Lock, mac(30), pattern_stream(30, 2000))
-        .await
-        .unwrap();
+    put_pattern(&store, Resource::Lock, mac(30), 30, 2000).await;
     // Every attempt of the overwrite is cut off: it fails, and the old lock stays intact.
     harness
         .emulator()
@@ -489,26 +432,14 @@ async fn an_upload_cut_off_by_the_network_leaves_the_old_object() {
         .await
         .unwrap_err();
     assert!(err.message().contains(&mac(30).to_hex()), "{err}");
-    verify_pattern(
-        store.get(Resource::Lock, mac(30), None).await.unwrap(),
-        30,
-        0,
-        2000,
-    )
-    .await
-    .unwrap();
+    assert_get(&store, Resource::Lock, mac(30), None, 30, 2000).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_plugin_processes_share_one_kloset() {
     let harness = Site::start_live_or_emulator("storage").await.unwrap();
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_koofr-storage"));
-    let site = KoofrStoreSite::new(
-        harness.client().clone(),
-        harness.plugin_config(&harness.path("kloset").unwrap()),
-        Transport::Binary(binary),
-    )
-    .unwrap();
+    let site = fixture(&harness, Transport::Binary(binary));
     let first = Arc::new(site.connect_remote().await.unwrap());
     let second = Arc::new(site.connect_remote().await.unwrap());
     first.create(Bytes::from_static(CONFIG)).await.unwrap();
@@ -548,14 +479,7 @@ async fn two_plugin_processes_share_one_kloset() {
                 .unwrap();
         }
     }
-    verify_pattern(
-        second.get(Resource::Lock, mac(99), None).await.unwrap(),
-        99,
-        0,
-        4096,
-    )
-    .await
-    .unwrap();
+    assert_get(&*second, Resource::Lock, mac(99), None, 99, 4096).await;
     for store in [first, second] {
         assert_eq!(store.plugin().shutdown().await.unwrap(), 0);
     }
@@ -570,12 +494,7 @@ async fn peak_rss_while_putting_256_mib_through_the_binary() {
     const LEN: u64 = 256 << 20;
     let harness = Site::start_emulator().await.unwrap();
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_koofr-storage"));
-    let site = KoofrStoreSite::new(
-        harness.client().clone(),
-        harness.plugin_config(&harness.path("kloset").unwrap()),
-        Transport::Binary(binary),
-    )
-    .unwrap();
+    let site = fixture(&harness, Transport::Binary(binary));
     let remote = site.connect_remote().await.unwrap();
     let pid = remote.plugin().pid().expect("a child process");
     remote.create(Bytes::from_static(CONFIG)).await.unwrap();
@@ -588,10 +507,7 @@ async fn peak_rss_while_putting_256_mib_through_the_binary() {
             .unwrap()
     };
     let before = vm_hwm();
-    let written = remote
-        .put(Resource::Packfile, mac(1), pattern_stream(7, LEN))
-        .await
-        .unwrap();
+    let written = put_pattern(&remote, Resource::Packfile, mac(1), 7, LEN).await;
     assert_eq!(written, LEN);
     let after_put = vm_hwm();
     let stream = remote.get(Resource::Packfile, mac(1), None).await.unwrap();

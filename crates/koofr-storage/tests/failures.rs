@@ -13,7 +13,7 @@ use kloset_plugin::suites::pattern_stream;
 use kloset_plugin::{Mac, Resource, Store};
 use koofr_emulator::FaultRule;
 use koofr_storage::layout::Layout;
-use koofr_testkit::Site;
+use koofr_testkit::{Site, count_status};
 
 const BIN: &str = env!("CARGO_BIN_EXE_koofr-storage");
 
@@ -26,20 +26,10 @@ async fn spawn(config: HashMap<String, String>) -> RemoteStore {
         .expect("Init makes no request, so it succeeds")
 }
 
-fn refused(h: &Site) -> usize {
-    h.emulator()
-        .requests()
-        .iter()
-        .filter(|r| r.status == 401)
-        .count()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_is_one_refused_request_and_one_clear_error() {
     let h = Site::start_emulator().await.unwrap();
-    let mut config = h.plugin_config(&h.path("kloset").unwrap());
-    config.insert("password".to_owned(), "WRONG".to_owned());
-    let store = spawn(config).await;
+    let store = spawn(h.wrong_password_config(&h.path("kloset").unwrap())).await;
     h.take_requests();
     let err = store.open().await.unwrap_err();
     assert!(
@@ -59,7 +49,8 @@ async fn a_wrong_password_is_one_refused_request_and_one_clear_error() {
     ] {
         assert!(err.message().contains("authentication failed"), "{err}");
     }
-    assert_eq!(refused(&h), 1, "{:?}", h.emulator().requests());
+    let requests = h.requests();
+    assert_eq!(count_status(&requests, 401), 1, "{requests:?}");
     assert!(!err.message().contains("WRONG"), "{err}");
     assert_eq!(store.plugin().shutdown().await.unwrap(), 0);
 }
@@ -67,23 +58,10 @@ async fn a_wrong_password_is_one_refused_request_and_one_clear_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_endpoint_fails_after_three_attempts_naming_the_cause() {
     let h = Site::start_emulator().await.unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut config = h.plugin_config(&h.path("kloset").unwrap());
-    config.insert("endpoint".to_owned(), format!("http://127.0.0.1:{port}"));
-    config.insert("retries".to_owned(), "8".to_owned());
+    let (config, gave_up) = h.refused_endpoint_config(&h.path("kloset").unwrap());
     let store = spawn(config).await;
     let err = store.open().await.unwrap_err();
-    let text = err.message();
-    assert!(
-        text.contains(&format!(
-            "cannot connect to http://127.0.0.1:{port}: connection refused"
-        )) && text.contains("[gave up after 3 attempts]"),
-        "{text}"
-    );
+    assert!(err.message().contains(&gave_up), "{err}");
     assert_eq!(
         err.kind(),
         kloset_plugin::ConnectorErrorKind::Unavailable,

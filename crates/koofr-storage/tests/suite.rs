@@ -8,9 +8,9 @@ use std::path::PathBuf;
 
 use kloset_plugin::Protocol;
 use kloset_plugin::suites::{StoreCapabilities, run_store_suite};
-use koofr_emulator::FaultRule;
+use koofr_emulator::{FaultRule, Faults};
 use koofr_storage::testkit::{KoofrStoreSite, Transport};
-use koofr_testkit::Site;
+use koofr_testkit::{Site, count_status};
 
 fn binary() -> Transport {
     Transport::Binary(PathBuf::from(env!("CARGO_BIN_EXE_koofr-storage")))
@@ -110,117 +110,120 @@ async fn store_suite_through_the_binary_v1_protocol() {
     harness.finish().await.unwrap();
 }
 
+/// The endpoints a store's operations use, most used first.
+const TRANSFERS: [&str; 6] = [
+    "files/put",
+    "files/get",
+    "files/listrecursive",
+    "files/remove",
+    "files/folder",
+    "files/info",
+];
+
+/// Injects `rule(endpoint).skip(skip)` for every endpoint of `endpoints` and skip of `skips`.
+fn inject_each(
+    faults: &Faults,
+    endpoints: &[&str],
+    skips: &[u32],
+    rule: impl Fn(&str) -> FaultRule,
+) {
+    for endpoint in endpoints {
+        for &skip in skips {
+            faults.inject(rule(endpoint).skip(skip));
+        }
+    }
+}
+
+/// Runs the suite ([`under_faults`]) on the emulator of `test` while it injects the faults
+/// `inject` sets up; with `status`, asserts that at least ten requests were answered it (0: a
+/// dropped connection), so that the faults did apply.
+async fn run_suite_under(
+    test: &str,
+    label: &str,
+    transport: Transport,
+    inject: impl FnOnce(&Faults),
+    status: Option<u16>,
+) {
+    let harness = Site::start_emulator_only(test).await.unwrap();
+    inject(&harness.emulator().faults());
+    run_suite(&harness, label, transport, under_faults()).await;
+    if let Some(status) = status {
+        let answered = count_status(&harness.requests(), status);
+        assert!(
+            answered >= 10,
+            "only {answered} requests were answered {status}: the faults did not apply"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_suite_with_random_server_errors() {
-    let harness = Site::start_emulator_only("store_suite_with_random_server_errors")
-        .await
-        .unwrap();
     // Seeded, so reproducible: one request in ten answers 503, on every endpoint.
-    harness.emulator().faults().set_failure_rate(None, 0.1);
-    run_suite(&harness, "binary with 10% 503s", binary(), under_faults()).await;
-    let failed = harness
-        .emulator()
-        .requests()
-        .iter()
-        .filter(|r| r.status == 503)
-        .count();
-    assert!(
-        failed >= 10,
-        "only {failed} requests got a 503: the faults did not apply"
-    );
+    let inject = |faults: &Faults| faults.set_failure_rate(None, 0.1);
+    run_suite_under(
+        "store_suite_with_random_server_errors",
+        "binary with 10% 503s",
+        binary(),
+        inject,
+        Some(503),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_suite_with_throttling() {
-    let harness = Site::start_emulator_only("store_suite_with_throttling")
-        .await
-        .unwrap();
-    let faults = harness.emulator().faults();
-    for endpoint in [
-        "files/put",
-        "files/get",
-        "files/listrecursive",
-        "files/remove",
-        "files/folder",
-    ] {
-        for skip in [0, 9, 31] {
-            faults.inject(FaultRule::status(endpoint, 429).retry_after(1).skip(skip));
-        }
-    }
-    run_suite(
-        &harness,
+    let inject = |faults: &Faults| {
+        let rule = |endpoint: &str| FaultRule::status(endpoint, 429).retry_after(1);
+        inject_each(faults, &TRANSFERS[..5], &[0, 9, 31], rule);
+    };
+    run_suite_under(
+        "store_suite_with_throttling",
         "in-process with 429 + Retry-After",
         Transport::Direct,
-        under_faults(),
+        inject,
+        Some(429),
     )
     .await;
-    let throttled = harness
-        .emulator()
-        .requests()
-        .iter()
-        .filter(|r| r.status == 429)
-        .count();
-    assert!(
-        throttled >= 10,
-        "only {throttled} requests were throttled: the faults did not apply"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_suite_with_dropped_connections() {
-    let harness = Site::start_emulator_only("store_suite_with_dropped_connections")
-        .await
-        .unwrap();
-    let faults = harness.emulator().faults();
-    for endpoint in [
-        "files/put",
-        "files/get",
-        "files/listrecursive",
-        "files/remove",
-        "files/folder",
-        "files/info",
-    ] {
-        for skip in [0, 4, 17, 40] {
-            faults.inject(FaultRule::drop_connection(endpoint).skip(skip));
+    let inject = |faults: &Faults| {
+        inject_each(
+            faults,
+            &TRANSFERS,
+            &[0, 4, 17, 40],
+            FaultRule::drop_connection,
+        );
+        for (skip, after) in [(2, 0), (11, 100_000), (25, 1_500_000)] {
+            faults.inject(FaultRule::abort_upload(after).skip(skip));
         }
-    }
-    for (skip, after) in [(2, 0), (11, 100_000), (25, 1_500_000)] {
-        faults.inject(FaultRule::abort_upload(after).skip(skip));
-    }
-    run_suite(
-        &harness,
+    };
+    run_suite_under(
+        "store_suite_with_dropped_connections",
         "binary with dropped connections",
         binary(),
-        under_faults(),
+        inject,
+        Some(0),
     )
     .await;
-    let dropped = harness
-        .emulator()
-        .requests()
-        .iter()
-        .filter(|r| r.status == 0)
-        .count();
-    assert!(
-        dropped >= 10,
-        "only {dropped} connections were dropped: the faults did not apply"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_suite_with_truncated_bodies() {
-    let harness = Site::start_emulator_only("store_suite_with_truncated_bodies")
-        .await
-        .unwrap();
-    let faults = harness.emulator().faults();
-    for (skip, after) in [(0, 0), (3, 10), (8, 70_000), (15, 1_200_000), (30, 5)] {
-        faults.inject(FaultRule::truncate_body("files/get", after).skip(skip));
-        faults.inject(FaultRule::truncate_body("files/listrecursive", after.min(300)).skip(skip));
-    }
-    run_suite(
-        &harness,
+    let inject = |faults: &Faults| {
+        for (skip, after) in [(0, 0), (3, 10), (8, 70_000), (15, 1_200_000), (30, 5)] {
+            faults.inject(FaultRule::truncate_body("files/get", after).skip(skip));
+            faults
+                .inject(FaultRule::truncate_body("files/listrecursive", after.min(300)).skip(skip));
+        }
+    };
+    run_suite_under(
+        "store_suite_with_truncated_bodies",
         "in-process with truncated bodies",
         Transport::Direct,
-        under_faults(),
+        inject,
+        None,
     )
     .await;
 }

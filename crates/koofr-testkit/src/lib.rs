@@ -7,7 +7,8 @@
 //! * [`live`]: the real Koofr account of live runs, read from `KOOFR_ENDPOINT` with
 //!   `KOOFR_ACCESS_TOKEN` or with `KOOFR_USERNAME` and `KOOFR_PASSWORD`, and optionally
 //!   `KOOFR_API_VERSION`; secrets never in `Debug`.
-//! * [`requests`]: counting the emulator's request log by endpoint and by folder.
+//! * [`requests`]: counting the emulator's request log by endpoint, by folder and by status.
+//! * [`init`]: plugin `Init` maps for the config parsers' unit tests.
 //! * [`data`]: the workspace's one generator of test bytes, and collecting byte streams.
 //!
 //! ```no_run
@@ -28,11 +29,13 @@
 //! ```
 
 pub mod data;
+pub mod init;
 pub mod live;
 pub mod requests;
 pub mod site;
 
 pub use data::{collect, content, content_chunks};
+pub use init::{INIT_PASSWORD, init_map};
 pub use live::{LiveAuth, LiveCredentials};
-pub use requests::{count, count_below};
-pub use site::{EmulatorOptions, RemoteEntry, Site, emulator_config, test_retry};
+pub use requests::{count, count_below, count_status};
+pub use site::{EmulatorOptions, RemoteEntry, Site, emulator_config, refused_endpoint, test_retry};

@@ -1,4 +1,5 @@
-//! Counting the emulator's request log: by endpoint, and by endpoint below a folder.
+//! Counting the emulator's request log: by endpoint, by endpoint below a folder, and by status;
+//! and [`record`], one entry of such a log for tests of what reads it.
 
 use koofr_emulator::RequestRecord;
 
@@ -22,21 +23,30 @@ pub fn count_below(requests: &[RequestRecord], endpoint: &str, folder: &str) -> 
         .count()
 }
 
+/// How many of `requests` were answered `status` (0: the connection was dropped).
+pub fn count_status(requests: &[RequestRecord], status: u16) -> usize {
+    requests.iter().filter(|r| r.status == status).count()
+}
+
+/// A `GET` of `path` on `endpoint` answered 200 with no body, as the emulator logs it.
+pub fn record(endpoint: &'static str, path: &str) -> RequestRecord {
+    RequestRecord {
+        method: "GET".into(),
+        endpoint,
+        path: Some(path.into()),
+        api_version: "v2",
+        status: 200,
+        bytes_in: 0,
+        bytes_out: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn counts_by_endpoint_and_below_a_folder_only() {
-        let record = |endpoint: &'static str, path: &str| RequestRecord {
-            method: "GET".into(),
-            endpoint,
-            path: Some(path.into()),
-            api_version: "v2",
-            status: 200,
-            bytes_in: 0,
-            bytes_out: 0,
-        };
         let log = vec![
             record("files/get", "/test/kloset/packfiles/ab"),
             record("files/get", "/test/kloset"),
@@ -47,5 +57,17 @@ mod tests {
         assert_eq!(count_below(&log, "files/get", "/test/kloset"), 2);
         assert_eq!(count_below(&log, "files/get", "/test/kloset/"), 2);
         assert_eq!(count_below(&log, "files/put", "/test/kloset"), 1);
+    }
+
+    #[test]
+    fn counts_by_status() {
+        let refused = RequestRecord {
+            status: 401,
+            ..record("mount", "/")
+        };
+        let log = vec![refused.clone(), record("mount", "/"), refused];
+        assert_eq!(count_status(&log, 401), 2);
+        assert_eq!(count_status(&log, 200), 1);
+        assert_eq!(count_status(&log, 500), 0);
     }
 }

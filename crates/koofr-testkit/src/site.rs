@@ -1,6 +1,7 @@
 //! Where a test or a run happens: the in-process emulator (default) or a fresh random folder on
 //! real Koofr; gives a retrying client, paths below the base folder, plugin config maps and
-//! `plakar … add` arguments, the request log, listings and the account's secret.
+//! `plakar … add` arguments (also with a wrong password or a refused endpoint), the request log,
+//! listings and the account's secret.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -19,6 +20,13 @@ const PLUGIN_RETRIES: &str = "8";
 /// The retry policy of clients on the emulator: millisecond backoffs, four attempts.
 pub fn test_retry() -> RetryPolicy {
     RetryPolicy::fast_for_tests(4)
+}
+
+/// `http://127.0.0.1:<port>` on a port just bound and released: an endpoint nothing listens on.
+pub fn refused_endpoint() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let port = listener.local_addr().expect("the bound port").port();
+    format!("http://127.0.0.1:{port}")
 }
 
 /// A Basic-auth client config for `emulator`, with [`test_retry`].
@@ -217,6 +225,29 @@ impl Site {
         let mut map = self.entry_map();
         map.insert("location".to_owned(), format!("koofr://{location}"));
         map
+    }
+
+    /// [`Site::plugin_config`] for `location` with a password Koofr refuses.
+    pub fn wrong_password_config(&self, location: &KoofrPath) -> HashMap<String, String> {
+        let mut map = self.plugin_config(location);
+        map.insert("password".to_owned(), "WRONG".to_owned());
+        map
+    }
+
+    /// [`Site::plugin_config`] for `location` with an endpoint nothing listens on and 8 retries
+    /// allowed (so that giving up sooner is the connecting limit, not the setting); and the
+    /// message a connector gives when it gives up on that endpoint.
+    pub fn refused_endpoint_config(
+        &self,
+        location: &KoofrPath,
+    ) -> (HashMap<String, String>, String) {
+        let endpoint = refused_endpoint();
+        let mut map = self.plugin_config(location);
+        map.insert("endpoint".to_owned(), endpoint.clone());
+        map.insert("retries".to_owned(), "8".to_owned());
+        let message =
+            format!("cannot connect to {endpoint}: connection refused [gave up after 3 attempts]");
+        (map, message)
     }
 
     /// The account keys of a Plakar entry on this site (endpoint, credential, API version when

@@ -13,6 +13,16 @@ pub struct Baseline {
     pub time: Duration,
 }
 
+impl Baseline {
+    /// The baseline `label` that took `time`.
+    pub fn new(label: impl Into<String>, time: Duration) -> Baseline {
+        Baseline {
+            label: label.into(),
+            time,
+        }
+    }
+}
+
 /// A target of the issue, checked on the row's numbers.
 #[derive(Debug, Clone)]
 pub struct Check {

@@ -190,6 +190,24 @@ fn fail_on_records(phase: &str, failures: &[(String, String)]) -> anyhow::Result
     )
 }
 
+/// The phase `seed`: `spec`'s tree generated and written into the source folder; its manifest.
+pub(crate) async fn seed_phase(
+    site: &Site,
+    locations: &Locations,
+    spec: &TreeSpec,
+    progress: &Progress,
+) -> anyhow::Result<(Manifest, PhaseSummary)> {
+    let tree = generate(spec);
+    site.clear_requests();
+    let t = Instant::now();
+    let manifest = seed(site, &locations.source, &tree, progress)
+        .await
+        .context("phase seed")?;
+    let (files, bytes) = (manifest.files.len() as u64, manifest.total_bytes());
+    let phase = PhaseSummary::ended(site, "seed", files, bytes, t);
+    Ok((manifest, phase))
+}
+
 /// Seeds `spec` on the site, then create → backup → restore → verify → backup again, timing
 /// each phase and recording its requests; fails (naming the phase and the file) on any problem.
 pub async fn run_demo(
@@ -201,32 +219,10 @@ pub async fn run_demo(
     let locations = Locations::under(site)?;
     let mut phases = Vec::new();
     let mut processes = Vec::new();
-    let phase = |name: &'static str, files: u64, bytes: u64, since: Instant| {
-        let requests = site.requests();
-        site.clear_requests();
-        PhaseSummary {
-            name,
-            files,
-            bytes,
-            duration: since.elapsed(),
-            // Verification compares Koofr's MD5s and metadata; it moves no content.
-            transferred: name != "verify",
-            requests,
-        }
-    };
+    let phase = |name, files, bytes, since| PhaseSummary::ended(site, name, files, bytes, since);
 
-    let tree = generate(spec);
-    site.clear_requests();
-    let t = Instant::now();
-    let manifest = seed(site, &locations.source, &tree, &options.progress)
-        .await
-        .context("phase seed")?;
-    phases.push(phase(
-        "seed",
-        manifest.files.len() as u64,
-        manifest.total_bytes(),
-        t,
-    ));
+    let (manifest, seeded) = seed_phase(site, &locations, spec, &options.progress).await?;
+    phases.push(seeded);
 
     let t = Instant::now();
     let config = kloset_config(options.packfile_bytes);

@@ -94,14 +94,11 @@ pub async fn backup(bench: &Bench) -> anyhow::Result<Vec<Row>> {
             size >> 10
         ),
         ours,
-        naive: Some(Baseline {
-            label: "files/get 1 at a time".to_owned(),
-            time: naive,
-        }),
-        limit: Some(Baseline {
-            label: format!("files/get ×{PLAKAR_CONCURRENCY}, paths known"),
-            time: limit,
-        }),
+        naive: Some(Baseline::new("files/get 1 at a time", naive)),
+        limit: Some(Baseline::new(
+            format!("files/get ×{PLAKAR_CONCURRENCY}, paths known"),
+            limit,
+        )),
         requests: format!(
             "{} ({:.2} files/get per file)",
             describe(&log),

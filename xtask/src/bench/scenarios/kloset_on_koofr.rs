@@ -128,10 +128,10 @@ pub async fn kloset_on_koofr(bench: &Bench, tools: &PlakarBench) -> anyhow::Resu
                 ),
                 ours: ours.time(),
                 naive: if index == 1 { restore_off.take() } else { None },
-                limit: Some(Baseline {
-                    label: "the same on a local filesystem kloset".to_owned(),
-                    time: base.time(),
-                }),
+                limit: Some(Baseline::new(
+                    "the same on a local filesystem kloset",
+                    base.time(),
+                )),
                 requests: if gets > 0 {
                     format!("{} ({gets} files/get)", describe(&ours.log))
                 } else {

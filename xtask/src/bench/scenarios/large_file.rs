@@ -1,11 +1,11 @@
 //! Scenario 4: one large file up through the exporter and down through the importer (disk
 //! backend), against one raw stream each way; peak memory stays bounded.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use futures::{StreamExt, TryStreamExt};
-use kloset_plugin::{ByteStream, Exporter, FileInfo, Importer, time_from_unix_millis};
+use kloset_plugin::{ByteStream, Exporter, FileInfo, Importer, Record, time_from_unix_millis};
 
 use crate::bench::report::{Baseline, Check, Row};
 
@@ -68,13 +68,7 @@ pub async fn large_file(bench: &Bench) -> anyhow::Result<Vec<Row>> {
 
     eprintln!("[4] large file: koofr-importer");
     let importer = start_importer(bench, &site, &ours_root).await?;
-    let records: Vec<_> = importer
-        .scan()
-        .await
-        .context("importer Scan")?
-        .try_collect()
-        .await
-        .context("importer Scan")?;
+    let records = scan(&importer).await?;
     ensure!(
         records.iter().any(|r| r.pathname.ends_with("/large.bin")),
         "the scan did not list large.bin"
@@ -85,13 +79,7 @@ pub async fn large_file(bench: &Bench) -> anyhow::Result<Vec<Row>> {
         .map(|r| r.pathname.clone())
         .unwrap_or_default();
     site.clear_requests();
-    let started = Instant::now();
-    let stream = importer
-        .open(&pathname)
-        .await
-        .with_context(|| format!("importer Open {pathname}"))?;
-    let (read, chunks) = drain(stream, &pathname).await?;
-    let down = started.elapsed();
+    let (read, chunks, down) = timed_read(&importer, &pathname).await?;
     let down_log = site.requests();
     importer.close().await.context("importer Close")?;
     let down_peak = end_plugin("importer", importer.plugin()).await?;
@@ -112,20 +100,8 @@ pub async fn large_file(bench: &Bench) -> anyhow::Result<Vec<Row>> {
     eprintln!("[4] large file: koofr-importer, MD5 omitted by the emulator (profiling)");
     emu.faults().omit_hash(ours_root.as_str());
     let importer = start_importer(bench, &site, &ours_root).await?;
-    let _records: Vec<_> = importer
-        .scan()
-        .await
-        .context("importer Scan")?
-        .try_collect()
-        .await
-        .context("importer Scan")?;
-    let started = Instant::now();
-    let stream = importer
-        .open(&pathname)
-        .await
-        .with_context(|| format!("importer Open {pathname}"))?;
-    let (unverified_read, _) = drain(stream, &pathname).await?;
-    let down_unverified = started.elapsed();
+    scan(&importer).await?;
+    let (unverified_read, _, down_unverified) = timed_read(&importer, &pathname).await?;
     importer.close().await.context("importer Close")?;
     let unverified_cost = end_plugin("importer", importer.plugin()).await?;
     ensure!(
@@ -143,10 +119,7 @@ pub async fn large_file(bench: &Bench) -> anyhow::Result<Vec<Row>> {
             operation: format!("{} file up (Export)", mib(size)),
             ours: up,
             naive: None,
-            limit: Some(Baseline {
-                label: "one raw files/put stream".to_owned(),
-                time: raw_up,
-            }),
+            limit: Some(Baseline::new("one raw files/put stream", raw_up)),
             requests: describe(&up_log),
             peak_rss_kib: up_peak.peak_kib,
             plugin_cpu: up_peak.cpu,
@@ -160,10 +133,7 @@ pub async fn large_file(bench: &Bench) -> anyhow::Result<Vec<Row>> {
             operation: format!("{} file down (Open)", mib(size)),
             ours: down,
             naive: None,
-            limit: Some(Baseline {
-                label: "one raw files/get stream".to_owned(),
-                time: raw_down,
-            }),
+            limit: Some(Baseline::new("one raw files/get stream", raw_down)),
             requests: format!(
                 "{}; {chunks} chunks of {:.0} KiB on average to the host",
                 describe(&down_log),
@@ -184,14 +154,32 @@ pub async fn large_file(bench: &Bench) -> anyhow::Result<Vec<Row>> {
             ),
             ours: down_unverified,
             naive: None,
-            limit: Some(Baseline {
-                label: "one raw files/get stream".to_owned(),
-                time: raw_down,
-            }),
+            limit: Some(Baseline::new("one raw files/get stream", raw_down)),
             requests: "1 (files/get ×1)".to_owned(),
             peak_rss_kib: unverified_cost.peak_kib,
             plugin_cpu: unverified_cost.cpu,
             checks: Vec::new(),
         },
     ])
+}
+
+/// The records of a whole scan of `importer`.
+async fn scan(importer: &impl Importer) -> anyhow::Result<Vec<Record>> {
+    let records = importer.scan().await.context("importer Scan")?;
+    records.try_collect().await.context("importer Scan")
+}
+
+/// Opens and reads `pathname` through `importer`: the bytes and chunks read, and how long that
+/// took.
+async fn timed_read(
+    importer: &impl Importer,
+    pathname: &str,
+) -> anyhow::Result<(u64, u64, Duration)> {
+    let started = Instant::now();
+    let stream = importer
+        .open(pathname)
+        .await
+        .with_context(|| format!("importer Open {pathname}"))?;
+    let (read, chunks) = drain(stream, pathname).await?;
+    Ok((read, chunks, started.elapsed()))
 }

@@ -145,10 +145,10 @@ pub async fn plakar_1_0(bench: &Bench, tools: &PlakarBench) -> anyhow::Result<Ve
         ),
         ours: restore.time(),
         naive: Some(read_ahead_off(restore_off.time())),
-        limit: Some(Baseline {
-            label: "the same on a local filesystem kloset".to_owned(),
-            time: restore_disk.time(),
-        }),
+        limit: Some(Baseline::new(
+            "the same on a local filesystem kloset",
+            restore_disk.time(),
+        )),
         requests: format!("{} ({gets} files/get)", describe(&restore.log)),
         peak_rss_kib: restore.peak_kib(),
         plugin_cpu: restore.plugin_cpu(),

@@ -130,14 +130,11 @@ pub async fn restore(bench: &Bench) -> anyhow::Result<Vec<Row>> {
             size >> 10
         ),
         ours,
-        naive: Some(Baseline {
-            label: "files/put 1 at a time".to_owned(),
-            time: naive,
-        }),
-        limit: Some(Baseline {
-            label: format!("files/put ×{PLUGIN_CONCURRENCY}"),
-            time: limit,
-        }),
+        naive: Some(Baseline::new("files/put 1 at a time", naive)),
+        limit: Some(Baseline::new(
+            format!("files/put ×{PLUGIN_CONCURRENCY}"),
+            limit,
+        )),
         requests: format!(
             "{} ({:.2} files/put per file)",
             describe(&log),

@@ -74,14 +74,11 @@ pub async fn scan(bench: &Bench) -> anyhow::Result<Vec<Row>> {
         scenario: 1,
         operation: format!("scan {files} files in {folders} folders (importer Import)"),
         ours,
-        naive: Some(Baseline {
-            label: format!("files/list walk, 1 at a time, {walk_requests} requests"),
-            time: walk,
-        }),
-        limit: Some(Baseline {
-            label: "one raw files/listrecursive".to_owned(),
-            time: limit,
-        }),
+        naive: Some(Baseline::new(
+            format!("files/list walk, 1 at a time, {walk_requests} requests"),
+            walk,
+        )),
+        limit: Some(Baseline::new("one raw files/listrecursive", limit)),
         requests: describe(&log),
         peak_rss_kib: peak.peak_kib,
         plugin_cpu: peak.cpu,

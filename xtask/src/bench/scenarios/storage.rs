@@ -172,10 +172,10 @@ pub async fn storage(bench: &Bench) -> anyhow::Result<Vec<Row>> {
             ),
             ours: ours_put,
             naive: None,
-            limit: Some(Baseline {
-                label: format!("raw files/put ×{PLUGIN_CONCURRENCY}"),
-                time: raw_put,
-            }),
+            limit: Some(Baseline::new(
+                format!("raw files/put ×{PLUGIN_CONCURRENCY}"),
+                raw_put,
+            )),
             requests: describe(&put_log),
             peak_rss_kib: None,
             plugin_cpu: put_cpu,
@@ -192,10 +192,10 @@ pub async fn storage(bench: &Bench) -> anyhow::Result<Vec<Row>> {
             ),
             ours: ours_get,
             naive: None,
-            limit: Some(Baseline {
-                label: format!("raw ranged files/get ×{PLUGIN_CONCURRENCY}"),
-                time: raw_get,
-            }),
+            limit: Some(Baseline::new(
+                format!("raw ranged files/get ×{PLUGIN_CONCURRENCY}"),
+                raw_get,
+            )),
             requests: describe(&get_log),
             peak_rss_kib: peak.peak_kib,
             // The same process did the puts: count only what it spent since.
