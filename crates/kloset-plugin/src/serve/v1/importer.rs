@@ -9,7 +9,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status};
 
-use super::Session;
+use super::{Session, answer_close};
 use crate::Importer;
 use crate::pb::plakar::connectors::FileInfo;
 use crate::pb::v1::importer as pb;
@@ -150,10 +150,7 @@ impl<I: Importer> ImporterRpc for ImporterService<I> {
     }
 
     async fn close(&self, request: Request<Cookie>) -> Result<Response<()>, Status> {
-        self.session
-            .get(&request.into_inner().cookie)?
-            .close()
-            .await?;
-        Ok(Response::new(()))
+        let importer = self.session.get(&request.into_inner().cookie)?;
+        answer_close(importer.close().await)
     }
 }

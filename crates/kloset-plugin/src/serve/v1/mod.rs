@@ -36,6 +36,12 @@ fn new_cookie() -> String {
     hex::encode(raw)
 }
 
+/// The answer to `Close`, once the connector closed.
+fn answer_close(closed: crate::Result<()>) -> Result<tonic::Response<()>, Status> {
+    closed?;
+    Ok(tonic::Response::new(()))
+}
+
 /// The connector built by `Init`, and the cookie that proves a request belongs to it.
 pub(crate) struct Session<C> {
     slot: ConnectorSlot<C>,

@@ -5,7 +5,7 @@ use futures::StreamExt;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::Session;
+use super::{Session, answer_close};
 use crate::Store;
 use crate::pb::plakar::connectors::{BytesWritten, Config, Mode, Size};
 use crate::pb::v1::session::Cookie;
@@ -116,11 +116,8 @@ impl<S: Store> StoreRpc for StoreService<S> {
     }
 
     async fn close(&self, request: Request<Cookie>) -> Result<Response<()>, Status> {
-        self.session
-            .get(&request.into_inner().cookie)?
-            .close()
-            .await?;
-        Ok(Response::new(()))
+        let store = self.session.get(&request.into_inner().cookie)?;
+        answer_close(store.close().await)
     }
 
     async fn get_location(
