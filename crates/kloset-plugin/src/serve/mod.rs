@@ -190,7 +190,7 @@ pub async fn serve_store_as<S: crate::Store>(
 ) -> ExitCode {
     let factory: Factory<S> = Arc::new(factory);
     let routes = match protocol {
-        Protocol::V1 => v1::StoreService::router(factory),
+        Protocol::V1 => v1::store_router(factory),
         Protocol::V2 => StoreService::router(factory),
     };
     transport::serve_stdio(routes).await
@@ -209,7 +209,7 @@ pub async fn serve_importer_as<I: crate::Importer>(
 ) -> ExitCode {
     let factory: Factory<I> = Arc::new(factory);
     let routes = match protocol {
-        Protocol::V1 => v1::ImporterService::router(factory),
+        Protocol::V1 => v1::importer_router(factory),
         Protocol::V2 => ImporterService::router(factory),
     };
     transport::serve_stdio(routes).await
@@ -281,7 +281,7 @@ pub async fn serve_store_v1_on<S: crate::Store>(
     io: impl Pipe,
     factory: impl ConnectorFactory<S>,
 ) -> Result<(), TransportError> {
-    transport::serve_io(io, v1::StoreService::router(Arc::new(factory))).await
+    transport::serve_io(io, v1::store_router(Arc::new(factory))).await
 }
 
 /// Serves an importer in protocol v1 on any byte pipe until it reaches EOF.
@@ -289,7 +289,7 @@ pub async fn serve_importer_v1_on<I: crate::Importer>(
     io: impl Pipe,
     factory: impl ConnectorFactory<I>,
 ) -> Result<(), TransportError> {
-    transport::serve_io(io, v1::ImporterService::router(Arc::new(factory))).await
+    transport::serve_io(io, v1::importer_router(Arc::new(factory))).await
 }
 
 /// Serves an exporter in protocol v1 on any byte pipe until it reaches EOF (of `pipeline`, only
