@@ -63,10 +63,10 @@ pub use error::{ConnectorError, ConnectorErrorKind, Result};
 pub use path::safe_relative_path;
 pub use protocol::{PROTOCOL_ARG, Protocol, UsageError};
 pub use serve::{
-    ExportPipeline, MAX_LIST_MACS, TransportError, init_logging, serve_exporter, serve_exporter_as,
-    serve_exporter_on, serve_exporter_v1_on, serve_exporter_with, serve_importer,
-    serve_importer_as, serve_importer_on, serve_importer_v1_on, serve_store, serve_store_as,
-    serve_store_on, serve_store_v1_on,
+    ConnectorFactory, ExportPipeline, MAX_LIST_MACS, Pipe, TransportError, init_logging,
+    serve_exporter, serve_exporter_as, serve_exporter_on, serve_exporter_v1_on,
+    serve_exporter_with, serve_importer, serve_importer_as, serve_importer_on,
+    serve_importer_v1_on, serve_store, serve_store_as, serve_store_on, serve_store_v1_on,
 };
 pub use types::{
     ByteRange, FileInfo, FileMode, InitContext, LocationFlags, LocationInfo, Mac, Options, Record,

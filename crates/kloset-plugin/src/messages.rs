@@ -6,76 +6,45 @@ use crate::pb;
 use crate::pb::plakar::connectors;
 use crate::types::{InitContext, LocationInfo, Options};
 
-impl From<connectors::Options> for Options {
-    fn from(o: connectors::Options) -> Options {
-        Options {
-            hostname: o.hostname,
-            os: o.os,
-            arch: o.arch,
-            cwd: o.cwd,
-            max_concurrency: o.maxconcurrency,
-            excludes: o.excludes,
-            no_xattr: o.noxattr,
-        }
-    }
+/// Both ways between [`Options`] and each options message, `wire: ours` for the fields it holds;
+/// the fields a message lacks (protocol v1 importers get the first five options, exporters the
+/// concurrency only) take their defaults.
+macro_rules! options_conversions {
+    ($($message:ty { $($wire:ident: $ours:ident),+ })+) => {
+        $(
+            // The update is needless for the one message that holds every field.
+            #[allow(clippy::needless_update)]
+            impl From<$message> for Options {
+                fn from(o: $message) -> Options {
+                    Options {
+                        $($ours: o.$wire,)+
+                        ..Options::default()
+                    }
+                }
+            }
+
+            // Some fields are `Copy`, some not: one clone for all.
+            #[allow(clippy::clone_on_copy)]
+            impl From<&Options> for $message {
+                fn from(o: &Options) -> Self {
+                    Self {
+                        $($wire: o.$ours.clone(),)+
+                    }
+                }
+            }
+        )+
+    };
 }
 
-impl From<&Options> for connectors::Options {
-    fn from(o: &Options) -> Self {
-        Self {
-            hostname: o.hostname.clone(),
-            os: o.os.clone(),
-            arch: o.arch.clone(),
-            cwd: o.cwd.clone(),
-            maxconcurrency: o.max_concurrency,
-            excludes: o.excludes.clone(),
-            noxattr: o.no_xattr,
-        }
+options_conversions! {
+    connectors::Options {
+        hostname: hostname, os: os, arch: arch, cwd: cwd, maxconcurrency: max_concurrency,
+        excludes: excludes, noxattr: no_xattr
     }
-}
-
-/// Protocol v1 importers get the first five options (no excludes, no noxattr).
-impl From<pb::v1::importer::Options> for Options {
-    fn from(o: pb::v1::importer::Options) -> Options {
-        Options {
-            hostname: o.hostname,
-            os: o.os,
-            arch: o.arch,
-            cwd: o.cwd,
-            max_concurrency: o.maxconcurrency,
-            ..Options::default()
-        }
+    pb::v1::importer::Options {
+        hostname: hostname, os: os, arch: arch, cwd: cwd, maxconcurrency: max_concurrency
     }
-}
-
-impl From<&Options> for pb::v1::importer::Options {
-    fn from(o: &Options) -> Self {
-        Self {
-            hostname: o.hostname.clone(),
-            os: o.os.clone(),
-            arch: o.arch.clone(),
-            cwd: o.cwd.clone(),
-            maxconcurrency: o.max_concurrency,
-        }
-    }
-}
-
-/// Protocol v1 exporters get the concurrency only.
-impl From<pb::v1::exporter::Options> for Options {
-    fn from(o: pb::v1::exporter::Options) -> Options {
-        Options {
-            max_concurrency: o.maxconcurrency,
-            ..Options::default()
-        }
-    }
-}
-
-impl From<&Options> for pb::v1::exporter::Options {
-    fn from(o: &Options) -> Self {
-        Self {
-            maxconcurrency: o.max_concurrency,
-        }
-    }
+    pb::v1::exporter::Options { maxconcurrency: max_concurrency }
 }
 
 /// `Init` requests: what a served connector's factory gets ([`InitContext`]) and what the host

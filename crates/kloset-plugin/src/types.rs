@@ -224,37 +224,36 @@ impl fmt::Debug for InitContext {
     }
 }
 
+/// The constants of Go's `io/fs` mode bits, one `NAME = bit, "GoName";` a row.
+macro_rules! go_mode_bits {
+    ($($name:ident = $bit:literal, $go:literal;)*) => {
+        $(
+            #[doc = concat!("`", $go, "`.")]
+            pub const $name: u32 = 1 << $bit;
+        )*
+    };
+}
+
 /// Go `io/fs.FileMode` bits (§8.1): type bits at the top, permissions in the low 9 bits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct FileMode(pub u32);
 
 impl FileMode {
-    /// `ModeDir`.
-    pub const DIR: u32 = 1 << 31;
-    /// `ModeAppend`.
-    pub const APPEND: u32 = 1 << 30;
-    /// `ModeExclusive`.
-    pub const EXCLUSIVE: u32 = 1 << 29;
-    /// `ModeTemporary`.
-    pub const TEMPORARY: u32 = 1 << 28;
-    /// `ModeSymlink`.
-    pub const SYMLINK: u32 = 1 << 27;
-    /// `ModeDevice`.
-    pub const DEVICE: u32 = 1 << 26;
-    /// `ModeNamedPipe`.
-    pub const NAMED_PIPE: u32 = 1 << 25;
-    /// `ModeSocket`.
-    pub const SOCKET: u32 = 1 << 24;
-    /// `ModeSetuid`.
-    pub const SETUID: u32 = 1 << 23;
-    /// `ModeSetgid`.
-    pub const SETGID: u32 = 1 << 22;
-    /// `ModeCharDevice`.
-    pub const CHAR_DEVICE: u32 = 1 << 21;
-    /// `ModeSticky`.
-    pub const STICKY: u32 = 1 << 20;
-    /// `ModeIrregular`.
-    pub const IRREGULAR: u32 = 1 << 19;
+    go_mode_bits! {
+        DIR = 31, "ModeDir";
+        APPEND = 30, "ModeAppend";
+        EXCLUSIVE = 29, "ModeExclusive";
+        TEMPORARY = 28, "ModeTemporary";
+        SYMLINK = 27, "ModeSymlink";
+        DEVICE = 26, "ModeDevice";
+        NAMED_PIPE = 25, "ModeNamedPipe";
+        SOCKET = 24, "ModeSocket";
+        SETUID = 23, "ModeSetuid";
+        SETGID = 22, "ModeSetgid";
+        CHAR_DEVICE = 21, "ModeCharDevice";
+        STICKY = 20, "ModeSticky";
+        IRREGULAR = 19, "ModeIrregular";
+    }
     /// `ModeType`: the bits that make an entry not a regular file.
     pub const TYPE_MASK: u32 = Self::DIR
         | Self::SYMLINK

@@ -272,6 +272,19 @@ mod tests {
             .collect()
     }
 
+    /// A map holding an rclone `other` entry for a local Koofr, and `extra`.
+    fn with_entry(extra: &[(&str, &str)]) -> HashMap<String, String> {
+        let entry = [
+            ("location", "koofr:///Documents"),
+            ("rclone_type", "koofr"),
+            ("rclone_provider", "other"),
+            ("rclone_endpoint", "http://127.0.0.1:8080"),
+            ("rclone_user", "me@example.com"),
+            ("rclone_password", OBSCURED),
+        ];
+        map(&[&entry[..], extra].concat())
+    }
+
     const OBSCURED: &str = "QSEm5XqDkKYVPaGnQcY4mctL-9mB2atMgkQ5i2MQBAH3I9uq";
     const CLEAR: &str = "9fd1kq2z5w7m3r8x0c4v";
 
@@ -321,15 +334,10 @@ mod tests {
 
     #[test]
     fn rclone_keys_become_native_keys() {
-        let (native, warnings) = native_keys(&map(&[
-            ("location", "koofr:///Documents"),
-            ("rclone_type", "koofr"),
-            ("rclone_provider", "other"),
-            ("rclone_endpoint", "http://127.0.0.1:8080"),
-            ("rclone_user", "me@example.com"),
-            ("rclone_password", OBSCURED),
-            ("rclone_mountid", "0b6d4fc2-2ca0-4a57-b0a7-2e1aa8a2a4a8"),
-        ]))
+        let (native, warnings) = native_keys(&with_entry(&[(
+            "rclone_mountid",
+            "0b6d4fc2-2ca0-4a57-b0a7-2e1aa8a2a4a8",
+        )]))
         .unwrap();
         assert_eq!(
             native,
@@ -476,19 +484,8 @@ mod tests {
 
     #[test]
     fn an_imported_entry_configures_the_connectors() {
-        let (config, warnings) = KoofrConfig::from_map(
-            &map(&[
-                ("location", "koofr:///Documents"),
-                ("rclone_type", "koofr"),
-                ("rclone_provider", "other"),
-                ("rclone_endpoint", "http://127.0.0.1:8080"),
-                ("rclone_user", "me@example.com"),
-                ("rclone_password", OBSCURED),
-                ("rclone_setmtime", "false"),
-            ]),
-            &|_| None,
-        )
-        .unwrap();
+        let (config, warnings) =
+            KoofrConfig::from_map(&with_entry(&[("rclone_setmtime", "false")]), &|_| None).unwrap();
         assert_eq!(config.location().as_str(), "/Documents");
         assert_eq!(config.endpoint().as_str(), "http://127.0.0.1:8080/");
         assert_eq!(config.username(), Some("me@example.com"));

@@ -36,39 +36,6 @@ where
     StreamBody::new(stream.map_ok(Frame::data)).boxed_unsync()
 }
 
-/// A streamed body of known length, so hyper announces `Content-Length`.
-pub(crate) fn sized<S>(stream: S, len: u64) -> RespBody
-where
-    S: Stream<Item = Result<Bytes, BoxError>> + Send + 'static,
-{
-    SizedBody {
-        inner: streamed(stream),
-        len,
-    }
-    .boxed_unsync()
-}
-
-struct SizedBody {
-    inner: RespBody,
-    len: u64,
-}
-
-impl Body for SizedBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.len)
-    }
-}
-
 /// The error a cut response body or aborted upload ends with; hyper then closes the connection.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

@@ -14,6 +14,11 @@ impl Drop for ChildGuard {
     }
 }
 
+/// A response's body as JSON.
+async fn json(response: reqwest::Response) -> serde_json::Value {
+    serde_json::from_slice(&response.bytes().await.unwrap()).unwrap()
+}
+
 #[tokio::test]
 async fn binary_prints_endpoint_and_serves_with_faults() {
     let child = Command::new(env!("CARGO_BIN_EXE_koofr-emulator"))
@@ -55,18 +60,9 @@ async fn binary_prints_endpoint_and_serves_with_faults() {
     let first = get("/api/v2/user").await.unwrap();
     assert_eq!(first.status(), 503);
     assert_eq!(first.headers()["retry-after"], "2");
-    let user: serde_json::Value =
-        serde_json::from_slice(&get("/api/v2/user").await.unwrap().bytes().await.unwrap()).unwrap();
+    let user = json(get("/api/v2/user").await.unwrap()).await;
     assert_eq!(user["email"], "bin@example.com");
-    let mount: serde_json::Value = serde_json::from_slice(
-        &get("/api/v2/mounts/primary")
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let mount = json(get("/api/v2/mounts/primary").await.unwrap()).await;
     assert_eq!(mount["spaceTotal"], 5);
     let wrong = http
         .get(format!("{endpoint}/api/v2/user"))
@@ -92,17 +88,13 @@ async fn binary_prints_endpoint_and_serves_with_faults() {
         .await
         .unwrap();
     assert_eq!(bad.status(), 400);
-    let log: serde_json::Value = serde_json::from_slice(
-        &http
-            .get(format!("{endpoint}/_emulator/requests"))
+    let log = json(
+        http.get(format!("{endpoint}/_emulator/requests"))
             .send()
-            .await
-            .unwrap()
-            .bytes()
             .await
             .unwrap(),
     )
-    .unwrap();
+    .await;
     let statuses: Vec<u64> = log["requests"]
         .as_array()
         .unwrap()

@@ -371,46 +371,18 @@ async fn upload_conflict_rules() {
 
     // Conditions, checked in the order modified, size, hash.
     let hash = md5_hex(b"new");
-    let r = c
-        .put_raw(
-            "v2",
-            &q("filename=a.txt&overwriteIfModified=6&overwriteIfSize=999"),
-            b"z",
-        )
-        .await;
-    r.assert_error(409, "Conflict");
-    assert!(
-        r.json()["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("modified")
-    );
-    let r = c
-        .put_raw(
-            "v2",
-            &q("filename=a.txt&overwriteIfModified=5&overwriteIfSize=999"),
-            b"z",
-        )
-        .await;
-    assert!(
-        r.json()["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("size")
-    );
-    let r = c
-        .put_raw(
-            "v2",
-            &q("filename=a.txt&overwriteIfHash=00000000000000000000000000000000"),
-            b"z",
-        )
-        .await;
-    assert!(
-        r.json()["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("hash")
-    );
+    for (conditions, failed) in [
+        ("overwriteIfModified=6&overwriteIfSize=999", "modified"),
+        ("overwriteIfModified=5&overwriteIfSize=999", "size"),
+        ("overwriteIfHash=00000000000000000000000000000000", "hash"),
+    ] {
+        let r = c
+            .put_raw("v2", &q(&format!("filename=a.txt&{conditions}")), b"z")
+            .await;
+        r.assert_error(409, "Conflict");
+        let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+        assert!(message.contains(failed), "{conditions}: {message}");
+    }
     let r = c
         .put_raw(
             "v2",
@@ -479,24 +451,16 @@ async fn folder_create_remove_and_conditions() {
     let r = c.mkdir("v2", "/", "Photos").await;
     assert_eq!(r.status, 200);
     assert!(emu.stat("/photos").unwrap().is_dir);
-    c.mkdir("v2", "/", "PHOTOS")
-        .await
-        .assert_error(400, "AlreadyExists");
-    c.mkdir("v2.1", "/", "photos")
-        .await
-        .assert_error(409, "AlreadyExists");
-    c.mkdir("v2", "/missing", "x")
-        .await
-        .assert_error(404, "NotFound");
-    c.mkdir("v2", "/", "bad\u{1}name")
-        .await
-        .assert_error(400, "BadRequest");
-    c.mkdir("v2", "/", "..")
-        .await
-        .assert_error(400, "BadRequest");
-    c.mkdir("v2", "/", "🐂")
-        .await
-        .assert_error(400, "BadRequest");
+    for (api, parent, name, status, code) in [
+        ("v2", "/", "PHOTOS", 400, "AlreadyExists"),
+        ("v2.1", "/", "photos", 409, "AlreadyExists"),
+        ("v2", "/missing", "x", 404, "NotFound"),
+        ("v2", "/", "bad\u{1}name", 400, "BadRequest"),
+        ("v2", "/", "..", 400, "BadRequest"),
+        ("v2", "/", "🐂", 400, "BadRequest"),
+    ] {
+        c.mkdir(api, parent, name).await.assert_error(status, code);
+    }
     emu.faults().set_reject_non_bmp(false);
     assert_eq!(c.mkdir("v2", "/", "🐂").await.status, 200);
 
@@ -507,18 +471,14 @@ async fn folder_create_remove_and_conditions() {
             &format!("/api/v2/mounts/primary/files/remove?{q}"),
         )
     };
-    send(rm("path=/Photos&removeIfEmpty="))
-        .await
-        .assert_error(409, "Conflict");
-    send(rm("path=/Photos/x/a.jpg&removeIfSize=5"))
-        .await
-        .assert_error(409, "Conflict");
-    send(rm("path=/Photos/x/a.jpg&removeIfModified=11"))
-        .await
-        .assert_error(409, "Conflict");
-    send(rm("path=/Photos/x/a.jpg&removeIfHash=abc"))
-        .await
-        .assert_error(409, "Conflict");
+    for conditions in [
+        "path=/Photos&removeIfEmpty=",
+        "path=/Photos/x/a.jpg&removeIfSize=5",
+        "path=/Photos/x/a.jpg&removeIfModified=11",
+        "path=/Photos/x/a.jpg&removeIfHash=abc",
+    ] {
+        send(rm(conditions)).await.assert_error(409, "Conflict");
+    }
     let hash = md5_hex(b"jpeg");
     let ok = send(rm(&format!(
         "path=/Photos/x/a.jpg&removeIfSize=4&removeIfModified=10&removeIfHash={hash}"

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-use super::{InitArgs, PluginConnection, PluginHandle, plakar_client};
+use super::{InitArgs, PluginConnection, PluginHandle, init_client, plugin_accessors};
 use crate::error::{ConnectorError, Result};
 use crate::pb::plakar::connectors as pbc;
 use crate::pb::plakar::exporter as pb;
@@ -80,12 +80,8 @@ fn fail_all(waiters: &Waiters, err: &ConnectorError) {
 impl RemoteExporter {
     /// Sends `Init` with the config map and options.
     pub async fn init(connection: PluginConnection, args: &InitArgs) -> Result<Self> {
-        let (channel, plugin) = connection.into_parts();
-        let mut client = plakar_client!(ExporterClient::new(channel));
-        let init = client
-            .init(pbc::InitRequest::from(args))
-            .await?
-            .into_inner();
+        let (client, plugin, init) =
+            init_client!(ExporterClient, connection, pbc::InitRequest::from(args));
         Ok(Self {
             client,
             location: init.into(),
@@ -97,15 +93,7 @@ impl RemoteExporter {
         })
     }
 
-    /// The plugin process (pid, shutdown).
-    pub fn plugin(&self) -> &PluginHandle {
-        &self.plugin
-    }
-
-    /// The raw gRPC client, for protocol-level tests.
-    pub fn client(&self) -> ExporterClient<Channel> {
-        self.client.clone()
-    }
+    plugin_accessors!(ExporterClient<Channel>);
 
     /// Starts the `Export` stream on first use.
     async fn session(&self) -> Result<tokio::sync::MutexGuard<'_, Option<ExportSession>>> {

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
 use tonic::transport::Channel;
 
-use super::{InitArgs, PluginConnection, PluginHandle, plakar_client, received};
+use super::{InitArgs, PluginConnection, PluginHandle, init_client, plugin_accessors, received};
 use crate::error::{ConnectorError, Result};
 use crate::pb::importer as pb;
 use crate::pb::importer::importer_client::ImporterClient;
@@ -102,12 +102,8 @@ impl std::fmt::Debug for AckState {
 impl RemoteImporter {
     /// Sends `Init` with the config map and options.
     pub async fn init(connection: PluginConnection, args: &InitArgs) -> Result<Self> {
-        let (channel, plugin) = connection.into_parts();
-        let mut client = plakar_client!(ImporterClient::new(channel));
-        let init = client
-            .init(pbc::InitRequest::from(args))
-            .await?
-            .into_inner();
+        let (client, plugin, init) =
+            init_client!(ImporterClient, connection, pbc::InitRequest::from(args));
         Ok(Self {
             client,
             location: init.into(),
@@ -117,15 +113,7 @@ impl RemoteImporter {
         })
     }
 
-    /// The plugin process (pid, shutdown).
-    pub fn plugin(&self) -> &PluginHandle {
-        &self.plugin
-    }
-
-    /// The raw gRPC client, for protocol-level tests.
-    pub fn client(&self) -> ImporterClient<Channel> {
-        self.client.clone()
-    }
+    plugin_accessors!(ImporterClient<Channel>);
 
     /// Acks every record still pending, half-closes, and returns the final status of `Import`
     /// (Ok if no import ran). Called by [`Importer::close`].

@@ -341,6 +341,34 @@ macro_rules! plakar_client {
 }
 use plakar_client;
 
+/// Opens the gRPC client `$client` on a connection and sends `Init` with `$request`: the client,
+/// the plugin and the answer, as every remote connector of either protocol starts.
+macro_rules! init_client {
+    ($client:ident, $connection:expr, $request:expr) => {{
+        let (channel, plugin) = $connection.into_parts();
+        let mut client = $crate::host::plakar_client!($client::new(channel));
+        let init = client.init($request).await?.into_inner();
+        (client, plugin, init)
+    }};
+}
+use init_client;
+
+/// The accessors of every remote connector (fields `plugin` and `client`, of type `$client`).
+macro_rules! plugin_accessors {
+    ($client:ty) => {
+        /// The plugin process (pid, shutdown).
+        pub fn plugin(&self) -> &$crate::host::PluginHandle {
+            &self.plugin
+        }
+
+        /// The raw gRPC client, for protocol-level tests.
+        pub fn client(&self) -> $client {
+            self.client.clone()
+        }
+    };
+}
+use plugin_accessors;
+
 /// The data chunks of a response stream, each checked as plakar reads them (§2.5: not empty, at
 /// most 1 MiB); `what` names the call in errors, and `keep` lives as long as the stream (e.g. a
 /// guard that ends the file's read when it drops).

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-use super::{InitArgs, PluginConnection, PluginHandle, plakar_client, received};
+use super::{InitArgs, PluginConnection, PluginHandle, init_client, plugin_accessors, received};
 use crate::error::{ConnectorError, Result};
 use crate::pb::plakar::connectors::{Chunk, Config, StoreInitRequest};
 use crate::pb::store as pb;
@@ -85,12 +85,8 @@ pub struct RemoteStore {
 impl RemoteStore {
     /// Sends `Init` (then `Mode`, answered from memory) on a connection.
     pub async fn init(connection: PluginConnection, args: &InitArgs) -> Result<Self> {
-        let (channel, plugin) = connection.into_parts();
-        let mut client = plakar_client!(StoreClient::new(channel));
-        let init = client
-            .init(StoreInitRequest::from(args))
-            .await?
-            .into_inner();
+        let (mut client, plugin, init) =
+            init_client!(StoreClient, connection, StoreInitRequest::from(args));
         let mode = client.mode(()).await?.into_inner().mode;
         Ok(Self {
             client,
@@ -100,15 +96,7 @@ impl RemoteStore {
         })
     }
 
-    /// The plugin process (pid, shutdown).
-    pub fn plugin(&self) -> &PluginHandle {
-        &self.plugin
-    }
-
-    /// The raw gRPC client, for protocol-level tests.
-    pub fn client(&self) -> StoreClient<Channel> {
-        self.client.clone()
-    }
+    plugin_accessors!(StoreClient<Channel>);
 }
 
 #[async_trait]

@@ -17,7 +17,7 @@ use crate::suites::{
     Connections, ExporterCapabilities, ExporterFixture, ImporterFixture, ReadBackEntry,
     StoreFixture, TreeEntry, TreeKind, pattern_stream, read_all,
 };
-use crate::{ExportPipeline, Exporter, Importer, Protocol, Resource, Store};
+use crate::{ExportPipeline, Exporter, Importer, InitContext, Protocol, Resource, Store};
 
 pub use crate::suites::Transport;
 
@@ -159,7 +159,7 @@ impl StoreFixture for StoreSite {
     async fn connect(&self) -> Result<Arc<dyn Store>> {
         let backend = self.site.backend.clone();
         self.connections
-            .connect_store(&self.site.args(STORE_ROOT, &[]), move |ctx| {
+            .connect_store(&self.site.args(STORE_ROOT, &[]), move |ctx: InitContext| {
                 let backend = backend.clone();
                 async move {
                     let location = ctx.config.get("location").ok_or_else(|| {

@@ -61,17 +61,25 @@ macro_rules! routes {
 }
 pub(crate) use routes;
 
-/// The async constructor of a connector, run by `Init`.
-pub(crate) type Factory<C> =
-    Arc<dyn Fn(InitContext) -> BoxFuture<'static, Result<C>> + Send + Sync>;
+/// The async constructor of a connector `C`, which `Init` runs: any
+/// `Fn(InitContext) -> impl Future<Output = Result<C>>` that can be shared across tasks.
+pub trait ConnectorFactory<C>: Send + Sync + 'static {
+    /// Builds the connector for one `Init`.
+    fn build(&self, ctx: InitContext) -> BoxFuture<'static, Result<C>>;
+}
 
-pub(crate) fn boxed_factory<F, Fut, C>(factory: F) -> Factory<C>
+impl<F, Fut, C> ConnectorFactory<C> for F
 where
     F: Fn(InitContext) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<C>> + Send + 'static,
 {
-    Arc::new(move |ctx| factory(ctx).boxed())
+    fn build(&self, ctx: InitContext) -> BoxFuture<'static, Result<C>> {
+        self(ctx).boxed()
+    }
 }
+
+/// A [`ConnectorFactory`] shared by the services of one connection.
+pub(crate) type Factory<C> = Arc<dyn ConnectorFactory<C>>;
 
 /// Holds the connector built by `Init`; every other RPC before it fails with FAILED_PRECONDITION.
 pub(crate) struct ConnectorSlot<C> {
@@ -94,7 +102,7 @@ impl<C: Send + Sync + 'static> ConnectorSlot<C> {
         let factory = self.factory.clone();
         let connector = self
             .cell
-            .get_or_try_init(|| async move { factory(ctx).await.map(Arc::new) })
+            .get_or_try_init(|| async move { factory.build(ctx).await.map(Arc::new) })
             .await
             .map_err(|err| {
                 tracing::debug!(error = %err, "connector construction failed");
@@ -151,41 +159,38 @@ where
     Box::pin(data.map(|item| item.map(|chunk| Chunk { chunk })))
 }
 
-/// The protocol named by this process's argv, or exit status 2 with a usage line on stderr.
-fn protocol_from_argv() -> Result<Protocol, ExitCode> {
+/// Runs `serve` in the protocol this process's argv names (v2 by default, `--plakar-protocol
+/// v1` for plakar 1.0.x), or exits with status 2 and a usage line on stderr.
+async fn serve_argv<Fut>(serve: impl FnOnce(Protocol) -> Fut) -> ExitCode
+where
+    Fut: Future<Output = ExitCode>,
+{
     let mut argv = std::env::args();
     let program = argv.next().unwrap_or_else(|| "plugin".to_owned());
-    Protocol::from_args(argv).map_err(|err| {
-        eprintln!("{program}: {err}\n{}", Protocol::usage(&program));
-        ExitCode::from(2)
-    })
+    match Protocol::from_args(argv) {
+        Ok(protocol) => serve(protocol).await,
+        Err(err) => {
+            eprintln!("{program}: {err}\n{}", Protocol::usage(&program));
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// Runs a store plugin on stdin/stdout until plakar closes the pipe, in the protocol its argv
 /// names (v2 by default, `--plakar-protocol v1` for plakar 1.0.x; anything else is exit status
 /// 2); returns the exit code (0 at EOF, 1 with a one-line stderr message on a broken transport).
-pub async fn serve_store<F, Fut, S>(factory: F) -> ExitCode
-where
-    F: Fn(InitContext) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<S>> + Send + 'static,
-    S: crate::Store,
-{
-    match protocol_from_argv() {
-        Ok(protocol) => serve_store_as(protocol, factory).await,
-        Err(code) => code,
-    }
+pub async fn serve_store<S: crate::Store>(factory: impl ConnectorFactory<S>) -> ExitCode {
+    serve_argv(|protocol| serve_store_as(protocol, factory)).await
 }
 
 /// Runs a store plugin on stdin/stdout in `protocol` (see [`serve_store`]).
-pub async fn serve_store_as<F, Fut, S>(protocol: Protocol, factory: F) -> ExitCode
-where
-    F: Fn(InitContext) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<S>> + Send + 'static,
-    S: crate::Store,
-{
-    let factory = boxed_factory(factory);
+pub async fn serve_store_as<S: crate::Store>(
+    protocol: Protocol,
+    factory: impl ConnectorFactory<S>,
+) -> ExitCode {
+    let factory: Factory<S> = Arc::new(factory);
     let routes = match protocol {
-        Protocol::V1 => v1::StoreService::router(factory),
+        Protocol::V1 => v1::store_router(factory),
         Protocol::V2 => StoreService::router(factory),
     };
     transport::serve_stdio(routes).await
@@ -193,28 +198,18 @@ where
 
 /// Runs an importer plugin on stdin/stdout in the protocol its argv names (see
 /// [`serve_store`]).
-pub async fn serve_importer<F, Fut, I>(factory: F) -> ExitCode
-where
-    F: Fn(InitContext) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<I>> + Send + 'static,
-    I: crate::Importer,
-{
-    match protocol_from_argv() {
-        Ok(protocol) => serve_importer_as(protocol, factory).await,
-        Err(code) => code,
-    }
+pub async fn serve_importer<I: crate::Importer>(factory: impl ConnectorFactory<I>) -> ExitCode {
+    serve_argv(|protocol| serve_importer_as(protocol, factory)).await
 }
 
 /// Runs an importer plugin on stdin/stdout in `protocol` (see [`serve_store`]).
-pub async fn serve_importer_as<F, Fut, I>(protocol: Protocol, factory: F) -> ExitCode
-where
-    F: Fn(InitContext) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<I>> + Send + 'static,
-    I: crate::Importer,
-{
-    let factory = boxed_factory(factory);
+pub async fn serve_importer_as<I: crate::Importer>(
+    protocol: Protocol,
+    factory: impl ConnectorFactory<I>,
+) -> ExitCode {
+    let factory: Factory<I> = Arc::new(factory);
     let routes = match protocol {
-        Protocol::V1 => v1::ImporterService::router(factory),
+        Protocol::V1 => v1::importer_router(factory),
         Protocol::V2 => ImporterService::router(factory),
     };
     transport::serve_stdio(routes).await
@@ -223,42 +218,27 @@ where
 /// Runs an exporter plugin on stdin/stdout (see [`serve_store`]) with the default
 /// [`ExportPipeline`] (4 MiB small-file threshold, 64 MiB budget, the connector's
 /// [`crate::Exporter::max_in_flight`]).
-pub async fn serve_exporter<F, Fut, E>(factory: F) -> ExitCode
-where
-    F: Fn(InitContext) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<E>> + Send + 'static,
-    E: crate::Exporter,
-{
+pub async fn serve_exporter<E: crate::Exporter>(factory: impl ConnectorFactory<E>) -> ExitCode {
     serve_exporter_with(ExportPipeline::default(), factory).await
 }
 
 /// Runs an exporter plugin on stdin/stdout with explicit pipelining limits, in the protocol its
 /// argv names (see [`serve_store`]).
-pub async fn serve_exporter_with<F, Fut, E>(pipeline: ExportPipeline, factory: F) -> ExitCode
-where
-    F: Fn(InitContext) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<E>> + Send + 'static,
-    E: crate::Exporter,
-{
-    match protocol_from_argv() {
-        Ok(protocol) => serve_exporter_as(protocol, pipeline, factory).await,
-        Err(code) => code,
-    }
+pub async fn serve_exporter_with<E: crate::Exporter>(
+    pipeline: ExportPipeline,
+    factory: impl ConnectorFactory<E>,
+) -> ExitCode {
+    serve_argv(|protocol| serve_exporter_as(protocol, pipeline, factory)).await
 }
 
 /// Runs an exporter plugin on stdin/stdout in `protocol`. Protocol v1 has one call per
 /// operation, which plakar 1.0 issues itself: only `pipeline.max_in_flight` applies to it.
-pub async fn serve_exporter_as<F, Fut, E>(
+pub async fn serve_exporter_as<E: crate::Exporter>(
     protocol: Protocol,
     pipeline: ExportPipeline,
-    factory: F,
-) -> ExitCode
-where
-    F: Fn(InitContext) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<E>> + Send + 'static,
-    E: crate::Exporter,
-{
-    let factory = boxed_factory(factory);
+    factory: impl ConnectorFactory<E>,
+) -> ExitCode {
+    let factory: Factory<E> = Arc::new(factory);
     let routes = match protocol {
         Protocol::V1 => v1::ExporterService::router(factory, pipeline.max_in_flight),
         Protocol::V2 => ExporterService::router(factory, pipeline),
@@ -266,85 +246,63 @@ where
     transport::serve_stdio(routes).await
 }
 
-/// Serves a store on any byte pipe (e.g. one end of `tokio::io::duplex`) until it reaches EOF.
-pub async fn serve_store_on<IO, F, Fut, S>(io: IO, factory: F) -> Result<(), TransportError>
-where
-    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    F: Fn(InitContext) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<S>> + Send + 'static,
-    S: crate::Store,
-{
-    transport::serve_io(io, StoreService::router(boxed_factory(factory))).await
+/// A byte pipe a plugin can be served on (e.g. one end of `tokio::io::duplex`).
+pub trait Pipe: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+
+impl<IO: AsyncRead + AsyncWrite + Send + Unpin + 'static> Pipe for IO {}
+
+/// Serves a store on any byte pipe until it reaches EOF.
+pub async fn serve_store_on<S: crate::Store>(
+    io: impl Pipe,
+    factory: impl ConnectorFactory<S>,
+) -> Result<(), TransportError> {
+    transport::serve_io(io, StoreService::router(Arc::new(factory))).await
 }
 
 /// Serves an importer on any byte pipe until it reaches EOF.
-pub async fn serve_importer_on<IO, F, Fut, I>(io: IO, factory: F) -> Result<(), TransportError>
-where
-    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    F: Fn(InitContext) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<I>> + Send + 'static,
-    I: crate::Importer,
-{
-    transport::serve_io(io, ImporterService::router(boxed_factory(factory))).await
+pub async fn serve_importer_on<I: crate::Importer>(
+    io: impl Pipe,
+    factory: impl ConnectorFactory<I>,
+) -> Result<(), TransportError> {
+    transport::serve_io(io, ImporterService::router(Arc::new(factory))).await
 }
 
 /// Serves an exporter on any byte pipe until it reaches EOF, with the given pipelining limits.
-pub async fn serve_exporter_on<IO, F, Fut, E>(
-    io: IO,
+pub async fn serve_exporter_on<E: crate::Exporter>(
+    io: impl Pipe,
     pipeline: ExportPipeline,
-    factory: F,
-) -> Result<(), TransportError>
-where
-    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    F: Fn(InitContext) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<E>> + Send + 'static,
-    E: crate::Exporter,
-{
-    transport::serve_io(
-        io,
-        ExporterService::router(boxed_factory(factory), pipeline),
-    )
-    .await
+    factory: impl ConnectorFactory<E>,
+) -> Result<(), TransportError> {
+    transport::serve_io(io, ExporterService::router(Arc::new(factory), pipeline)).await
 }
 
 /// Serves a store in protocol v1 on any byte pipe until it reaches EOF.
-pub async fn serve_store_v1_on<IO, F, Fut, S>(io: IO, factory: F) -> Result<(), TransportError>
-where
-    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    F: Fn(InitContext) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<S>> + Send + 'static,
-    S: crate::Store,
-{
-    transport::serve_io(io, v1::StoreService::router(boxed_factory(factory))).await
+pub async fn serve_store_v1_on<S: crate::Store>(
+    io: impl Pipe,
+    factory: impl ConnectorFactory<S>,
+) -> Result<(), TransportError> {
+    transport::serve_io(io, v1::store_router(Arc::new(factory))).await
 }
 
 /// Serves an importer in protocol v1 on any byte pipe until it reaches EOF.
-pub async fn serve_importer_v1_on<IO, F, Fut, I>(io: IO, factory: F) -> Result<(), TransportError>
-where
-    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    F: Fn(InitContext) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<I>> + Send + 'static,
-    I: crate::Importer,
-{
-    transport::serve_io(io, v1::ImporterService::router(boxed_factory(factory))).await
+pub async fn serve_importer_v1_on<I: crate::Importer>(
+    io: impl Pipe,
+    factory: impl ConnectorFactory<I>,
+) -> Result<(), TransportError> {
+    transport::serve_io(io, v1::importer_router(Arc::new(factory))).await
 }
 
 /// Serves an exporter in protocol v1 on any byte pipe until it reaches EOF (of `pipeline`, only
 /// `max_in_flight` applies).
-pub async fn serve_exporter_v1_on<IO, F, Fut, E>(
-    io: IO,
+pub async fn serve_exporter_v1_on<E: crate::Exporter>(
+    io: impl Pipe,
     pipeline: ExportPipeline,
-    factory: F,
-) -> Result<(), TransportError>
-where
-    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    F: Fn(InitContext) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<E>> + Send + 'static,
-    E: crate::Exporter,
-{
+    factory: impl ConnectorFactory<E>,
+) -> Result<(), TransportError> {
+    let factory = Arc::new(factory);
     transport::serve_io(
         io,
-        v1::ExporterService::router(boxed_factory(factory), pipeline.max_in_flight),
+        v1::ExporterService::router(factory, pipeline.max_in_flight),
     )
     .await
 }

@@ -90,34 +90,16 @@ pub trait ExporterFixture: Send + Sync {
 /// Every case of the exporter suite, in run order.
 pub fn exporter_cases() -> Vec<Case<dyn ExporterFixture>> {
     vec![
-        Case {
-            name: "ping answers",
-            run: ping_answers,
-        },
-        Case {
-            name: "tree round trip",
-            run: tree_round_trip,
-        },
-        Case {
-            name: "concurrent files",
-            run: concurrent_files,
-        },
-        Case {
-            name: "per-file failure does not stop",
-            run: per_file_failure,
-        },
-        Case {
-            name: "cut-short content leaves no partial file",
-            run: cut_short_content,
-        },
-        Case {
-            name: "hostile paths stay inside",
-            run: hostile_paths,
-        },
-        Case {
-            name: "error and other records",
-            run: error_and_other_records,
-        },
+        Case::new("ping answers", ping_answers),
+        Case::new("tree round trip", tree_round_trip),
+        Case::new("concurrent files", concurrent_files),
+        Case::new("per-file failure does not stop", per_file_failure),
+        Case::new(
+            "cut-short content leaves no partial file",
+            cut_short_content,
+        ),
+        Case::new("hostile paths stay inside", hostile_paths),
+        Case::new("error and other records", error_and_other_records),
     ]
 }
 

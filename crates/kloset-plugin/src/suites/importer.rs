@@ -106,34 +106,13 @@ pub trait ImporterFixture: Send + Sync {
 /// Every case of the importer suite, in run order.
 pub fn importer_cases() -> Vec<Case<dyn ImporterFixture>> {
     vec![
-        Case {
-            name: "records of a known tree",
-            run: records_of_tree,
-        },
-        Case {
-            name: "ping answers",
-            run: ping_answers,
-        },
-        Case {
-            name: "content equals source",
-            run: content_equals,
-        },
-        Case {
-            name: "concurrent opens",
-            run: concurrent_opens,
-        },
-        Case {
-            name: "second scan identical",
-            run: second_scan_identical,
-        },
-        Case {
-            name: "unknown pathname not found",
-            run: unknown_not_found,
-        },
-        Case {
-            name: "per-file error is a record",
-            run: per_file_error,
-        },
+        Case::new("records of a known tree", records_of_tree),
+        Case::new("ping answers", ping_answers),
+        Case::new("content equals source", content_equals),
+        Case::new("concurrent opens", concurrent_opens),
+        Case::new("second scan identical", second_scan_identical),
+        Case::new("unknown pathname not found", unknown_not_found),
+        Case::new("per-file error is a record", per_file_error),
     ]
 }
 

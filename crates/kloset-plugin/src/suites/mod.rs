@@ -78,6 +78,16 @@ pub struct Case<F: ?Sized> {
     pub run: for<'a> fn(&'a F) -> BoxFuture<'a, CaseResult>,
 }
 
+impl<F: ?Sized> Case<F> {
+    /// The case `name`, run by `run`.
+    pub const fn new(
+        name: &'static str,
+        run: for<'a> fn(&'a F) -> BoxFuture<'a, CaseResult>,
+    ) -> Self {
+        Self { name, run }
+    }
+}
+
 impl<F: ?Sized> fmt::Debug for Case<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name)

@@ -2,6 +2,7 @@
 //! ranges, concurrency, failed uploads, junk names, and a store that starts and ends empty.
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -14,7 +15,7 @@ use super::data::{failing_stream, pattern_stream, read_all, verify_pattern};
 use super::{Case, CaseFailure, CaseResult, SuiteReport, run_cases};
 use crate::Store;
 use crate::ensure_case;
-use crate::error::{ConnectorErrorKind, Result};
+use crate::error::{ConnectorError, ConnectorErrorKind, Result};
 use crate::types::{ByteRange, Mac, Resource, StoreMode};
 
 /// What a store backend can do in tests.
@@ -53,69 +54,40 @@ pub trait StoreFixture: Send + Sync {
     }
 }
 
+/// The case run of `body`, on a store connected for it (see [`with_store`]).
+macro_rules! connected {
+    ($body:ident) => {
+        |f| with_store(f, $body).boxed()
+    };
+}
+
 /// Every case of the store suite, in run order.
 pub fn store_cases() -> Vec<Case<dyn StoreFixture>> {
     vec![
-        Case {
-            name: "starts empty",
-            run: starts_empty,
-        },
-        Case {
-            name: "mode is read-write",
-            run: mode_read_write,
-        },
-        Case {
-            name: "create then refuse existing",
-            run: create_refuses_existing,
-        },
-        Case {
-            name: "open returns config bytes",
-            run: open_returns_config,
-        },
-        Case {
-            name: "put/get/list/delete per resource",
-            run: crud_per_resource,
-        },
-        Case {
-            name: "overwrite replaces",
-            run: overwrite,
-        },
-        Case {
-            name: "size is -1 or counts the objects",
-            run: size_counts_objects,
-        },
-        Case {
-            name: "boundary sizes",
-            run: boundary_sizes,
-        },
-        Case {
-            name: "large object",
-            run: large_object,
-        },
-        Case {
-            name: "random ranges",
-            run: random_ranges,
-        },
-        Case {
-            name: "range past end fails",
-            run: range_past_end,
-        },
-        Case {
-            name: "concurrent puts then exact list",
-            run: concurrent_puts,
-        },
-        Case {
-            name: "failed put leaves nothing",
-            run: failed_put,
-        },
-        Case {
-            name: "junk names skipped",
-            run: junk_names,
-        },
-        Case {
-            name: "ends empty",
-            run: ends_empty,
-        },
+        Case::new("starts empty", connected!(starts_empty)),
+        Case::new("mode is read-write", connected!(mode_read_write)),
+        Case::new("create then refuse existing", create_refuses_existing),
+        Case::new("open returns config bytes", connected!(open_returns_config)),
+        Case::new(
+            "put/get/list/delete per resource",
+            connected!(crud_per_resource),
+        ),
+        Case::new("overwrite replaces", connected!(overwrite)),
+        Case::new(
+            "size is -1 or counts the objects",
+            connected!(size_counts_objects),
+        ),
+        Case::new("boundary sizes", connected!(boundary_sizes)),
+        Case::new("large object", large_object),
+        Case::new("random ranges", connected!(random_ranges)),
+        Case::new("range past end fails", connected!(range_past_end)),
+        Case::new(
+            "concurrent puts then exact list",
+            connected!(concurrent_puts),
+        ),
+        Case::new("failed put leaves nothing", connected!(failed_put)),
+        Case::new("junk names skipped", junk_names),
+        Case::new("ends empty", connected!(ends_empty)),
     ]
 }
 
@@ -135,9 +107,10 @@ fn mac(seed: u64) -> Mac {
 }
 
 /// Connects, runs the body, then closes and releases even when the body failed.
-async fn with_store<'a, F>(fixture: &'a dyn StoreFixture, body: F) -> CaseResult
+async fn with_store<F, Fut>(fixture: &dyn StoreFixture, body: F) -> CaseResult
 where
-    F: FnOnce(Arc<dyn Store>) -> BoxFuture<'a, CaseResult>,
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = CaseResult>,
 {
     let store = fixture.connect().await?;
     let outcome = body(store.clone()).await;
@@ -177,6 +150,20 @@ async fn check_pattern(
         .map_err(|e| CaseFailure(format!("get {resource} {mac}: {e}")))
 }
 
+/// The error of a get, or of reading its stream whole; `None` when both succeeded.
+async fn get_error(
+    store: &dyn Store,
+    resource: Resource,
+    mac: Mac,
+    range: Option<ByteRange>,
+) -> Option<ConnectorError> {
+    let outcome = match store.get(resource, mac, range).await {
+        Ok(stream) => read_all(stream).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    outcome.err()
+}
+
 async fn listed(store: &dyn Store, resource: Resource) -> Result<BTreeSet<Mac>, CaseFailure> {
     let macs = store.list(resource).await?;
     let set: BTreeSet<Mac> = macs.iter().copied().collect();
@@ -187,377 +174,281 @@ async fn listed(store: &dyn Store, resource: Resource) -> Result<BTreeSet<Mac>, 
     Ok(set)
 }
 
-fn starts_empty(f: &dyn StoreFixture) -> BoxFuture<'_, CaseResult> {
-    with_store(f, |store| {
-        async move {
-            for resource in Resource::ALL {
-                let macs = store.list(resource).await?;
-                ensure_case!(
-                    macs.is_empty(),
-                    "list {resource} of a fresh location: {} objects",
-                    macs.len()
-                );
-            }
-            let opened = store.open().await;
-            ensure_case!(
-                opened.is_err(),
-                "open succeeded on a location without a kloset"
-            );
-            Ok(())
-        }
-        .boxed()
-    })
-    .boxed()
+async fn starts_empty(store: Arc<dyn Store>) -> CaseResult {
+    for resource in Resource::ALL {
+        let macs = store.list(resource).await?;
+        ensure_case!(
+            macs.is_empty(),
+            "list {resource} of a fresh location: {} objects",
+            macs.len()
+        );
+    }
+    let opened = store.open().await;
+    ensure_case!(
+        opened.is_err(),
+        "open succeeded on a location without a kloset"
+    );
+    Ok(())
 }
 
-fn mode_read_write(f: &dyn StoreFixture) -> BoxFuture<'_, CaseResult> {
-    with_store(f, |store| {
-        async move {
-            ensure_case!(
-                store.mode() == StoreMode::READ_WRITE,
-                "mode {:?}, expected 6",
-                store.mode()
-            );
-            store.ping().await?;
-            let loc = store.location();
-            ensure_case!(
-                !loc.r#type.is_empty() && loc.root.starts_with('/'),
-                "bad location {loc:?}"
-            );
-            Ok(())
-        }
-        .boxed()
-    })
-    .boxed()
+async fn mode_read_write(store: Arc<dyn Store>) -> CaseResult {
+    ensure_case!(
+        store.mode() == StoreMode::READ_WRITE,
+        "mode {:?}, expected 6",
+        store.mode()
+    );
+    store.ping().await?;
+    let loc = store.location();
+    ensure_case!(
+        !loc.r#type.is_empty() && loc.root.starts_with('/'),
+        "bad location {loc:?}"
+    );
+    Ok(())
 }
 
 const CONFIG: &[u8] = b"\x00kloset config \xff\xfe bytes\n";
 
 fn create_refuses_existing(f: &dyn StoreFixture) -> BoxFuture<'_, CaseResult> {
     async move {
-        with_store(f, |store| {
-            async move { Ok(store.create(Bytes::from_static(CONFIG)).await?) }.boxed()
+        with_store(f, |store| async move {
+            Ok(store.create(Bytes::from_static(CONFIG)).await?)
         })
         .await?;
-        with_store(f, |store| {
-            async move {
-                let again = store.create(Bytes::from_static(b"other")).await;
-                ensure_case!(
-                    again.is_err(),
-                    "second create on an existing kloset succeeded"
-                );
-                Ok(())
-            }
-            .boxed()
+        with_store(f, |store| async move {
+            let again = store.create(Bytes::from_static(b"other")).await;
+            ensure_case!(
+                again.is_err(),
+                "second create on an existing kloset succeeded"
+            );
+            Ok(())
         })
         .await
     }
     .boxed()
 }
 
-fn open_returns_config(f: &dyn StoreFixture) -> BoxFuture<'_, CaseResult> {
-    with_store(f, |store| {
-        async move {
-            let config = store.open().await?;
-            ensure_case!(
-                config.as_ref() == CONFIG,
-                "open returned {} bytes, not the created config",
-                config.len()
-            );
-            Ok(())
-        }
-        .boxed()
-    })
-    .boxed()
+async fn open_returns_config(store: Arc<dyn Store>) -> CaseResult {
+    let config = store.open().await?;
+    ensure_case!(
+        config.as_ref() == CONFIG,
+        "open returned {} bytes, not the created config",
+        config.len()
+    );
+    Ok(())
 }
 
-fn crud_per_resource(f: &dyn StoreFixture) -> BoxFuture<'_, CaseResult> {
-    with_store(f, |store| {
-        async move {
-            for (i, resource) in Resource::ALL.into_iter().enumerate() {
-                let m = mac(100 + i as u64);
-                put_pattern(&*store, resource, m, 5 + i as u64, 1000 + i as u64).await?;
-                check_pattern(&*store, resource, m, 5 + i as u64, 1000 + i as u64).await?;
-                let set = listed(&*store, resource).await?;
-                ensure_case!(
-                    set == BTreeSet::from([m]),
-                    "list {resource}: {set:?}, expected only {m}"
-                );
-                for other in Resource::ALL.into_iter().filter(|r| *r != resource) {
-                    ensure_case!(
-                        !listed(&*store, other).await?.contains(&m),
-                        "{m} put as {resource} listed as {other}"
-                    );
-                }
-                store.delete(resource, m).await?;
-                ensure_case!(
-                    listed(&*store, resource).await?.is_empty(),
-                    "list {resource} not empty after delete"
-                );
-                let gone = store.get(resource, m, None).await;
-                let gone = match gone {
-                    Ok(stream) => read_all(stream).await.map(|_| ()),
-                    Err(e) => Err(e),
-                };
-                // Not found, and not any error: "range past end fails" holds the other side.
-                match gone {
-                    Ok(()) => {
-                        return Err(CaseFailure(format!(
-                            "get {resource} {m} after delete succeeded"
-                        )));
-                    }
-                    Err(e) => ensure_case!(
-                        e.kind() == ConnectorErrorKind::NotFound,
-                        "get {resource} {m} after delete: {e:?}, expected not found"
-                    ),
-                }
-            }
-            Ok(())
+async fn crud_per_resource(store: Arc<dyn Store>) -> CaseResult {
+    for (i, resource) in Resource::ALL.into_iter().enumerate() {
+        let m = mac(100 + i as u64);
+        put_pattern(&*store, resource, m, 5 + i as u64, 1000 + i as u64).await?;
+        check_pattern(&*store, resource, m, 5 + i as u64, 1000 + i as u64).await?;
+        let set = listed(&*store, resource).await?;
+        ensure_case!(
+            set == BTreeSet::from([m]),
+            "list {resource}: {set:?}, expected only {m}"
+        );
+        for other in Resource::ALL.into_iter().filter(|r| *r != resource) {
+            ensure_case!(
+                !listed(&*store, other).await?.contains(&m),
+                "{m} put as {resource} listed as {other}"
+            );
         }
-        .boxed()
-    })
-    .boxed()
+        store.delete(resource, m).await?;
+        ensure_case!(
+            listed(&*store, resource).await?.is_empty(),
+            "list {resource} not empty after delete"
+        );
+        let e = get_error(&*store, resource, m, None)
+            .await
+            .ok_or_else(|| format!("get {resource} {m} after delete succeeded"))?;
+        // Not found, and not any error: "range past end fails" holds the other side.
+        ensure_case!(
+            e.kind() == ConnectorErrorKind::NotFound,
+            "get {resource} {m} after delete: {e:?}, expected not found"
+        );
+    }
+    Ok(())
 }
 
-fn overwrite(f: &dyn StoreFixture) -> BoxFuture<'_, CaseResult> {
-    with_store(f, |store| {
-        async move {
-            let m = mac(200);
-            put_pattern(&*store, Resource::Lock, m, 1, 5000).await?;
-            put_pattern(&*store, Resource::Lock, m, 2, 300).await?;
-            check_pattern(&*store, Resource::Lock, m, 2, 300).await?;
-            ensure_case!(
-                listed(&*store, Resource::Lock).await?.len() == 1,
-                "overwrite duplicated the object"
-            );
-            store.delete(Resource::Lock, m).await?;
-            Ok(())
-        }
-        .boxed()
-    })
-    .boxed()
+async fn overwrite(store: Arc<dyn Store>) -> CaseResult {
+    let m = mac(200);
+    put_pattern(&*store, Resource::Lock, m, 1, 5000).await?;
+    put_pattern(&*store, Resource::Lock, m, 2, 300).await?;
+    check_pattern(&*store, Resource::Lock, m, 2, 300).await?;
+    ensure_case!(
+        listed(&*store, Resource::Lock).await?.len() == 1,
+        "overwrite duplicated the object"
+    );
+    store.delete(Resource::Lock, m).await?;
+    Ok(())
 }
 
-fn size_counts_objects(f: &dyn StoreFixture) -> BoxFuture<'_, CaseResult> {
-    with_store(f, |store| {
-        async move {
-            let m = mac(250);
-            put_pattern(&*store, Resource::Packfile, m, 25, 5000).await?;
-            let size = store.size().await?;
-            ensure_case!(
-                size == -1 || size >= 5000,
-                "size {size} with a 5000-byte object stored: expected -1 (unknown) or at least 5000"
-            );
-            store.delete(Resource::Packfile, m).await?;
-            Ok(())
-        }
-        .boxed()
-    })
-    .boxed()
+async fn size_counts_objects(store: Arc<dyn Store>) -> CaseResult {
+    let m = mac(250);
+    put_pattern(&*store, Resource::Packfile, m, 25, 5000).await?;
+    let size = store.size().await?;
+    ensure_case!(
+        size == -1 || size >= 5000,
+        "size {size} with a 5000-byte object stored: expected -1 (unknown) or at least 5000"
+    );
+    store.delete(Resource::Packfile, m).await?;
+    Ok(())
 }
 
 const MIB: u64 = 1 << 20;
 
-fn boundary_sizes(f: &dyn StoreFixture) -> BoxFuture<'_, CaseResult> {
-    with_store(f, |store| {
-        async move {
-            for (i, len) in [0, 1, MIB - 1, MIB, MIB + 1].into_iter().enumerate() {
-                let m = mac(300 + i as u64);
-                put_pattern(&*store, Resource::Packfile, m, 30 + i as u64, len).await?;
-                check_pattern(&*store, Resource::Packfile, m, 30 + i as u64, len).await?;
-                if len == 0 {
-                    let mut stream = store.get(Resource::Packfile, m, None).await?;
-                    ensure_case!(
-                        stream.next().await.is_none(),
-                        "empty object yielded a chunk"
-                    );
-                }
-                store.delete(Resource::Packfile, m).await?;
-            }
-            Ok(())
+async fn boundary_sizes(store: Arc<dyn Store>) -> CaseResult {
+    for (i, len) in [0, 1, MIB - 1, MIB, MIB + 1].into_iter().enumerate() {
+        let m = mac(300 + i as u64);
+        put_pattern(&*store, Resource::Packfile, m, 30 + i as u64, len).await?;
+        check_pattern(&*store, Resource::Packfile, m, 30 + i as u64, len).await?;
+        if len == 0 {
+            let mut stream = store.get(Resource::Packfile, m, None).await?;
+            ensure_case!(
+                stream.next().await.is_none(),
+                "empty object yielded a chunk"
+            );
         }
-        .boxed()
-    })
-    .boxed()
+        store.delete(Resource::Packfile, m).await?;
+    }
+    Ok(())
 }
 
 fn large_object(f: &dyn StoreFixture) -> BoxFuture<'_, CaseResult> {
     let len = f.capabilities().large_object_bytes;
-    with_store(f, move |store| {
-        async move {
-            let m = mac(400);
-            put_pattern(&*store, Resource::Packfile, m, 40, len).await?;
-            check_pattern(&*store, Resource::Packfile, m, 40, len).await?;
-            store.delete(Resource::Packfile, m).await?;
-            Ok(())
-        }
-        .boxed()
+    with_store(f, move |store| async move {
+        let m = mac(400);
+        put_pattern(&*store, Resource::Packfile, m, 40, len).await?;
+        check_pattern(&*store, Resource::Packfile, m, 40, len).await?;
+        store.delete(Resource::Packfile, m).await?;
+        Ok(())
     })
     .boxed()
 }
 
-fn random_ranges(f: &dyn StoreFixture) -> BoxFuture<'_, CaseResult> {
-    with_store(f, |store| {
-        async move {
-            let m = mac(500);
-            let size = 3 * MIB + 12_345;
-            put_pattern(&*store, Resource::Packfile, m, 50, size).await?;
-            let mut rng = rand::rngs::SmallRng::seed_from_u64(0x5eed);
-            let mut ranges = vec![
-                (0, 0),
-                (size - 1, 1),
-                (size - 100, 100),
-                (0, size as u32),
-                (size / 2, 0),
-            ];
-            while ranges.len() < 50 {
-                let offset = rng.random_range(0..size);
-                let length = match rng.random_range(0..4) {
-                    0 => (size - offset) as u32,                // ends exactly at the end
-                    1 => rng.random_range(0..64),               // tiny (incl. zero)
-                    _ => rng.random_range(0..(2 * MIB) as u32), // may run past the end
-                };
-                ranges.push((offset, length));
-            }
-            for (offset, length) in ranges {
-                let stream = store
-                    .get(Resource::Packfile, m, Some(ByteRange { offset, length }))
-                    .await?;
-                let expected = u64::from(length).min(size - offset);
-                verify_pattern(stream, 50, offset, expected)
-                    .await
-                    .map_err(|e| CaseFailure(format!("range {offset}+{length}: {e}")))?;
-            }
-            store.delete(Resource::Packfile, m).await?;
-            Ok(())
-        }
-        .boxed()
-    })
-    .boxed()
+async fn random_ranges(store: Arc<dyn Store>) -> CaseResult {
+    let m = mac(500);
+    let size = 3 * MIB + 12_345;
+    put_pattern(&*store, Resource::Packfile, m, 50, size).await?;
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(0x5eed);
+    let mut ranges = vec![
+        (0, 0),
+        (size - 1, 1),
+        (size - 100, 100),
+        (0, size as u32),
+        (size / 2, 0),
+    ];
+    while ranges.len() < 50 {
+        let offset = rng.random_range(0..size);
+        let length = match rng.random_range(0..4) {
+            0 => (size - offset) as u32,                // ends exactly at the end
+            1 => rng.random_range(0..64),               // tiny (incl. zero)
+            _ => rng.random_range(0..(2 * MIB) as u32), // may run past the end
+        };
+        ranges.push((offset, length));
+    }
+    for (offset, length) in ranges {
+        let stream = store
+            .get(Resource::Packfile, m, Some(ByteRange { offset, length }))
+            .await?;
+        let expected = u64::from(length).min(size - offset);
+        verify_pattern(stream, 50, offset, expected)
+            .await
+            .map_err(|e| CaseFailure(format!("range {offset}+{length}: {e}")))?;
+    }
+    store.delete(Resource::Packfile, m).await?;
+    Ok(())
 }
 
-fn range_past_end(f: &dyn StoreFixture) -> BoxFuture<'_, CaseResult> {
-    with_store(f, |store| {
-        async move {
-            let m = mac(600);
-            put_pattern(&*store, Resource::Packfile, m, 60, 1000).await?;
-            for offset in [1000, 5000] {
-                let outcome = match store
-                    .get(
-                        Resource::Packfile,
-                        m,
-                        Some(ByteRange { offset, length: 10 }),
-                    )
-                    .await
-                {
-                    Ok(stream) => read_all(stream).await.map(|_| ()),
-                    Err(e) => Err(e),
-                };
-                match outcome {
-                    Ok(()) => {
-                        return Err(CaseFailure(format!(
-                            "range at {offset} past the end succeeded"
-                        )));
-                    }
-                    Err(e) => ensure_case!(
-                        e.kind() != ConnectorErrorKind::NotFound,
-                        "range past the end reported not found: {e}"
-                    ),
-                }
-            }
-            store.delete(Resource::Packfile, m).await?;
-            Ok(())
-        }
-        .boxed()
-    })
-    .boxed()
+async fn range_past_end(store: Arc<dyn Store>) -> CaseResult {
+    let m = mac(600);
+    put_pattern(&*store, Resource::Packfile, m, 60, 1000).await?;
+    for offset in [1000, 5000] {
+        let range = ByteRange { offset, length: 10 };
+        let e = get_error(&*store, Resource::Packfile, m, Some(range))
+            .await
+            .ok_or_else(|| format!("range at {offset} past the end succeeded"))?;
+        ensure_case!(
+            e.kind() != ConnectorErrorKind::NotFound,
+            "range past the end reported not found: {e}"
+        );
+    }
+    store.delete(Resource::Packfile, m).await?;
+    Ok(())
 }
 
-fn concurrent_puts(f: &dyn StoreFixture) -> BoxFuture<'_, CaseResult> {
-    with_store(f, |store| {
+async fn concurrent_puts(store: Arc<dyn Store>) -> CaseResult {
+    let macs: Vec<Mac> = (0..32).map(|i| mac(700 + i)).collect();
+    let puts = macs.iter().enumerate().map(|(i, m)| {
+        let store = store.clone();
+        let m = *m;
         async move {
-            let macs: Vec<Mac> = (0..32).map(|i| mac(700 + i)).collect();
-            let puts = macs.iter().enumerate().map(|(i, m)| {
-                let store = store.clone();
-                let m = *m;
-                async move {
-                    store
-                        .put(
-                            Resource::State,
-                            m,
-                            pattern_stream(i as u64, 10_000 + i as u64 * 997),
-                        )
-                        .await
-                }
-            });
-            for outcome in futures::future::join_all(puts).await {
-                outcome?;
-            }
-            let set = listed(&*store, Resource::State).await?;
-            ensure_case!(
-                set == macs.iter().copied().collect(),
-                "listing after 32 concurrent puts has {} entries",
-                set.len()
-            );
-            for (i, m) in macs.iter().enumerate() {
-                check_pattern(
-                    &*store,
+            store
+                .put(
                     Resource::State,
-                    *m,
-                    i as u64,
-                    10_000 + i as u64 * 997,
+                    m,
+                    pattern_stream(i as u64, 10_000 + i as u64 * 997),
                 )
-                .await?;
-            }
-            for outcome in
-                futures::future::join_all(macs.iter().map(|m| store.delete(Resource::State, *m)))
-                    .await
-            {
-                outcome?;
-            }
-            ensure_case!(
-                listed(&*store, Resource::State).await?.is_empty(),
-                "states left after deleting all"
-            );
-            Ok(())
+                .await
         }
-        .boxed()
-    })
-    .boxed()
+    });
+    for outcome in futures::future::join_all(puts).await {
+        outcome?;
+    }
+    let set = listed(&*store, Resource::State).await?;
+    ensure_case!(
+        set == macs.iter().copied().collect(),
+        "listing after 32 concurrent puts has {} entries",
+        set.len()
+    );
+    for (i, m) in macs.iter().enumerate() {
+        check_pattern(
+            &*store,
+            Resource::State,
+            *m,
+            i as u64,
+            10_000 + i as u64 * 997,
+        )
+        .await?;
+    }
+    for outcome in
+        futures::future::join_all(macs.iter().map(|m| store.delete(Resource::State, *m))).await
+    {
+        outcome?;
+    }
+    ensure_case!(
+        listed(&*store, Resource::State).await?.is_empty(),
+        "states left after deleting all"
+    );
+    Ok(())
 }
 
-fn failed_put(f: &dyn StoreFixture) -> BoxFuture<'_, CaseResult> {
-    with_store(f, |store| {
-        async move {
-            let kept = mac(800);
-            put_pattern(&*store, Resource::Packfile, kept, 80, 4000).await?;
-            let replaced = store
-                .put(Resource::Packfile, kept, failing_stream(81, 2 * MIB + 3))
-                .await;
-            ensure_case!(replaced.is_err(), "put with a failing stream succeeded");
-            let fresh = mac(801);
-            let created = store
-                .put(Resource::Packfile, fresh, failing_stream(82, MIB / 2))
-                .await;
-            ensure_case!(created.is_err(), "put with a failing stream succeeded");
-            // The plugin may still be tearing the failed upload down; it must never publish it.
-            check_pattern(&*store, Resource::Packfile, kept, 80, 4000).await?;
-            let set = listed(&*store, Resource::Packfile).await?;
-            ensure_case!(
-                set == BTreeSet::from([kept]),
-                "after failed puts the listing is {set:?}"
-            );
-            let gone = match store.get(Resource::Packfile, fresh, None).await {
-                Ok(stream) => read_all(stream).await.map(|_| ()),
-                Err(e) => Err(e),
-            };
-            ensure_case!(gone.is_err(), "a failed first upload is readable");
-            store.delete(Resource::Packfile, kept).await?;
-            Ok(())
-        }
-        .boxed()
-    })
-    .boxed()
+async fn failed_put(store: Arc<dyn Store>) -> CaseResult {
+    let kept = mac(800);
+    put_pattern(&*store, Resource::Packfile, kept, 80, 4000).await?;
+    let replaced = store
+        .put(Resource::Packfile, kept, failing_stream(81, 2 * MIB + 3))
+        .await;
+    ensure_case!(replaced.is_err(), "put with a failing stream succeeded");
+    let fresh = mac(801);
+    let created = store
+        .put(Resource::Packfile, fresh, failing_stream(82, MIB / 2))
+        .await;
+    ensure_case!(created.is_err(), "put with a failing stream succeeded");
+    // The plugin may still be tearing the failed upload down; it must never publish it.
+    check_pattern(&*store, Resource::Packfile, kept, 80, 4000).await?;
+    let set = listed(&*store, Resource::Packfile).await?;
+    ensure_case!(
+        set == BTreeSet::from([kept]),
+        "after failed puts the listing is {set:?}"
+    );
+    let gone = match store.get(Resource::Packfile, fresh, None).await {
+        Ok(stream) => read_all(stream).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    ensure_case!(gone.is_err(), "a failed first upload is readable");
+    store.delete(Resource::Packfile, kept).await?;
+    Ok(())
 }
 
 const JUNK: [&str; 4] = [
@@ -577,23 +468,20 @@ fn junk_names(f: &dyn StoreFixture) -> BoxFuture<'_, CaseResult> {
                 f.add_junk(resource, name).await?;
             }
         }
-        let outcome = with_store(f, |store| {
-            async move {
-                let m = mac(900);
-                put_pattern(&*store, Resource::Packfile, m, 90, 10).await?;
-                for resource in Resource::ALL {
-                    let set = listed(&*store, resource).await?;
-                    let expected = if resource == Resource::Packfile {
-                        BTreeSet::from([m])
-                    } else {
-                        BTreeSet::new()
-                    };
-                    ensure_case!(set == expected, "list {resource} with junk names: {set:?}");
-                }
-                store.delete(Resource::Packfile, m).await?;
-                Ok(())
+        let outcome = with_store(f, |store| async move {
+            let m = mac(900);
+            put_pattern(&*store, Resource::Packfile, m, 90, 10).await?;
+            for resource in Resource::ALL {
+                let set = listed(&*store, resource).await?;
+                let expected = if resource == Resource::Packfile {
+                    BTreeSet::from([m])
+                } else {
+                    BTreeSet::new()
+                };
+                ensure_case!(set == expected, "list {resource} with junk names: {set:?}");
             }
-            .boxed()
+            store.delete(Resource::Packfile, m).await?;
+            Ok(())
         })
         .await;
         for resource in Resource::ALL {
@@ -606,20 +494,14 @@ fn junk_names(f: &dyn StoreFixture) -> BoxFuture<'_, CaseResult> {
     .boxed()
 }
 
-fn ends_empty(f: &dyn StoreFixture) -> BoxFuture<'_, CaseResult> {
-    with_store(f, |store| {
-        async move {
-            for resource in Resource::ALL {
-                let left = store.list(resource).await?;
-                ensure_case!(
-                    left.is_empty(),
-                    "{} {resource} objects left at the end: {left:?}",
-                    left.len()
-                );
-            }
-            Ok(())
-        }
-        .boxed()
-    })
-    .boxed()
+async fn ends_empty(store: Arc<dyn Store>) -> CaseResult {
+    for resource in Resource::ALL {
+        let left = store.list(resource).await?;
+        ensure_case!(
+            left.is_empty(),
+            "{} {resource} objects left at the end: {left:?}",
+            left.len()
+        );
+    }
+    Ok(())
 }

@@ -39,8 +39,8 @@ use crate::host::{
     InitArgs, PluginConnection, PluginHandle, RemoteExporter, RemoteImporter, RemoteStore, v1,
 };
 use crate::{
-    ConnectorError, ExportPipeline, Exporter, Importer, InitContext, Protocol, Result, Store,
-    TransportError,
+    ConnectorError, ConnectorFactory, ExportPipeline, Exporter, Importer, InitContext, Protocol,
+    Result, Store, TransportError,
 };
 
 /// How a fixture reaches the connector.
@@ -251,12 +251,11 @@ fn init_context(init: &InitArgs, with_options: bool) -> InitContext {
 impl Connections<RemoteStore> {
     /// A store over gRPC (protocol v2) after `Init` with `init`, served by `factory` in process
     /// unless the transport is a binary; the caller owns it (it is not kept for release).
-    pub async fn open_store<F, Fut, S>(&self, init: &InitArgs, factory: F) -> Result<RemoteStore>
-    where
-        F: Fn(InitContext) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<S>> + Send + 'static,
-        S: Store,
-    {
+    pub async fn open_store<S: Store>(
+        &self,
+        init: &InitArgs,
+        factory: impl ConnectorFactory<S>,
+    ) -> Result<RemoteStore> {
         self.expect_v2("open_store")?;
         let connection = self
             .connection(|io| crate::serve_store_on(io, factory))
@@ -265,16 +264,11 @@ impl Connections<RemoteStore> {
     }
 
     /// A store over gRPC in protocol v1 (see [`Connections::open_store`]).
-    pub async fn open_store_v1<F, Fut, S>(
+    pub async fn open_store_v1<S: Store>(
         &self,
         init: &InitArgs,
-        factory: F,
-    ) -> Result<v1::RemoteStore>
-    where
-        F: Fn(InitContext) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<S>> + Send + 'static,
-        S: Store,
-    {
+        factory: impl ConnectorFactory<S>,
+    ) -> Result<v1::RemoteStore> {
         let connection = self
             .connection(|io| crate::serve_store_v1_on(io, factory))
             .await?;
@@ -283,18 +277,13 @@ impl Connections<RemoteStore> {
 
     /// A store as the transport dictates: `factory` called directly, or [`Self::open_store`]
     /// kept for release.
-    pub async fn connect_store<F, Fut, S>(
+    pub async fn connect_store<S: Store>(
         &self,
         init: &InitArgs,
-        factory: F,
-    ) -> Result<Arc<dyn Store>>
-    where
-        F: Fn(InitContext) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<S>> + Send + 'static,
-        S: Store,
-    {
+        factory: impl ConnectorFactory<S>,
+    ) -> Result<Arc<dyn Store>> {
         Ok(match (&self.transport, self.protocol) {
-            (Transport::Direct, _) => Arc::new(factory(init_context(init, false)).await?),
+            (Transport::Direct, _) => Arc::new(factory.build(init_context(init, false)).await?),
             (_, Protocol::V2) => self.track(self.open_store(init, factory).await?),
             (_, Protocol::V1) => self.track(self.open_store_v1(init, factory).await?),
         })
@@ -303,16 +292,11 @@ impl Connections<RemoteStore> {
 
 impl Connections<RemoteImporter> {
     /// An importer over gRPC (see [`Connections::open_store`]); not kept for release.
-    pub async fn open_importer<F, Fut, I>(
+    pub async fn open_importer<I: Importer>(
         &self,
         init: &InitArgs,
-        factory: F,
-    ) -> Result<RemoteImporter>
-    where
-        F: Fn(InitContext) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<I>> + Send + 'static,
-        I: Importer,
-    {
+        factory: impl ConnectorFactory<I>,
+    ) -> Result<RemoteImporter> {
         self.expect_v2("open_importer")?;
         let connection = self
             .connection(|io| crate::serve_importer_on(io, factory))
@@ -321,16 +305,11 @@ impl Connections<RemoteImporter> {
     }
 
     /// An importer over gRPC in protocol v1 (see [`Connections::open_store`]).
-    pub async fn open_importer_v1<F, Fut, I>(
+    pub async fn open_importer_v1<I: Importer>(
         &self,
         init: &InitArgs,
-        factory: F,
-    ) -> Result<v1::RemoteImporter>
-    where
-        F: Fn(InitContext) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<I>> + Send + 'static,
-        I: Importer,
-    {
+        factory: impl ConnectorFactory<I>,
+    ) -> Result<v1::RemoteImporter> {
         let connection = self
             .connection(|io| crate::serve_importer_v1_on(io, factory))
             .await?;
@@ -338,18 +317,13 @@ impl Connections<RemoteImporter> {
     }
 
     /// An importer as the transport dictates (see [`Connections::connect_store`]).
-    pub async fn connect_importer<F, Fut, I>(
+    pub async fn connect_importer<I: Importer>(
         &self,
         init: &InitArgs,
-        factory: F,
-    ) -> Result<Arc<dyn Importer>>
-    where
-        F: Fn(InitContext) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<I>> + Send + 'static,
-        I: Importer,
-    {
+        factory: impl ConnectorFactory<I>,
+    ) -> Result<Arc<dyn Importer>> {
         Ok(match (&self.transport, self.protocol) {
-            (Transport::Direct, _) => Arc::new(factory(init_context(init, true)).await?),
+            (Transport::Direct, _) => Arc::new(factory.build(init_context(init, true)).await?),
             (_, Protocol::V2) => self.track(self.open_importer(init, factory).await?),
             (_, Protocol::V1) => self.track(self.open_importer_v1(init, factory).await?),
         })
@@ -359,17 +333,12 @@ impl Connections<RemoteImporter> {
 impl Connections<RemoteExporter> {
     /// An exporter over gRPC (see [`Connections::open_store`]), served in process with the
     /// `pipeline` limits (a binary uses its own); not kept for release.
-    pub async fn open_exporter<F, Fut, E>(
+    pub async fn open_exporter<E: Exporter>(
         &self,
         init: &InitArgs,
         pipeline: ExportPipeline,
-        factory: F,
-    ) -> Result<RemoteExporter>
-    where
-        F: Fn(InitContext) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<E>> + Send + 'static,
-        E: Exporter,
-    {
+        factory: impl ConnectorFactory<E>,
+    ) -> Result<RemoteExporter> {
         self.expect_v2("open_exporter")?;
         let connection = self
             .connection(|io| crate::serve_exporter_on(io, pipeline, factory))
@@ -379,17 +348,12 @@ impl Connections<RemoteExporter> {
 
     /// An exporter over gRPC in protocol v1 (see [`Connections::open_exporter`]; of `pipeline`,
     /// only `max_in_flight` applies).
-    pub async fn open_exporter_v1<F, Fut, E>(
+    pub async fn open_exporter_v1<E: Exporter>(
         &self,
         init: &InitArgs,
         pipeline: ExportPipeline,
-        factory: F,
-    ) -> Result<v1::RemoteExporter>
-    where
-        F: Fn(InitContext) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<E>> + Send + 'static,
-        E: Exporter,
-    {
+        factory: impl ConnectorFactory<E>,
+    ) -> Result<v1::RemoteExporter> {
         let connection = self
             .connection(|io| crate::serve_exporter_v1_on(io, pipeline, factory))
             .await?;
@@ -397,19 +361,14 @@ impl Connections<RemoteExporter> {
     }
 
     /// An exporter as the transport dictates (see [`Connections::connect_store`]).
-    pub async fn connect_exporter<F, Fut, E>(
+    pub async fn connect_exporter<E: Exporter>(
         &self,
         init: &InitArgs,
         pipeline: ExportPipeline,
-        factory: F,
-    ) -> Result<Arc<dyn Exporter>>
-    where
-        F: Fn(InitContext) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<E>> + Send + 'static,
-        E: Exporter,
-    {
+        factory: impl ConnectorFactory<E>,
+    ) -> Result<Arc<dyn Exporter>> {
         Ok(match (&self.transport, self.protocol) {
-            (Transport::Direct, _) => Arc::new(factory(init_context(init, true)).await?),
+            (Transport::Direct, _) => Arc::new(factory.build(init_context(init, true)).await?),
             (_, Protocol::V2) => self.track(self.open_exporter(init, pipeline, factory).await?),
             (_, Protocol::V1) => self.track(self.open_exporter_v1(init, pipeline, factory).await?),
         })

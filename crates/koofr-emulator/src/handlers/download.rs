@@ -7,7 +7,7 @@ use http::{Response, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::{ApiError, CHUNK, ctx_mount, node_at, not_file, path_param};
-use crate::body::{BoxError, sized};
+use crate::body::{BoxError, streamed};
 use crate::paths::{content_type_for, join_path};
 use crate::response::HandlerResult;
 use crate::server::Ctx;
@@ -163,6 +163,7 @@ pub(crate) async fn get(ctx: &Ctx) -> HandlerResult {
     let stream = blob_stream(blob, start, len).await?;
     Ok(builder
         .header(CONTENT_LENGTH, len)
-        .body(sized(stream, len))
+        // The explicit length makes hyper send `Content-Length`, not chunks.
+        .body(streamed(stream))
         .expect("valid download response"))
 }

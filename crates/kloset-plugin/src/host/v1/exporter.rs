@@ -15,7 +15,7 @@ use tonic::transport::Channel;
 
 use super::{cookie as session_cookie, location, pathname as pathname_request};
 use crate::error::{ConnectorError, Result};
-use crate::host::{InitArgs, PluginConnection, PluginHandle, plakar_client};
+use crate::host::{InitArgs, PluginConnection, PluginHandle, init_client, plugin_accessors};
 use crate::pb::plakar::connectors::Chunk;
 use crate::pb::v1::exporter as pb;
 use crate::pb::v1::exporter::exporter_client::ExporterClient;
@@ -46,13 +46,9 @@ pub struct RemoteExporter {
 impl RemoteExporter {
     /// Sends `Init` with the config map and the concurrency (the one v1 option), then `Root`.
     pub async fn init(connection: PluginConnection, args: &InitArgs) -> Result<Self> {
-        let (channel, plugin) = connection.into_parts();
-        let mut client = plakar_client!(ExporterClient::new(channel));
-        let cookie = client
-            .init(pb::InitRequest::from(args))
-            .await?
-            .into_inner()
-            .cookie;
+        let (mut client, plugin, init) =
+            init_client!(ExporterClient, connection, pb::InitRequest::from(args));
+        let cookie = init.cookie;
         let root = client
             .root(session_cookie(&cookie))
             .await?
@@ -68,15 +64,7 @@ impl RemoteExporter {
         })
     }
 
-    /// The plugin process (pid, shutdown).
-    pub fn plugin(&self) -> &PluginHandle {
-        &self.plugin
-    }
-
-    /// The raw gRPC client, for protocol-level tests.
-    pub fn client(&self) -> ExporterClient<Channel> {
-        self.client.clone()
-    }
+    plugin_accessors!(ExporterClient<Channel>);
 
     /// The cookie `Init` answered, echoed in every request.
     pub fn cookie(&self) -> &str {

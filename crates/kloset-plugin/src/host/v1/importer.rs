@@ -7,7 +7,9 @@ use tonic::transport::Channel;
 
 use super::{cookie, location, pathname as pathname_request};
 use crate::error::{ConnectorError, Result};
-use crate::host::{InitArgs, PluginConnection, PluginHandle, plakar_client, received};
+use crate::host::{
+    InitArgs, PluginConnection, PluginHandle, init_client, plugin_accessors, received,
+};
 use crate::pb::plakar::connectors::Chunk;
 use crate::pb::v1::importer as pb;
 use crate::pb::v1::importer::importer_client::ImporterClient;
@@ -59,9 +61,8 @@ fn record_of(response: pb::ScanResponse) -> Result<Record> {
 impl RemoteImporter {
     /// Sends `Init` with the config map and the five v1 options, then `Info`.
     pub async fn init(connection: PluginConnection, args: &InitArgs) -> Result<Self> {
-        let (channel, plugin) = connection.into_parts();
-        let mut client = plakar_client!(ImporterClient::new(channel));
-        let init = client.init(pb::InitRequest::from(args)).await?.into_inner();
+        let (mut client, plugin, init) =
+            init_client!(ImporterClient, connection, pb::InitRequest::from(args));
         if let Some(error) = init.error {
             return Err(ConnectorError::other(error));
         }
@@ -74,15 +75,7 @@ impl RemoteImporter {
         })
     }
 
-    /// The plugin process (pid, shutdown).
-    pub fn plugin(&self) -> &PluginHandle {
-        &self.plugin
-    }
-
-    /// The raw gRPC client, for protocol-level tests.
-    pub fn client(&self) -> ImporterClient<Channel> {
-        self.client.clone()
-    }
+    plugin_accessors!(ImporterClient<Channel>);
 
     /// The cookie `Init` answered, echoed in every request.
     pub fn cookie(&self) -> &str {

@@ -10,7 +10,9 @@ use tonic::transport::Channel;
 use super::{cookie as session_cookie, location};
 use crate::error::{ConnectorError, Result};
 use crate::host::store::{PUT_ENCODE_LIMIT, upload};
-use crate::host::{InitArgs, PluginConnection, PluginHandle, plakar_client, received};
+use crate::host::{
+    InitArgs, PluginConnection, PluginHandle, init_client, plugin_accessors, received,
+};
 use crate::pb::plakar::connectors::{Chunk, StoreInitRequest};
 use crate::pb::v1::store as pb;
 use crate::pb::v1::store::store_client::StoreClient;
@@ -36,13 +38,9 @@ fn mac_message(mac: Mac) -> Option<pb::Mac> {
 impl RemoteStore {
     /// Sends `Init`, then `GetLocation` and `GetMode` (answered from memory afterwards).
     pub async fn init(connection: PluginConnection, args: &InitArgs) -> Result<Self> {
-        let (channel, plugin) = connection.into_parts();
-        let mut client = plakar_client!(StoreClient::new(channel));
-        let cookie = client
-            .init(StoreInitRequest::from(args))
-            .await?
-            .into_inner()
-            .cookie;
+        let (mut client, plugin, init) =
+            init_client!(StoreClient, connection, StoreInitRequest::from(args));
+        let cookie = init.cookie;
         let url = client
             .get_location(session_cookie(&cookie))
             .await?
@@ -67,15 +65,7 @@ impl RemoteStore {
         })
     }
 
-    /// The plugin process (pid, shutdown).
-    pub fn plugin(&self) -> &PluginHandle {
-        &self.plugin
-    }
-
-    /// The raw gRPC client, for protocol-level tests.
-    pub fn client(&self) -> StoreClient<Channel> {
-        self.client.clone()
-    }
+    plugin_accessors!(StoreClient<Channel>);
 
     /// The cookie `Init` answered, echoed in every request.
     pub fn cookie(&self) -> &str {

@@ -15,7 +15,7 @@ use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 use tonic::service::Routes;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::Session;
+use super::{Session, answer_close};
 use crate::error::{ConnectorError, Result};
 use crate::pb::v1::exporter as pb;
 use crate::pb::v1::exporter::exporter_server::{Exporter as ExporterRpc, ExporterServer};
@@ -230,11 +230,8 @@ impl<E: Exporter> ExporterRpc for ExporterService<E> {
     }
 
     async fn close(&self, request: Request<Cookie>) -> Result<Response<()>, Status> {
-        self.session
-            .get(&request.into_inner().cookie)?
-            .close()
-            .await?;
-        Ok(Response::new(()))
+        let exporter = self.session.get(&request.into_inner().cookie)?;
+        answer_close(exporter.close().await)
     }
 }
 

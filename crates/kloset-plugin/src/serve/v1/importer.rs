@@ -9,7 +9,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status};
 
-use super::Session;
+use super::{SessionService, answer_close};
 use crate::Importer;
 use crate::pb::plakar::connectors::FileInfo;
 use crate::pb::v1::importer as pb;
@@ -22,16 +22,9 @@ use crate::types::Record;
 /// Records queued ahead of the gRPC stream; flow control does the rest.
 const RECORD_QUEUE: usize = 64;
 
-pub(crate) struct ImporterService<I> {
-    session: Session<I>,
-}
-
-impl<I: Importer> ImporterService<I> {
-    pub(crate) fn router(factory: Factory<I>) -> Routes {
-        routes!(ImporterServer::new(Self {
-            session: Session::new(factory),
-        }))
-    }
+/// The routes of a v1 importer served by `factory`.
+pub(crate) fn router<I: Importer>(factory: Factory<I>) -> Routes {
+    routes!(ImporterServer::new(SessionService::new(factory)))
 }
 
 /// The v1 message of a record (an error record is a `ScanError` for its pathname).
@@ -72,7 +65,7 @@ fn scan_failure(root: &str, message: String) -> pb::ScanResponse {
 type ScanStream = Pin<Box<dyn Stream<Item = Result<pb::ScanResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl<I: Importer> ImporterRpc for ImporterService<I> {
+impl<I: Importer> ImporterRpc for SessionService<I> {
     async fn init(
         &self,
         request: Request<pb::InitRequest>,
@@ -150,10 +143,7 @@ impl<I: Importer> ImporterRpc for ImporterService<I> {
     }
 
     async fn close(&self, request: Request<Cookie>) -> Result<Response<()>, Status> {
-        self.session
-            .get(&request.into_inner().cookie)?
-            .close()
-            .await?;
-        Ok(Response::new(()))
+        let importer = self.session.get(&request.into_inner().cookie)?;
+        answer_close(importer.close().await)
     }
 }

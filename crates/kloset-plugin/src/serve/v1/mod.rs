@@ -25,8 +25,8 @@ use super::{ConnectorSlot, Factory};
 use crate::types::InitContext;
 
 pub(crate) use exporter::ExporterService;
-pub(crate) use importer::ImporterService;
-pub(crate) use store::StoreService;
+pub(crate) use importer::router as importer_router;
+pub(crate) use store::router as store_router;
 
 /// 16 bytes from the operating system's random source, in hex: a host cannot guess it.
 fn new_cookie() -> String {
@@ -34,6 +34,25 @@ fn new_cookie() -> String {
     // As for any random source (`rand` does the same): a system without one cannot serve.
     getrandom::fill(&mut raw).expect("the operating system's random source failed");
     hex::encode(raw)
+}
+
+/// A v1 service whose one state is its [`Session`] (the store's and the importer's).
+pub(crate) struct SessionService<C> {
+    session: Session<C>,
+}
+
+impl<C: Send + Sync + 'static> SessionService<C> {
+    fn new(factory: Factory<C>) -> Self {
+        Self {
+            session: Session::new(factory),
+        }
+    }
+}
+
+/// The answer to `Close`, once the connector closed.
+fn answer_close(closed: crate::Result<()>) -> Result<tonic::Response<()>, Status> {
+    closed?;
+    Ok(tonic::Response::new(()))
 }
 
 /// The connector built by `Init`, and the cookie that proves a request belongs to it.

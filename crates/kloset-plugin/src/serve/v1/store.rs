@@ -5,7 +5,7 @@ use futures::StreamExt;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::Session;
+use super::{SessionService, answer_close};
 use crate::Store;
 use crate::pb::plakar::connectors::{BytesWritten, Config, Mode, Size};
 use crate::pb::v1::session::Cookie;
@@ -19,17 +19,12 @@ use crate::types::{ByteRange, Mac, Resource};
 /// the repeated field, 36 bytes on the wire.
 const MAX_LIST_MACS: usize = 116_000;
 
-pub(crate) struct StoreService<S> {
-    session: Session<S>,
+/// The routes of a v1 store served by `factory`.
+pub(crate) fn router<S: Store>(factory: Factory<S>) -> Routes {
+    routes!(StoreServer::new(SessionService::new(factory)))
 }
 
-impl<S: Store> StoreService<S> {
-    pub(crate) fn router(factory: Factory<S>) -> Routes {
-        routes!(StoreServer::new(Self {
-            session: Session::new(factory),
-        }))
-    }
-
+impl<S: Store> SessionService<S> {
     async fn list(&self, cookie: &str, resource: Resource) -> Result<Vec<pb::Mac>, Status> {
         let store = self.session.get(cookie)?;
         let macs = listed_macs(&*store, resource, MAX_LIST_MACS, "protocol v1").await?;
@@ -92,7 +87,7 @@ fn mac_field(mac: Option<pb::Mac>) -> Result<Mac, Status> {
 }
 
 #[tonic::async_trait]
-impl<S: Store> StoreRpc for StoreService<S> {
+impl<S: Store> StoreRpc for SessionService<S> {
     async fn init(
         &self,
         request: Request<crate::pb::plakar::connectors::StoreInitRequest>,
@@ -116,11 +111,8 @@ impl<S: Store> StoreRpc for StoreService<S> {
     }
 
     async fn close(&self, request: Request<Cookie>) -> Result<Response<()>, Status> {
-        self.session
-            .get(&request.into_inner().cookie)?
-            .close()
-            .await?;
-        Ok(Response::new(()))
+        let store = self.session.get(&request.into_inner().cookie)?;
+        answer_close(store.close().await)
     }
 
     async fn get_location(
