@@ -307,9 +307,9 @@ async fn real_plakar_keeps_a_kloset_on_koofr() {
         .await
         .unwrap();
     run.home.set_env("PLAKAR_GRACEPERIOD", "0s");
-    run.ok(&["at", "@kloset", "maintenance"]).await.unwrap();
+    maintenance(&run).await;
     site.clear_requests();
-    run.ok(&["at", "@kloset", "maintenance"]).await.unwrap();
+    maintenance(&run).await;
     let log = site.requests();
     let after = count_packfiles();
     assert!(after < before, "{before} packfiles before, {after} after");
@@ -1161,4 +1161,29 @@ async fn plakar_1_0_wrong_password_fails_with_a_non_zero_exit() {
         vec![id],
         "no new snapshot"
     );
+}
+
+/// `plakar at @kloset maintenance`, again after a pause while plakar says the kloset is locked.
+/// plakar 1.1.4 runs the storage plugin of a command through its `plakar cached` daemon, which
+/// ends it about 5 s after the command exits; on a loaded machine the shared lock of the
+/// previous command (`rm`) can still be there when maintenance asks for its exclusive one
+/// (seen once in ~20 runs). A lock that is never deleted still fails the test.
+async fn maintenance(run: &PlakarSite<'_>) {
+    for attempt in 1..=4 {
+        let output = run
+            .home
+            .run(["at", "@kloset", "maintenance"])
+            .await
+            .unwrap();
+        if output.succeeded() {
+            return;
+        }
+        let text = output.text();
+        assert!(
+            attempt < 4 && text.contains("already locked"),
+            "plakar maintenance failed: {text}"
+        );
+        eprintln!("plakar maintenance: the kloset is still locked (attempt {attempt}); waiting");
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    }
 }
