@@ -167,6 +167,13 @@ pub fn plakar_for(test: &str) -> Option<Plakar> {
     plakar_of_line_for(test, Line::V1_1)
 }
 
+/// Prints a skip on the process's real stderr: the test harness captures `println!` and
+/// `eprintln!` of a passing test, so a skip printed that way would not be seen.
+fn skipped(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// The plakar of `line` for `test`, or `None` after printing why `test` is skipped.
 pub fn plakar_of_line_for(test: &str, line: Line) -> Option<Plakar> {
     match Plakar::find_line(line) {
@@ -177,15 +184,15 @@ pub fn plakar_of_line_for(test: &str, line: Line) -> Option<Plakar> {
                 Line::V1_1 => "plakar",
                 Line::V1_0 => "plakar-1.0",
             };
-            println!(
+            skipped(&format!(
                 "SKIPPED {test}: no plakar {}x found (${variable} is unset and there is no \
                  `{name}` on PATH); to run it: PATH=$PWD/../shared/tools/{tool}:$PATH cargo test",
                 line.prefix()
-            );
+            ));
             None
         }
         Err(err) => {
-            println!("SKIPPED {test}: {err:#}");
+            skipped(&format!("SKIPPED {test}: {err:#}"));
             None
         }
     }
