@@ -38,4 +38,6 @@ pub use data::{collect, content, content_chunks};
 pub use init::{INIT_PASSWORD, init_map};
 pub use live::{LiveAuth, LiveCredentials};
 pub use requests::{count, count_below, count_status};
-pub use site::{EmulatorOptions, RemoteEntry, Site, emulator_config, refused_endpoint, test_retry};
+pub use site::{
+    EmulatorOptions, RemoteEntry, Site, emulator_config, notice, refused_endpoint, test_retry,
+};

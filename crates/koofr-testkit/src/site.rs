@@ -78,12 +78,9 @@ impl Site {
     /// credentials set) the test still runs, on the emulator, and says so on stderr.
     pub async fn start_emulator_only(test: &str) -> anyhow::Result<Site> {
         if LiveCredentials::from_env().is_some() {
-            // On the real stderr: the test harness hides what a passing test prints.
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
+            notice(&format!(
                 "{test}: live Koofr part skipped: this test needs the emulator's fault hooks and request log"
-            );
+            ));
         }
         Site::start_emulator().await
     }
@@ -152,11 +149,8 @@ impl Site {
             Some(credentials) => Site::start_live(&credentials, tag).await,
             None => {
                 SKIP_NOTICE.call_once(|| {
-                    // Written to the real stderr (not the captured test output) so it is seen.
-                    use std::io::Write;
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "live Koofr run skipped (KOOFR_ENDPOINT with KOOFR_ACCESS_TOKEN or KOOFR_USERNAME and KOOFR_PASSWORD is not set); using the emulator"
+                    notice(
+                        "live Koofr run skipped (KOOFR_ENDPOINT with KOOFR_ACCESS_TOKEN or KOOFR_USERNAME and KOOFR_PASSWORD is not set); using the emulator",
                     );
                 });
                 Site::start_emulator().await
@@ -378,4 +372,11 @@ pub struct RemoteEntry {
     pub modified_ms: i64,
     /// Lowercase hex MD5 (files).
     pub md5: Option<String>,
+}
+
+/// Prints `line` on the process's real stderr. The test harness captures `println!` and
+/// `eprintln!` of a passing test, so a skip said that way would never be seen.
+pub fn notice(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }

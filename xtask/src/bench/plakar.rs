@@ -91,6 +91,14 @@ impl Measured {
         self.plugins.iter().map(|p| p.peak_kib).max()
     }
 
+    /// The memory target of every real-plakar row: the highest plugin peak within 64 MiB.
+    pub(crate) fn rss_check(&self) -> Check {
+        Check {
+            target: "peak RSS ≤ 64 MiB".to_owned(),
+            met: self.peak_kib().is_some_and(|k| k <= 64 * 1024),
+        }
+    }
+
     /// CPU time of every plugin process together.
     pub(crate) fn plugin_cpu(&self) -> Option<Duration> {
         (!self.plugins.is_empty()).then(|| self.plugins.iter().map(|p| p.cpu).sum())

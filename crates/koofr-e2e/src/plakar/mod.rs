@@ -167,13 +167,6 @@ pub fn plakar_for(test: &str) -> Option<Plakar> {
     plakar_of_line_for(test, Line::V1_1)
 }
 
-/// Prints a skip on the process's real stderr: the test harness captures `println!` and
-/// `eprintln!` of a passing test, so a skip printed that way would not be seen.
-fn skipped(line: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{line}");
-}
-
 /// The plakar of `line` for `test`, or `None` after printing why `test` is skipped.
 pub fn plakar_of_line_for(test: &str, line: Line) -> Option<Plakar> {
     match Plakar::find_line(line) {
@@ -184,7 +177,7 @@ pub fn plakar_of_line_for(test: &str, line: Line) -> Option<Plakar> {
                 Line::V1_1 => "plakar",
                 Line::V1_0 => "plakar-1.0",
             };
-            skipped(&format!(
+            koofr_testkit::notice(&format!(
                 "SKIPPED {test}: no plakar {}x found (${variable} is unset and there is no \
                  `{name}` on PATH); to run it: PATH=$PWD/../shared/tools/{tool}:$PATH cargo test",
                 line.prefix()
@@ -192,7 +185,7 @@ pub fn plakar_of_line_for(test: &str, line: Line) -> Option<Plakar> {
             None
         }
         Err(err) => {
-            skipped(&format!("SKIPPED {test}: {err:#}"));
+            koofr_testkit::notice(&format!("SKIPPED {test}: {err:#}"));
             None
         }
     }

@@ -141,10 +141,7 @@ fn sample_known(prefix: &str, seen: &mut HashMap<u32, PluginProcess>) {
         if !cmdline(entry.pid).is_some_and(|argv| argv.starts_with(prefix.as_bytes())) {
             continue;
         }
-        if let (Some(peak), Some(cpu)) = (peak_rss_kib(entry.pid), cpu_time(entry.pid)) {
-            entry.peak_kib = entry.peak_kib.max(peak);
-            entry.cpu = entry.cpu.max(cpu);
-        }
+        entry.sample();
     }
 }
 
@@ -159,22 +156,38 @@ fn sample_plugins(prefix: &str, seen: &mut HashMap<u32, PluginProcess>) {
         if !program.starts_with(prefix) {
             continue;
         }
-        let (Some(peak), Some(cpu)) = (peak_rss_kib(pid), cpu_time(pid)) else {
-            continue; // Exited between the listing and the reads.
-        };
+        if let Some(known) = seen.get_mut(&pid) {
+            known.sample();
+            continue;
+        }
         let executable = Path::new(&program)
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or(program.clone());
-        let entry = seen.entry(pid).or_insert_with(|| PluginProcess {
+        let mut found = PluginProcess {
             pid,
             executable,
             peak_kib: 0,
             cpu: Duration::ZERO,
             koofr_variables: koofr_variables(pid),
-        });
-        entry.peak_kib = entry.peak_kib.max(peak);
-        entry.cpu = entry.cpu.max(cpu);
+        };
+        // Not kept if it exited between the listing and the reads.
+        if found.sample() {
+            seen.insert(pid, found);
+        }
+    }
+}
+
+impl PluginProcess {
+    /// Reads the process's peak memory and CPU time, keeping the highest seen; false when
+    /// the process is gone.
+    fn sample(&mut self) -> bool {
+        let (Some(peak), Some(cpu)) = (peak_rss_kib(self.pid), cpu_time(self.pid)) else {
+            return false;
+        };
+        self.peak_kib = self.peak_kib.max(peak);
+        self.cpu = self.cpu.max(cpu);
+        true
     }
 }
 

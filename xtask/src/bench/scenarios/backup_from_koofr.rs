@@ -6,7 +6,7 @@ use anyhow::ensure;
 use koofr_e2e::plakar_demo::{Entry, PlakarSite, backup_id};
 
 use super::{Bench, describe, emulator, seed_small_files, start_site};
-use crate::bench::report::{Baseline, Check, Row};
+use crate::bench::report::{Baseline, Row};
 
 use crate::bench::plakar::{
     CONCURRENCIES, PlakarBench, READ_AHEAD_OFF, args, global, local_size, measure, ratio_check,
@@ -82,10 +82,7 @@ pub async fn backup_from_koofr(bench: &Bench, tools: &PlakarBench) -> anyhow::Re
         if concurrency.is_none() {
             checks.push(ratio_check("≥ 1.5x rclone copy", ratio, 1.5));
         }
-        checks.push(Check {
-            target: "peak RSS ≤ 64 MiB".to_owned(),
-            met: measured.peak_kib().is_some_and(|k| k <= 64 * 1024),
-        });
+        checks.push(measured.rss_check());
         rows.push(Row {
             scenario: 7,
             operation: format!(

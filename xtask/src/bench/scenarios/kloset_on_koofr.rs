@@ -9,7 +9,7 @@ use anyhow::ensure;
 use koofr_e2e::plakar_demo::{Entry, PlakarSite, backup_id};
 
 use super::{Bench, describe, start_site};
-use crate::bench::report::{Baseline, Check, Row};
+use crate::bench::report::{Baseline, Row};
 
 use crate::bench::plakar::{
     CONCURRENCIES, PlakarBench, READ_AHEAD_OFF, args, global, local_size, measure, ratio_check,
@@ -109,10 +109,7 @@ pub async fn kloset_on_koofr(bench: &Bench, tools: &PlakarBench) -> anyhow::Resu
             if let Some((label, at_least)) = target.filter(|_| concurrency.is_none()) {
                 checks.push(ratio_check(label, ratio, at_least));
             }
-            checks.push(Check {
-                target: "peak RSS ≤ 64 MiB".to_owned(),
-                met: ours.peak_kib().is_some_and(|k| k <= 64 * 1024),
-            });
+            checks.push(ours.rss_check());
             let gets = ours
                 .log
                 .iter()

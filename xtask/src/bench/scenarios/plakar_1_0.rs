@@ -10,10 +10,10 @@ use koofr_e2e::plakar_demo::{Entry, PlakarSite, backup_id};
 
 use super::{Bench, describe, emulator, seed_small_files, start_site};
 use crate::bench::plakar::{
-    Measured, PlakarBench, READ_AHEAD_OFF, local_size, measure, ratio_check, rclone_config,
+    Measured, PlakarBench, READ_AHEAD_OFF, args, local_size, measure, ratio_check, rclone_config,
     rclone_copy, read_ahead_off, scratch, seed_local, speedup,
 };
-use crate::bench::report::{Baseline, Check, Row};
+use crate::bench::report::{Baseline, Row};
 
 /// Runs scenario 10 with `tools` prepared for plakar v1.0.x.
 pub async fn plakar_1_0(bench: &Bench, tools: &PlakarBench) -> anyhow::Result<Vec<Row>> {
@@ -24,7 +24,6 @@ pub async fn plakar_1_0(bench: &Bench, tools: &PlakarBench) -> anyhow::Result<Ve
     let emu = emulator(&site)?;
     let local = scratch("plakar-1.0-")?;
     let run = PlakarSite::start(&site, &tools.plakar, &tools.package).await?;
-    let owned = |args: &[&str]| args.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
 
     // Backup of a Koofr folder into a local kloset.
     let source = site.path("source")?;
@@ -47,7 +46,7 @@ pub async fn plakar_1_0(bench: &Bench, tools: &PlakarBench) -> anyhow::Result<Ve
         let kloset = kloset.display().to_string();
         run.ok(&["at", &kloset, "create", "-plaintext"]).await?;
         eprintln!("[10] plakar backup {entry}");
-        let measured = measure(&run, &owned(&["at", &kloset, "backup", entry])).await?;
+        let measured = measure(&run, &args(&[], &["at", &kloset, "backup", entry])).await?;
         backup_id(&measured.output)?;
         backups.push(measured);
     }
@@ -84,7 +83,7 @@ pub async fn plakar_1_0(bench: &Bench, tools: &PlakarBench) -> anyhow::Result<Ve
                 rclone_time.map(|t| speedup(t, backup.time())),
                 1.5,
             ),
-            rss_check(&backup),
+            backup.rss_check(),
         ],
     }];
 
@@ -107,7 +106,7 @@ pub async fn plakar_1_0(bench: &Bench, tools: &PlakarBench) -> anyhow::Result<Ve
     let mut ids = Vec::new();
     for at in ["@kloset", disk.as_str()] {
         run.ok(&["at", at, "create", "-plaintext"]).await?;
-        let backup = measure(&run, &owned(&["at", at, "backup", &tree])).await?;
+        let backup = measure(&run, &args(&[], &["at", at, "backup", &tree])).await?;
         ids.push(backup_id(&backup.output)?);
     }
     let mut restores = Vec::new();
@@ -119,7 +118,7 @@ pub async fn plakar_1_0(bench: &Bench, tools: &PlakarBench) -> anyhow::Result<Ve
         let out = local.path().join(format!("out-{}", restores.len()));
         let out = out.display().to_string();
         eprintln!("[10] plakar at {at} restore");
-        let measured = measure(&run, &owned(&["at", at, "restore", "-to", &out, id])).await?;
+        let measured = measure(&run, &args(&[], &["at", at, "restore", "-to", &out, id])).await?;
         let restored = local_size(Path::new(&out))?;
         ensure!(
             restored == expected,
@@ -158,15 +157,8 @@ pub async fn plakar_1_0(bench: &Bench, tools: &PlakarBench) -> anyhow::Result<Ve
                 Some(speedup(restore_disk.time(), restore.time())),
                 1.0 / 1.5,
             ),
-            rss_check(&restore),
+            restore.rss_check(),
         ],
     });
     Ok(rows)
-}
-
-fn rss_check(measured: &Measured) -> Check {
-    Check {
-        target: "peak RSS ≤ 64 MiB".to_owned(),
-        met: measured.peak_kib().is_some_and(|k| k <= 64 * 1024),
-    }
 }

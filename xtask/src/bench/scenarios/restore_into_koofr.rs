@@ -5,7 +5,7 @@ use anyhow::ensure;
 use koofr_e2e::plakar_demo::{Entry, PlakarSite, backup_id};
 
 use super::{Bench, describe, emulator, start_site};
-use crate::bench::report::{Baseline, Check, Row};
+use crate::bench::report::{Baseline, Row};
 
 use crate::bench::plakar::{
     CONCURRENCIES, PlakarBench, args, global, measure, rclone_config, rclone_copy, scratch,
@@ -100,10 +100,7 @@ pub async fn restore_into_koofr(bench: &Bench, tools: &PlakarBench) -> anyhow::R
             ),
             peak_rss_kib: measured.peak_kib(),
             plugin_cpu: measured.plugin_cpu(),
-            checks: vec![Check {
-                target: "peak RSS ≤ 64 MiB".to_owned(),
-                met: measured.peak_kib().is_some_and(|k| k <= 64 * 1024),
-            }],
+            checks: vec![measured.rss_check()],
         });
     }
     Ok(rows)
