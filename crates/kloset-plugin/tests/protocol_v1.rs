@@ -250,24 +250,19 @@ impl Exporter for RecordingExporter {
         self.calls.lock().unwrap().push(format!("mkdir {pathname}"));
         Ok(())
     }
-    async fn store_file(
-        &self,
-        pathname: &str,
-        info: &FileInfo,
-        mut content: ByteStream,
-    ) -> Result<()> {
+    async fn store_file(&self, path: &str, info: &FileInfo, mut content: ByteStream) -> Result<()> {
         let mut total = 0;
         while let Some(chunk) = content.next().await {
             match chunk {
                 Ok(chunk) => total += chunk.len(),
                 Err(err) => {
-                    let call = format!("store {pathname} broken after {total}: {}", err.message());
+                    let call = format!("store {path} broken after {total}: {}", err.message());
                     self.calls.lock().unwrap().push(call);
                     return Err(err);
                 }
             }
         }
-        let call = format!("store {pathname} {total} of {}", info.size);
+        let call = format!("store {path} {total} of {}", info.size);
         self.calls.lock().unwrap().push(call);
         Ok(())
     }

@@ -3,100 +3,29 @@
 //! JSON, named by its SHA-256.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use kloset_plugin::{FileInfo, FileMode, Mac, system_time_to_timestamp};
+use kloset_plugin::{FileInfo, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Format version of [`Snapshot`].
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub const SNAPSHOT_VERSION: u32 = 2;
 
-/// A `FileInfo` with every field Plakar compares (§8.4), the time to the nanosecond.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredInfo {
-    pub name: String,
-    pub size: i64,
-    pub mode: u32,
-    pub mtime_seconds: i64,
-    pub mtime_nanos: i32,
-    pub dev: u64,
-    pub ino: u64,
-    pub uid: u64,
-    pub gid: u64,
-    pub nlink: u32,
-    pub username: String,
-    pub groupname: String,
-    pub flags: u32,
-}
-
-impl From<&FileInfo> for StoredInfo {
-    fn from(info: &FileInfo) -> StoredInfo {
-        let time = system_time_to_timestamp(info.mod_time);
-        StoredInfo {
-            name: info.name.clone(),
-            size: info.size,
-            mode: info.mode.0,
-            mtime_seconds: time.seconds,
-            mtime_nanos: time.nanos,
-            dev: info.dev,
-            ino: info.ino,
-            uid: info.uid,
-            gid: info.gid,
-            nlink: info.nlink,
-            username: info.username.clone(),
-            groupname: info.groupname.clone(),
-            flags: info.flags,
-        }
-    }
-}
-
-impl StoredInfo {
-    /// The `FileInfo` again.
-    pub fn to_file_info(&self) -> FileInfo {
-        FileInfo {
-            name: self.name.clone(),
-            size: self.size,
-            mode: FileMode(self.mode),
-            mod_time: self.mod_time(),
-            dev: self.dev,
-            ino: self.ino,
-            uid: self.uid,
-            gid: self.gid,
-            nlink: self.nlink,
-            username: self.username.clone(),
-            groupname: self.groupname.clone(),
-            flags: self.flags,
-        }
-    }
-
-    /// The modification time.
-    pub fn mod_time(&self) -> SystemTime {
-        let nanos = Duration::from_nanos(self.mtime_nanos.clamp(0, 999_999_999) as u64);
-        if self.mtime_seconds >= 0 {
-            UNIX_EPOCH + Duration::from_secs(self.mtime_seconds as u64) + nanos
-        } else {
-            UNIX_EPOCH - Duration::from_secs(self.mtime_seconds.unsigned_abs()) + nanos
-        }
-    }
-
-    /// Whether Plakar would take the file as unchanged (§8.4: every field but `flags`; a size
-    /// of -1 is not compared).
-    pub fn unchanged_from(&self, earlier: &StoredInfo) -> bool {
-        self.name == earlier.name
-            && (self.size == earlier.size || self.size == -1 || earlier.size == -1)
-            && self.mode == earlier.mode
-            && self.mtime_seconds == earlier.mtime_seconds
-            && self.mtime_nanos == earlier.mtime_nanos
-            && self.dev == earlier.dev
-            && self.ino == earlier.ino
-            && self.uid == earlier.uid
-            && self.gid == earlier.gid
-            && self.nlink == earlier.nlink
-            && self.username == earlier.username
-            && self.groupname == earlier.groupname
-    }
+/// Whether Plakar would take a file whose info is `now` as unchanged since `earlier` (§8.4:
+/// every field but `flags`; a size of -1 is not compared).
+pub fn unchanged(now: &FileInfo, earlier: &FileInfo) -> bool {
+    now.name == earlier.name
+        && (now.size == earlier.size || now.size == -1 || earlier.size == -1)
+        && now.mode == earlier.mode
+        && now.mod_time == earlier.mod_time
+        && now.dev == earlier.dev
+        && now.ino == earlier.ino
+        && now.uid == earlier.uid
+        && now.gid == earlier.gid
+        && now.nlink == earlier.nlink
+        && now.username == earlier.username
+        && now.groupname == earlier.groupname
 }
 
 /// A piece of a file's content inside a packfile.
@@ -123,8 +52,8 @@ impl Piece {
 pub struct IndexEntry {
     /// Absolute pathname as the importer sent it.
     pub pathname: String,
-    /// Its metadata.
-    pub info: StoredInfo,
+    /// Its metadata (the time to the nanosecond).
+    pub info: FileInfo,
     /// Lowercase hex MD5 of the content (files).
     pub md5: Option<String>,
     /// Where the content is, in order (files).
@@ -177,8 +106,64 @@ impl Snapshot {
 
     /// Regular files.
     pub fn files(&self) -> impl Iterator<Item = &IndexEntry> {
-        self.entries
-            .iter()
-            .filter(|e| FileMode(e.info.mode).is_regular())
+        self.entries.iter().filter(|e| e.info.mode.is_regular())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use kloset_plugin::{FileMode, time_from_unix_millis};
+
+    use super::*;
+
+    /// Every field Plakar compares survives the JSON of a state object, times before 1970 and
+    /// nanoseconds included, and a changed byte is refused.
+    #[test]
+    fn a_snapshot_keeps_every_field_and_refuses_a_changed_byte() {
+        let mut info = FileInfo::file("a.txt", 5, 0o640, time_from_unix_millis(-1_500));
+        (
+            info.dev, info.ino, info.uid, info.gid, info.nlink, info.flags,
+        ) = (1, 2, 3, 4, 5, 6);
+        (info.username, info.groupname) = ("ana".to_owned(), "staff".to_owned());
+        let later = FileInfo::directory("d", 0o700, UNIX_EPOCH + Duration::new(1, 999_999_999));
+        let entry = |pathname: &str, info: &FileInfo| IndexEntry {
+            pathname: pathname.to_owned(),
+            info: info.clone(),
+            md5: None,
+            pieces: Vec::new(),
+        };
+        let snapshot = Snapshot {
+            version: SNAPSHOT_VERSION,
+            source: SourceInfo {
+                r#type: "koofr".to_owned(),
+                origin: "app.koofr.net".to_owned(),
+                root: "/".to_owned(),
+            },
+            created_ms: 7,
+            entries: vec![entry("/a.txt", &info), entry("/d", &later)],
+        };
+        let (bytes, mac) = snapshot.encode().unwrap();
+        let decoded = Snapshot::decode(&bytes, &mac).unwrap();
+        assert_eq!(decoded, snapshot);
+        assert_eq!(decoded.entries[1].info.mode, FileMode::dir(0o700));
+        assert!(unchanged(&decoded.entries[0].info, &info));
+        let mut changed = bytes.clone();
+        changed[10] ^= 1;
+        assert!(Snapshot::decode(&changed, &mac).is_err());
+    }
+
+    /// A file is unchanged when all but its flags match; a size of -1 matches any size.
+    #[test]
+    fn unchanged_ignores_flags_and_unknown_sizes_only() {
+        let info = FileInfo::file("a", 5, 0o600, time_from_unix_millis(1_000));
+        let mut other = info.clone();
+        other.flags = 9;
+        assert!(unchanged(&other, &info));
+        other.size = -1;
+        assert!(unchanged(&other, &info));
+        other.mod_time += Duration::from_nanos(1);
+        assert!(!unchanged(&other, &info));
     }
 }

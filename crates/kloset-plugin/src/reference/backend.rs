@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::ByteStream;
@@ -172,12 +172,7 @@ impl Backend for MemoryBackend {
         Ok(futures::stream::iter(chunks).boxed())
     }
 
-    async fn write(
-        &self,
-        path: &str,
-        mut data: ByteStream,
-        mtime: Option<SystemTime>,
-    ) -> Result<u64> {
+    async fn write(&self, path: &str, data: ByteStream, mtime: Option<SystemTime>) -> Result<u64> {
         match self.lock().get(parent_of(path)) {
             Some(Node::Dir(_)) => {}
             _ => {
@@ -186,10 +181,12 @@ impl Backend for MemoryBackend {
                 )));
             }
         }
-        let mut buf = BytesMut::new();
-        while let Some(chunk) = data.next().await {
-            buf.extend_from_slice(&chunk?);
-        }
+        let buf = data
+            .try_fold(BytesMut::new(), |mut buf, chunk| async move {
+                buf.extend_from_slice(&chunk);
+                Ok(buf)
+            })
+            .await?;
         let mut nodes = self.lock();
         if let Some(Node::Dir(_)) = nodes.get(path) {
             return Err(ConnectorError::invalid_input(format!(

@@ -19,6 +19,7 @@ macro_rules! go_mode_bits {
 
 /// Go `io/fs.FileMode` bits (§8.1): type bits at the top, permissions in the low 9 bits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct FileMode(pub u32);
 
 impl FileMode {
@@ -95,6 +96,7 @@ impl fmt::Debug for FileMode {
 
 /// File metadata (proto `FileInfo`), with `mod_time` as a [`SystemTime`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct FileInfo {
     /// Base name: the last element of the pathname (`/` for the root).
     pub name: String,
@@ -102,7 +104,9 @@ pub struct FileInfo {
     pub size: i64,
     /// Go file mode.
     pub mode: FileMode,
-    /// Modification time.
+    /// Modification time (serialised as a proto `Timestamp`'s seconds and nanos, which hold
+    /// times before 1970 too).
+    #[cfg_attr(feature = "serde", serde(with = "timestamp"))]
     pub mod_time: SystemTime,
     /// Device number.
     pub dev: u64,
@@ -165,45 +169,42 @@ impl FileInfo {
     }
 }
 
+/// A `$to` from `$from`, either `FileInfo`: `mode` and `mod_time` as given, every other field
+/// (the same in both) copied.
+macro_rules! file_info {
+    ($to:ident from $from:ident, mode: $mode:expr, mod_time: $mod_time:expr $(,)?) => {
+        $to {
+            mode: $mode,
+            mod_time: $mod_time,
+            name: $from.name.clone(),
+            size: $from.size,
+            dev: $from.dev,
+            ino: $from.ino,
+            uid: $from.uid,
+            gid: $from.gid,
+            nlink: $from.nlink,
+            username: $from.username.clone(),
+            groupname: $from.groupname.clone(),
+            flags: $from.flags,
+        }
+    };
+}
+
 /// The generated `FileInfo`, which both protocols send (a missing time is the Unix epoch).
 impl From<&FileInfo> for pbc::FileInfo {
     fn from(info: &FileInfo) -> pbc::FileInfo {
-        Self {
-            name: info.name.clone(),
-            size: info.size,
-            mode: info.mode.0,
-            mod_time: Some(system_time_to_timestamp(info.mod_time)),
-            dev: info.dev,
-            ino: info.ino,
-            uid: info.uid,
-            gid: info.gid,
-            nlink: info.nlink,
-            username: info.username.clone(),
-            groupname: info.groupname.clone(),
-            flags: info.flags,
-        }
+        let mod_time = Some(system_time_to_timestamp(info.mod_time));
+        file_info!(Self from info, mode: info.mode.0, mod_time: mod_time)
     }
 }
 
 impl From<&pbc::FileInfo> for FileInfo {
     fn from(info: &pbc::FileInfo) -> FileInfo {
-        FileInfo {
-            name: info.name.clone(),
-            size: info.size,
-            mode: FileMode(info.mode),
-            mod_time: info
-                .mod_time
-                .as_ref()
-                .map_or(UNIX_EPOCH, timestamp_to_system_time),
-            dev: info.dev,
-            ino: info.ino,
-            uid: info.uid,
-            gid: info.gid,
-            nlink: info.nlink,
-            username: info.username.clone(),
-            groupname: info.groupname.clone(),
-            flags: info.flags,
-        }
+        let mod_time = info
+            .mod_time
+            .as_ref()
+            .map_or(UNIX_EPOCH, timestamp_to_system_time);
+        file_info!(Self from info, mode: FileMode(info.mode), mod_time: mod_time)
     }
 }
 
@@ -219,6 +220,31 @@ pub fn time_from_unix_millis(ms: i64) -> SystemTime {
 pub fn unix_millis(time: SystemTime) -> i64 {
     let ts = system_time_to_timestamp(time);
     ts.seconds * 1000 + i64::from(ts.nanos) / 1_000_000
+}
+
+/// `SystemTime` as the seconds and nanos of a proto `Timestamp`, for serde.
+#[cfg(feature = "serde")]
+mod timestamp {
+    use std::time::SystemTime;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Parts {
+        seconds: i64,
+        nanos: i32,
+    }
+
+    pub fn serialize<S: Serializer>(time: &SystemTime, to: S) -> Result<S::Ok, S::Error> {
+        let ts = super::system_time_to_timestamp(*time);
+        let (seconds, nanos) = (ts.seconds, ts.nanos);
+        Parts { seconds, nanos }.serialize(to)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(from: D) -> Result<SystemTime, D::Error> {
+        let Parts { seconds, nanos } = Parts::deserialize(from)?;
+        Ok(super::system_time_from_parts(seconds, nanos))
+    }
 }
 
 fn system_time_from_parts(seconds: i64, nanos: i32) -> SystemTime {

@@ -14,7 +14,7 @@ use sha2::Sha256;
 use tokio::sync::mpsc;
 
 use super::{Locations, PipelineOptions, end_process, now_ms, spawn_plugin, start_store};
-use crate::index::{IndexEntry, Snapshot, SourceInfo, StoredInfo};
+use crate::index::{IndexEntry, Snapshot, SourceInfo, unchanged};
 use crate::pack::{PackStats, PackedFile, Packer, PendingPiece, bytes_stream};
 use crate::summary::ProcessPeak;
 use koofr_testkit::Site;
@@ -172,12 +172,11 @@ pub async fn backup(
         let Some(info) = record.file_info.clone() else {
             continue; // xattr records carry no FileInfo; Koofr sends none.
         };
-        let stored = StoredInfo::from(&info);
         if info.mode.is_dir() {
             dirs += 1;
             entries.push(IndexEntry {
                 pathname: record.pathname.clone(),
-                info: stored,
+                info,
                 md5: None,
                 pieces: Vec::new(),
             });
@@ -190,7 +189,7 @@ pub async fn backup(
         files += 1;
         // As Plakar (§8.4): an identical FileInfo means the cached content is reused, unopened.
         if let Some(earlier) = previous.get(record.pathname.as_str())
-            && stored.unchanged_from(&earlier.info)
+            && unchanged(&info, &earlier.info)
             && earlier.md5.is_some()
         {
             reused += 1;
@@ -218,7 +217,7 @@ pub async fn backup(
                         .collect::<anyhow::Result<Vec<_>>>()?;
                     entries.push(IndexEntry {
                         pathname,
-                        info: StoredInfo::from(&info),
+                        info,
                         md5: Some(packed.md5),
                         pieces,
                     });

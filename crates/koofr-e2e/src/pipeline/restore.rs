@@ -10,7 +10,7 @@ use indicatif::ProgressBar;
 use kloset_plugin::host::{InitArgs, RemoteExporter, RemoteStore, host_options};
 use kloset_plugin::suites::read_all;
 use kloset_plugin::{
-    ByteRange, ByteStream, ConnectorError, Exporter, FileMode, Mac, Record, Resource, Store,
+    ByteRange, ByteStream, ConnectorError, Exporter, Mac, Record, Resource, Store,
 };
 use md5::{Digest, Md5};
 
@@ -168,7 +168,7 @@ pub async fn restore(
     }
     let (mut files, mut dirs, mut bytes) = (0u64, 0u64, 0u64);
     for (_, entry) in &work {
-        let mode = FileMode(entry.info.mode);
+        let mode = entry.info.mode;
         if mode.is_dir() {
             dirs += 1;
         } else if mode.is_regular() {
@@ -182,11 +182,13 @@ pub async fn restore(
     let results: Vec<(String, Result<(), String>)> = futures::stream::iter(work)
         .map(|(pathname, entry)| {
             let exporter = exporter.clone();
-            let content = FileMode(entry.info.mode)
+            let content = entry
+                .info
+                .mode
                 .is_regular()
                 .then(|| restore_content(store.clone(), &entry, gets.clone(), bar.clone()));
             async move {
-                let info = entry.info.to_file_info();
+                let info = entry.info.clone();
                 let outcome = match content {
                     Some(Ok(content)) => exporter.store_file(&pathname, &info, content).await,
                     Some(Err(err)) => Err(ConnectorError::other(format!("{err:#}"))),
