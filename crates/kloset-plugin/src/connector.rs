@@ -5,7 +5,9 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 use crate::error::Result;
-use crate::types::{ByteRange, FileInfo, LocationInfo, Mac, Record, Resource, StoreMode};
+use crate::types::{
+    ByteRange, FileInfo, LocationInfo, Mac, ObjectKey, Record, Resource, StoreMode,
+};
 
 /// A stream of byte chunks (any size; the serve layer re-chunks to ≤ 1 MiB and drops empties).
 pub type ByteStream = BoxStream<'static, Result<Bytes>>;
@@ -34,19 +36,14 @@ pub trait Store: Send + Sync + 'static {
     }
     /// The MACs of all objects of `resource` (names that are not MACs skipped, no duplicates).
     async fn list(&self, resource: Resource) -> Result<Vec<Mac>>;
-    /// Stores `data` under `mac`, overwriting atomically; returns the byte count. An `Err` in
+    /// Stores `data` under `key`, overwriting atomically; returns the byte count. An `Err` in
     /// `data` must leave nothing new readable (the previous version stays).
-    async fn put(&self, resource: Resource, mac: Mac, data: ByteStream) -> Result<u64>;
+    async fn put(&self, key: ObjectKey, data: ByteStream) -> Result<u64>;
     /// The object, or exactly `range.length` bytes from `range.offset` (fewer only at the end of
     /// the object; an offset at or past the end is an error that is not "not found").
-    async fn get(
-        &self,
-        resource: Resource,
-        mac: Mac,
-        range: Option<ByteRange>,
-    ) -> Result<ByteStream>;
+    async fn get(&self, key: ObjectKey, range: Option<ByteRange>) -> Result<ByteStream>;
     /// Removes the object.
-    async fn delete(&self, resource: Resource, mac: Mac) -> Result<()>;
+    async fn delete(&self, key: ObjectKey) -> Result<()>;
     /// Releases resources; not guaranteed to be called.
     async fn close(&self) -> Result<()> {
         Ok(())

@@ -69,7 +69,7 @@ pub use serve::{
     serve_importer_v1_on, serve_store, serve_store_as, serve_store_on, serve_store_v1_on,
 };
 pub use types::{
-    ByteRange, FileInfo, FileMode, InitContext, LocationFlags, LocationInfo, Mac, Options, Record,
-    Resource, StorageFlags, StoreMode, XattrType, system_time_to_timestamp, time_from_unix_millis,
-    timestamp_to_system_time, unix_millis,
+    ByteRange, FileInfo, FileMode, InitContext, LocationFlags, LocationInfo, Mac, ObjectKey,
+    Options, Record, Resource, StorageFlags, StoreMode, XattrType, system_time_to_timestamp,
+    time_from_unix_millis, timestamp_to_system_time, unix_millis,
 };

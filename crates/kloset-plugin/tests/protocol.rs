@@ -20,8 +20,8 @@ use kloset_plugin::pb::store::store_client::StoreClient;
 use kloset_plugin::pb::{importer as ipb, plakar::exporter as epb, store as spb};
 use kloset_plugin::suites::{ImporterFixture, pattern_stream, sample_tree};
 use kloset_plugin::{
-    ByteStream, ConnectorError, ExportPipeline, Exporter, FileInfo, Importer, LocationInfo, Mac,
-    Record, Resource, Result, Store,
+    ByteRange, ByteStream, ConnectorError, ExportPipeline, Exporter, FileInfo, Importer,
+    LocationInfo, Mac, ObjectKey, Record, Resource, Result, Store,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -280,26 +280,21 @@ impl Store for CannedStore {
             })
             .collect())
     }
-    async fn put(&self, _resource: Resource, _mac: Mac, mut data: ByteStream) -> Result<u64> {
+    async fn put(&self, _key: ObjectKey, mut data: ByteStream) -> Result<u64> {
         let mut n = 0;
         while let Some(chunk) = data.next().await {
             n += chunk?.len() as u64;
         }
         Ok(n)
     }
-    async fn get(
-        &self,
-        _resource: Resource,
-        _mac: Mac,
-        _range: Option<kloset_plugin::ByteRange>,
-    ) -> Result<ByteStream> {
+    async fn get(&self, _key: ObjectKey, _range: Option<ByteRange>) -> Result<ByteStream> {
         // One oversized chunk and an empty one: the serve layer must re-chunk and drop empties.
         Ok(
             futures::stream::iter([Ok(Bytes::from(vec![7u8; (2 << 20) + 5])), Ok(Bytes::new())])
                 .boxed(),
         )
     }
-    async fn delete(&self, _resource: Resource, _mac: Mac) -> Result<()> {
+    async fn delete(&self, _key: ObjectKey) -> Result<()> {
         Ok(())
     }
 }

@@ -27,8 +27,7 @@ async fn store_put_get_throughput_over_stdio() {
     for i in 0..rounds {
         store
             .put(
-                Resource::Packfile,
-                Mac([i as u8; 32]),
+                Resource::Packfile.key(Mac([i as u8; 32])),
                 pattern_stream(i, len),
             )
             .await
@@ -38,7 +37,7 @@ async fn store_put_get_throughput_over_stdio() {
     let started = Instant::now();
     for i in 0..rounds {
         let stream = store
-            .get(Resource::Packfile, Mac([i as u8; 32]), None)
+            .get(Resource::Packfile.key(Mac([i as u8; 32])), None)
             .await
             .unwrap();
         verify_pattern(stream, i, 0, len).await.unwrap();

@@ -222,7 +222,7 @@ impl Packer {
             .boxed();
         let written = self
             .store
-            .put(Resource::Packfile, mac, body)
+            .put(Resource::Packfile.key(mac), body)
             .await
             .with_context(|| format!("putting packfile {mac} ({len} bytes)"))?;
         anyhow::ensure!(

@@ -2,7 +2,7 @@
 //! (`packfiles/<hex>`, as Plakar's rclone integration does) and read tolerantly (flat names and
 //! 2-hex bucket folders `packfiles/<hex[0:2]>/<hex>`, as the fs/sftp stores write).
 
-use kloset_plugin::{Mac, Resource};
+use kloset_plugin::{Mac, ObjectKey, Resource};
 use koofr_core::KoofrPath;
 
 /// Name of the file holding the kloset configuration.
@@ -36,14 +36,14 @@ impl Layout {
     }
 
     /// Where objects are written: `<root>/<folder>/<hex>`.
-    pub fn flat(&self, resource: Resource, mac: &Mac) -> KoofrPath {
-        self.child(&self.folder(resource), &mac.to_hex())
+    pub fn flat(&self, key: ObjectKey) -> KoofrPath {
+        self.child(&self.folder(key.resource), &key.mac.to_hex())
     }
 
     /// The bucket-layout name read as a fallback: `<root>/<folder>/<hex[0:2]>/<hex>`.
-    pub fn bucket(&self, resource: Resource, mac: &Mac) -> KoofrPath {
-        let hex = mac.to_hex();
-        let bucket = self.child(&self.folder(resource), &hex[..2]);
+    pub fn bucket(&self, key: ObjectKey) -> KoofrPath {
+        let hex = key.mac.to_hex();
+        let bucket = self.child(&self.folder(key.resource), &hex[..2]);
         self.child(&bucket, &hex)
     }
 
@@ -80,11 +80,11 @@ mod tests {
         let mac = Mac::from_name(HEX).unwrap();
         assert_eq!(layout.config().as_str(), "/backups/k/CONFIG");
         assert_eq!(
-            layout.flat(Resource::Packfile, &mac).as_str(),
+            layout.flat(Resource::Packfile.key(mac)).as_str(),
             format!("/backups/k/packfiles/{HEX}")
         );
         assert_eq!(
-            layout.bucket(Resource::State, &mac).as_str(),
+            layout.bucket(Resource::State.key(mac)).as_str(),
             format!("/backups/k/states/ab/{HEX}")
         );
         assert_eq!(layout.folder(Resource::Lock).as_str(), "/backups/k/locks");

@@ -54,7 +54,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use kloset_plugin::{ByteStream, ConnectorError, ConnectorErrorKind, Mac, Resource, Result};
+use kloset_plugin::{ByteStream, ConnectorError, ConnectorErrorKind, ObjectKey, Result};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -110,7 +110,7 @@ impl std::fmt::Debug for ReadAhead {
 
 #[derive(Default)]
 struct State {
-    walks: HashMap<(Resource, Mac), Walk>,
+    walks: HashMap<ObjectKey, Walk>,
     /// Counts `Get`s, to find the objects no longer read.
     clock: u64,
 }
@@ -201,7 +201,7 @@ impl ReadAhead {
     /// ranged requests of it.
     pub(crate) fn get(
         &self,
-        key: (Resource, Mac),
+        key: ObjectKey,
         offset: u64,
         len: u64,
         fetch: Fetch,
@@ -219,7 +219,7 @@ impl ReadAhead {
         }
     }
 
-    fn plan(&self, key: (Resource, Mac), start: u64, end: u64, fetch: &Fetch) -> Plan {
+    fn plan(&self, key: ObjectKey, start: u64, end: u64, fetch: &Fetch) -> Plan {
         let mut guard = self.lock();
         let state = &mut *guard;
         state.clock += 1;
@@ -321,7 +321,7 @@ impl ReadAhead {
     fn add_window(
         &self,
         state: &mut State,
-        key: (Resource, Mac),
+        key: ObjectKey,
         (from, to): (u64, u64),
         get_end: u64,
         fetch: &Fetch,
@@ -369,7 +369,7 @@ impl ReadAhead {
         if walk.windows.back().is_some_and(|b| b.end != from) {
             walk.windows.clear();
         }
-        tracing::debug!(resource = %key.0, mac = %key.1, offset = from, length = len, "koofr-storage: reading ahead");
+        tracing::debug!(%key, offset = from, length = len, "koofr-storage: reading ahead");
         walk.windows
             .push_back(Arc::new(Window::start(from, from + len, fetch.clone())));
         walk.next_len = (walk.next_len * 2).min(self.limits.window);
@@ -645,6 +645,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kloset_plugin::{Mac, Resource};
     use std::sync::atomic::{AtomicU32, Ordering};
 
     /// A fatal error of a window reaches the `Get` waiting on it without another request; any
@@ -673,7 +674,7 @@ mod tests {
                 budget: 16 << 20,
                 window: 4 << 20,
             });
-            let key = (Resource::Packfile, Mac([1; 32]));
+            let key = Resource::Packfile.key(Mac([1; 32]));
             let mut outcomes = Vec::new();
             for offset in [0, 20_000, 40_000] {
                 let stream = readahead

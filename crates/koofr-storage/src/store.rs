@@ -24,7 +24,8 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use kloset_plugin::{
-    ByteRange, ByteStream, ConnectorError, InitContext, LocationInfo, Mac, Resource, Result, Store,
+    ByteRange, ByteStream, ConnectorError, InitContext, LocationInfo, Mac, ObjectKey, Resource,
+    Result, Store,
 };
 use koofr_core::error::ErrorKind;
 use koofr_core::{Client, KoofrConfig, KoofrPath, ListEntry, OverwritePolicy, UploadOptions};
@@ -342,11 +343,11 @@ impl Store for KoofrStore {
         Ok(macs)
     }
 
-    async fn put(&self, resource: Resource, mac: Mac, data: ByteStream) -> Result<u64> {
-        let what = format!("{resource} {mac}");
+    async fn put(&self, key: ObjectKey, data: ByteStream) -> Result<u64> {
+        let what = key.to_string();
         let spooled = spool::receive(data, &what).await?;
-        let folder = self.layout.folder(resource);
-        let name = mac.to_hex();
+        let folder = self.layout.folder(key.resource);
+        let name = key.mac.to_hex();
         let options = UploadOptions {
             policy: OverwritePolicy::Overwrite,
             size_hint: Some(spooled.len),
@@ -376,13 +377,8 @@ impl Store for KoofrStore {
         Ok(info.size)
     }
 
-    async fn get(
-        &self,
-        resource: Resource,
-        mac: Mac,
-        range: Option<ByteRange>,
-    ) -> Result<ByteStream> {
-        tracing::debug!(%resource, %mac, offset = range.map(|r| r.offset), length = range.map(|r| r.length), "koofr-storage: get");
+    async fn get(&self, key: ObjectKey, range: Option<ByteRange>) -> Result<ByteStream> {
+        tracing::debug!(%key, offset = range.map(|r| r.offset), length = range.map(|r| r.length), "koofr-storage: get");
         match range {
             Some(range) if range.length == 0 => Ok(futures::stream::empty().boxed()),
             Some(range) => {
@@ -390,24 +386,19 @@ impl Store for KoofrStore {
                 let (client, layout) = (self.client.clone(), self.layout.clone());
                 let fetch = fetch_fn(move |offset, length| {
                     let (client, layout) = (client.clone(), layout.clone());
-                    async move { read(&client, &layout, resource, mac, Some((offset, length))).await }
+                    async move { read(&client, &layout, key, Some((offset, length))).await }
                 });
                 self.readahead
-                    .get(
-                        (resource, mac),
-                        range.offset,
-                        u64::from(range.length),
-                        fetch,
-                    )
+                    .get(key, range.offset, u64::from(range.length), fetch)
                     .await
             }
-            None => read(&self.client, &self.layout, resource, mac, None).await,
+            None => read(&self.client, &self.layout, key, None).await,
         }
     }
 
-    async fn delete(&self, resource: Resource, mac: Mac) -> Result<()> {
-        let flat = self.layout.flat(resource, &mac);
-        let bucket = self.layout.bucket(resource, &mac);
+    async fn delete(&self, key: ObjectKey) -> Result<()> {
+        let flat = self.layout.flat(key);
+        let bucket = self.layout.bucket(key);
         let (flat, bucket) = futures::future::join(
             self.remove_if_present(&flat),
             self.remove_if_present(&bucket),
@@ -422,8 +413,7 @@ impl Store for KoofrStore {
 async fn read(
     client: &Client,
     layout: &Layout,
-    resource: Resource,
-    mac: Mac,
+    key: ObjectKey,
     range: Option<(u64, u64)>,
 ) -> Result<ByteStream> {
     let open = |path: KoofrPath| async move {
@@ -432,12 +422,12 @@ async fn read(
             Some((offset, length)) => client.download_range(&path, offset, length).await,
         }
     };
-    let opened = match open(layout.flat(resource, &mac)).await {
-        Err(e) if e.is_not_found() => match open(layout.bucket(resource, &mac)).await {
+    let opened = match open(layout.flat(key)).await {
+        Err(e) if e.is_not_found() => match open(layout.bucket(key)).await {
             Err(e) if e.is_not_found() => {
                 return Err(ConnectorError::not_found(format!(
-                    "{resource} {mac} not found at koofr://{}",
-                    layout.folder(resource)
+                    "{key} not found at koofr://{}",
+                    layout.folder(key.resource)
                 )));
             }
             other => other,

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use kloset_plugin::suites::{pattern_bytes, pattern_stream, verify_pattern};
 use kloset_plugin::{
-    ByteRange, ConnectorError, ConnectorErrorKind, Mac, Resource, Store, StoreMode,
+    ByteRange, ConnectorError, ConnectorErrorKind, Mac, ObjectKey, Resource, Store, StoreMode,
 };
 use koofr_core::{KoofrPath, UploadOptions};
 use koofr_emulator::RequestRecord;
@@ -57,27 +57,23 @@ fn endpoints(requests: &[RequestRecord]) -> Vec<String> {
         .collect()
 }
 
-/// A get of `resource` `mac` (`range` of it, or all) from `store` answers `len` bytes of the
-/// pattern of `seed`, from the range's offset.
+/// A get of `key` (`range` of it, or all) from `store` answers `len` bytes of the pattern of
+/// `seed`, from the range's offset.
 async fn assert_get(
     store: &impl Store,
-    resource: Resource,
-    mac: Mac,
+    key: ObjectKey,
     range: Option<ByteRange>,
     seed: u64,
     len: u64,
 ) {
-    let stream = store.get(resource, mac, range).await.unwrap();
+    let stream = store.get(key, range).await.unwrap();
     let offset = range.map_or(0, |range| range.offset);
     verify_pattern(stream, seed, offset, len).await.unwrap();
 }
 
-/// Puts `len` bytes of the pattern of `seed` as `resource` `mac` into `store`; what it stored.
-async fn put_pattern(store: &impl Store, resource: Resource, mac: Mac, seed: u64, len: u64) -> u64 {
-    store
-        .put(resource, mac, pattern_stream(seed, len))
-        .await
-        .unwrap()
+/// Puts `len` bytes of the pattern of `seed` as `key` into `store`; what it stored.
+async fn put_pattern(store: &impl Store, key: ObjectKey, seed: u64, len: u64) -> u64 {
+    store.put(key, pattern_stream(seed, len)).await.unwrap()
 }
 
 /// `requests` are one request, to `endpoint`.
@@ -141,8 +137,13 @@ async fn each_operation_costs_the_documented_number_of_requests() {
     harness.take_requests();
 
     for (seed, len) in [(1u8, 10u64), (2, 3 << 20)] {
-        let written =
-            put_pattern(&store, Resource::Packfile, mac(seed), u64::from(seed), len).await;
+        let written = put_pattern(
+            &store,
+            Resource::Packfile.key(mac(seed)),
+            u64::from(seed),
+            len,
+        )
+        .await;
         assert_eq!(written, len);
         let what = format!("put of {len} bytes");
         assert_one_request(&harness.take_requests(), "files/put", &what);
@@ -152,15 +153,22 @@ async fn each_operation_costs_the_documented_number_of_requests() {
         offset: 1_000_000,
         length: 70_000,
     };
-    assert_get(&store, Resource::Packfile, mac(2), Some(range), 2, 70_000).await;
+    assert_get(
+        &store,
+        Resource::Packfile.key(mac(2)),
+        Some(range),
+        2,
+        70_000,
+    )
+    .await;
     assert_one_request(&harness.take_requests(), "files/get", "ranged get");
 
     let zero = ByteRange {
         offset: 5,
         length: 0,
     };
-    assert_get(&store, Resource::Packfile, mac(2), Some(zero), 2, 0).await;
-    assert_get(&store, Resource::Packfile, mac(1), None, 1, 10).await;
+    assert_get(&store, Resource::Packfile.key(mac(2)), Some(zero), 2, 0).await;
+    assert_get(&store, Resource::Packfile.key(mac(1)), None, 1, 10).await;
     let what = "zero-length + whole get";
     assert_one_request(&harness.take_requests(), "files/get", what);
 
@@ -280,17 +288,24 @@ async fn a_kloset_made_by_rclone_or_a_bucket_layout_is_read_and_written() {
     let mut expected = vec![flat, bucketed];
     expected.sort();
     assert_eq!(listed, expected);
-    assert_get(&store, Resource::Packfile, bucketed, None, 11, 3000).await;
+    assert_get(&store, Resource::Packfile.key(bucketed), None, 11, 3000).await;
     let range = ByteRange {
         offset: 100,
         length: 50,
     };
-    assert_get(&store, Resource::Packfile, bucketed, Some(range), 11, 50).await;
+    assert_get(
+        &store,
+        Resource::Packfile.key(bucketed),
+        Some(range),
+        11,
+        50,
+    )
+    .await;
 
     // The states folder is missing: the first put creates it.
     let state = mac(13);
     assert_eq!(
-        put_pattern(&store, Resource::State, state, 13, 700).await,
+        put_pattern(&store, Resource::State.key(state), 13, 700).await,
         700
     );
     assert_eq!(store.list(Resource::State).await.unwrap(), vec![state]);
@@ -300,10 +315,19 @@ async fn a_kloset_made_by_rclone_or_a_bucket_layout_is_read_and_written() {
         .unwrap();
     assert_eq!(written.size, 700, "written flat, as rclone does");
 
-    store.delete(Resource::Packfile, bucketed).await.unwrap();
-    store.delete(Resource::Packfile, bucketed).await.unwrap();
+    store
+        .delete(Resource::Packfile.key(bucketed))
+        .await
+        .unwrap();
+    store
+        .delete(Resource::Packfile.key(bucketed))
+        .await
+        .unwrap();
     assert_eq!(store.list(Resource::Packfile).await.unwrap(), vec![flat]);
-    let gone = store.get(Resource::Packfile, bucketed, None).await.err();
+    let gone = store
+        .get(Resource::Packfile.key(bucketed), None)
+        .await
+        .err();
     assert_eq!(gone.map(|e| e.kind()), Some(ConnectorErrorKind::NotFound));
     harness.finish().await.unwrap();
 }
@@ -317,8 +341,7 @@ async fn a_broken_incoming_stream_stores_nothing_new() {
     for seed in [20u8, 21] {
         put_pattern(
             &store,
-            Resource::Packfile,
-            mac(seed),
+            Resource::Packfile.key(mac(seed)),
             100 + u64::from(seed),
             3000,
         )
@@ -332,7 +355,7 @@ async fn a_broken_incoming_stream_stores_nothing_new() {
             }))
             .boxed();
         let err = store
-            .put(Resource::Packfile, mac(seed), data)
+            .put(Resource::Packfile.key(mac(seed)), data)
             .await
             .unwrap_err();
         assert!(err.message().contains("plakar went away"), "{err}");
@@ -345,8 +368,7 @@ async fn a_broken_incoming_stream_stores_nothing_new() {
         // Nothing new is readable: the old version stays.
         assert_get(
             &store,
-            Resource::Packfile,
-            mac(seed),
+            Resource::Packfile.key(mac(seed)),
             None,
             100 + u64::from(seed),
             3000,
@@ -369,7 +391,13 @@ async fn a_large_put_that_fails_mid_upload_is_resent_from_the_spool() {
     for (seed, fault) in (40u8..).zip(faults) {
         harness.take_requests();
         harness.emulator().faults().inject(fault);
-        let stored = put_pattern(&store, Resource::Packfile, mac(seed), u64::from(seed), len).await;
+        let stored = put_pattern(
+            &store,
+            Resource::Packfile.key(mac(seed)),
+            u64::from(seed),
+            len,
+        )
+        .await;
         assert_eq!(stored, len);
         let requests = harness.take_requests();
         assert_eq!(
@@ -380,8 +408,7 @@ async fn a_large_put_that_fails_mid_upload_is_resent_from_the_spool() {
         );
         assert_get(
             &store,
-            Resource::Packfile,
-            mac(seed),
+            Resource::Packfile.key(mac(seed)),
             None,
             u64::from(seed),
             len,
@@ -397,7 +424,7 @@ async fn a_large_put_that_fails_mid_upload_is_resent_from_the_spool() {
         .await
         .unwrap();
     harness.take_requests();
-    let stored = put_pattern(&store, Resource::Lock, mac(45), 45, len).await;
+    let stored = put_pattern(&store, Resource::Lock.key(mac(45)), 45, len).await;
     assert_eq!(stored, len);
     let requests = harness.take_requests();
     // The 404 is answered before the 6 MiB body is read; depending on timing the client sees
@@ -413,7 +440,7 @@ async fn a_large_put_that_fails_mid_upload_is_resent_from_the_spool() {
         "{:?}",
         endpoints(&requests)
     );
-    assert_get(&store, Resource::Lock, mac(45), None, 45, len).await;
+    assert_get(&store, Resource::Lock.key(mac(45)), None, 45, len).await;
 }
 
 #[tokio::test]
@@ -421,18 +448,18 @@ async fn an_upload_cut_off_by_the_network_leaves_the_old_object() {
     let harness = Site::start_emulator().await.unwrap();
     let store = store(&harness);
     store.create(Bytes::from_static(CONFIG)).await.unwrap();
-    put_pattern(&store, Resource::Lock, mac(30), 30, 2000).await;
+    put_pattern(&store, Resource::Lock.key(mac(30)), 30, 2000).await;
     // Every attempt of the overwrite is cut off: it fails, and the old lock stays intact.
     harness
         .emulator()
         .faults()
         .inject(koofr_emulator::FaultRule::abort_upload(1 << 20).times(10));
     let err = store
-        .put(Resource::Lock, mac(30), pattern_stream(31, 3 << 20))
+        .put(Resource::Lock.key(mac(30)), pattern_stream(31, 3 << 20))
         .await
         .unwrap_err();
     assert!(err.message().contains(&mac(30).to_hex()), "{err}");
-    assert_get(&store, Resource::Lock, mac(30), None, 30, 2000).await;
+    assert_get(&store, Resource::Lock.key(mac(30)), None, 30, 2000).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -449,14 +476,13 @@ async fn two_plugin_processes_share_one_kloset() {
             let len = 1000 + u64::from(i) * 400_000;
             store
                 .put(
-                    Resource::Packfile,
-                    m,
+                    Resource::Packfile.key(m),
                     pattern_stream(u64::from(base + i), len),
                 )
                 .await?;
             // Both processes rewrite the same lock, as Plakar's cache process and command do.
             store
-                .put(Resource::Lock, mac(99), pattern_stream(99, 4096))
+                .put(Resource::Lock.key(mac(99)), pattern_stream(99, 4096))
                 .await?;
             store.list(Resource::Packfile).await?;
         }
@@ -471,7 +497,7 @@ async fn two_plugin_processes_share_one_kloset() {
         for i in 0..6u8 {
             let len = 1000 + u64::from(i) * 400_000;
             let stream = first
-                .get(Resource::Packfile, mac(base + i), None)
+                .get(Resource::Packfile.key(mac(base + i)), None)
                 .await
                 .unwrap();
             verify_pattern(stream, u64::from(base + i), 0, len)
@@ -479,7 +505,7 @@ async fn two_plugin_processes_share_one_kloset() {
                 .unwrap();
         }
     }
-    assert_get(&*second, Resource::Lock, mac(99), None, 99, 4096).await;
+    assert_get(&*second, Resource::Lock.key(mac(99)), None, 99, 4096).await;
     for store in [first, second] {
         assert_eq!(store.plugin().shutdown().await.unwrap(), 0);
     }
@@ -507,10 +533,13 @@ async fn peak_rss_while_putting_256_mib_through_the_binary() {
             .unwrap()
     };
     let before = vm_hwm();
-    let written = put_pattern(&remote, Resource::Packfile, mac(1), 7, LEN).await;
+    let written = put_pattern(&remote, Resource::Packfile.key(mac(1)), 7, LEN).await;
     assert_eq!(written, LEN);
     let after_put = vm_hwm();
-    let stream = remote.get(Resource::Packfile, mac(1), None).await.unwrap();
+    let stream = remote
+        .get(Resource::Packfile.key(mac(1)), None)
+        .await
+        .unwrap();
     verify_pattern(stream, 7, 0, LEN).await.unwrap();
     let after_get = vm_hwm();
     eprintln!(

@@ -41,11 +41,11 @@ async fn a_wrong_password_is_one_refused_request_and_one_clear_error() {
     for err in [
         store.list(Resource::Packfile).await.map(drop).unwrap_err(),
         store
-            .get(Resource::State, mac, None)
+            .get(Resource::State.key(mac), None)
             .await
             .map(drop)
             .unwrap_err(),
-        store.delete(Resource::Lock, mac).await.unwrap_err(),
+        store.delete(Resource::Lock.key(mac)).await.unwrap_err(),
     ] {
         assert!(err.message().contains("authentication failed"), "{err}");
     }
@@ -83,11 +83,11 @@ async fn a_lock_delete_cut_by_the_end_of_input_still_completes() {
         .unwrap();
     let lock = Mac([0x5a; 32]);
     store
-        .put(Resource::Lock, lock, pattern_stream(1, 300))
+        .put(Resource::Lock.key(lock), pattern_stream(1, 300))
         .await
         .unwrap();
     let layout = Layout::new(h.path("kloset").unwrap());
-    let flat = layout.flat(Resource::Lock, &lock);
+    let flat = layout.flat(Resource::Lock.key(lock));
     assert!(h.emulator().stat(flat.as_str()).is_some());
 
     h.emulator()
@@ -97,7 +97,7 @@ async fn a_lock_delete_cut_by_the_end_of_input_still_completes() {
     let store = Arc::new(store);
     let delete = tokio::spawn({
         let store = store.clone();
-        async move { store.delete(Resource::Lock, lock).await }
+        async move { store.delete(Resource::Lock.key(lock)).await }
     });
     // Wait until the Delete met its first 503, then close the input as plakar does.
     let mut waited = Duration::ZERO;

@@ -45,8 +45,7 @@ const DEFAULT: ReadAheadLimits = koofr_storage::config::DEFAULT_READAHEAD;
 async fn get_and_verify(store: &dyn Store, seed: u8, offset: u64, length: u32) {
     let stream = store
         .get(
-            Resource::Packfile,
-            mac(seed),
+            Resource::Packfile.key(mac(seed)),
             Some(ByteRange { offset, length }),
         )
         .await
@@ -208,8 +207,7 @@ async fn reads_elsewhere_leave_the_walk_or_drop_it_and_the_object_end_holds() {
     assert!(walk.len() <= 2, "{} Gets took {walk:?}", inside.len());
     let stream = store
         .get(
-            Resource::Packfile,
-            mac(4),
+            Resource::Packfile.key(mac(4)),
             Some(ByteRange {
                 offset: size - 1000,
                 length: 5000,
@@ -220,8 +218,7 @@ async fn reads_elsewhere_leave_the_walk_or_drop_it_and_the_object_end_holds() {
     verify_pattern(stream, 4, size - 1000, 1000).await.unwrap();
     let err = match store
         .get(
-            Resource::Packfile,
-            mac(4),
+            Resource::Packfile.key(mac(4)),
             Some(ByteRange {
                 offset: size,
                 length: 10,
@@ -289,8 +286,7 @@ async fn get_error(
 ) -> kloset_plugin::ConnectorError {
     match store
         .get(
-            Resource::Packfile,
-            mac(seed),
+            Resource::Packfile.key(mac(seed)),
             Some(ByteRange { offset, length }),
         )
         .await

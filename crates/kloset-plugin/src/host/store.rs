@@ -15,7 +15,7 @@ use crate::pb::plakar::connectors::{Chunk, Config, StoreInitRequest};
 use crate::pb::store as pb;
 use crate::pb::store::store_client::StoreClient;
 use crate::serve::chunked;
-use crate::types::{ByteRange, LocationInfo, Mac, Resource, StoreMode};
+use crate::types::{ByteRange, LocationInfo, Mac, ObjectKey, Resource, StoreMode};
 use crate::{ByteStream, Store};
 
 /// Requests queued ahead of a `Put` stream.
@@ -144,7 +144,8 @@ impl Store for RemoteStore {
             .collect()
     }
 
-    async fn put(&self, resource: Resource, mac: Mac, data: ByteStream) -> Result<u64> {
+    async fn put(&self, key: ObjectKey, data: ByteStream) -> Result<u64> {
+        let ObjectKey { resource, mac } = key;
         let first = pb::PutRequest {
             mac: Bytes::copy_from_slice(&mac.0),
             r#type: resource.to_proto(),
@@ -168,12 +169,8 @@ impl Store for RemoteStore {
         Ok(written as u64)
     }
 
-    async fn get(
-        &self,
-        resource: Resource,
-        mac: Mac,
-        range: Option<ByteRange>,
-    ) -> Result<ByteStream> {
+    async fn get(&self, key: ObjectKey, range: Option<ByteRange>) -> Result<ByteStream> {
+        let ObjectKey { resource, mac } = key;
         let request = pb::GetRequest {
             mac: Bytes::copy_from_slice(&mac.0),
             r#type: resource.to_proto(),
@@ -184,11 +181,12 @@ impl Store for RemoteStore {
             flags: 0,
         };
         let stream = self.client.clone().get(request).await?.into_inner();
-        let what = format!("get {resource} {mac}");
+        let what = format!("get {key}");
         Ok(received(stream, |m: Chunk| m.chunk, what, ()))
     }
 
-    async fn delete(&self, resource: Resource, mac: Mac) -> Result<()> {
+    async fn delete(&self, key: ObjectKey) -> Result<()> {
+        let ObjectKey { resource, mac } = key;
         let request = pb::DeleteRequest {
             mac: Bytes::copy_from_slice(&mac.0),
             r#type: resource.to_proto(),

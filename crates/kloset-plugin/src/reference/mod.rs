@@ -20,7 +20,9 @@ use tokio_stream::wrappers::ReceiverStream;
 pub use backend::{Backend, Child, DirBackend, Entry, MemoryBackend};
 
 use crate::error::{ConnectorError, ConnectorErrorKind, Result};
-use crate::types::{ByteRange, FileInfo, InitContext, LocationInfo, Mac, Record, Resource};
+use crate::types::{
+    ByteRange, FileInfo, InitContext, LocationInfo, Mac, ObjectKey, Record, Resource,
+};
 use crate::{ByteStream, Exporter, Importer, RecordStream, Store, safe_relative_path};
 
 /// The connector type name of the reference connectors.
@@ -113,25 +115,26 @@ impl ReferenceStore {
     fn folder(&self, resource: Resource) -> String {
         join(&self.root, &[resource.folder().to_owned()])
     }
-    fn object(&self, resource: Resource, mac: Mac) -> String {
-        join(&self.root, &[resource.folder().to_owned(), mac.to_hex()])
+    fn object(&self, key: ObjectKey) -> String {
+        join(
+            &self.root,
+            &[key.resource.folder().to_owned(), key.mac.to_hex()],
+        )
     }
     /// The flat name, else the 2-hex bucket name if that exists (read-tolerant, §9).
-    async fn existing_object(&self, resource: Resource, mac: Mac) -> Result<(String, Entry)> {
-        let flat = self.object(resource, mac);
+    async fn existing_object(&self, key: ObjectKey) -> Result<(String, Entry)> {
+        let flat = self.object(key);
         if let Some(entry) = self.backend.stat(&flat).await? {
             return Ok((flat, entry));
         }
-        let hex = mac.to_hex();
+        let hex = key.mac.to_hex();
         let bucket = join(
             &self.root,
-            &[resource.folder().to_owned(), hex[..2].to_owned(), hex],
+            &[key.resource.folder().to_owned(), hex[..2].to_owned(), hex],
         );
         match self.backend.stat(&bucket).await? {
             Some(entry) => Ok((bucket, entry)),
-            None => Err(ConnectorError::not_found(format!(
-                "{resource} {mac} not found"
-            ))),
+            None => Err(ConnectorError::not_found(format!("{key} not found"))),
         }
     }
 }
@@ -207,27 +210,20 @@ impl Store for ReferenceStore {
         Ok(macs.into_iter().collect())
     }
 
-    async fn put(&self, resource: Resource, mac: Mac, data: ByteStream) -> Result<u64> {
-        self.backend
-            .write(&self.object(resource, mac), data, None)
-            .await
+    async fn put(&self, key: ObjectKey, data: ByteStream) -> Result<u64> {
+        self.backend.write(&self.object(key), data, None).await
     }
 
-    async fn get(
-        &self,
-        resource: Resource,
-        mac: Mac,
-        range: Option<ByteRange>,
-    ) -> Result<ByteStream> {
+    async fn get(&self, key: ObjectKey, range: Option<ByteRange>) -> Result<ByteStream> {
         if range.is_some_and(|r| r.length == 0) {
             return Ok(futures::stream::empty().boxed());
         }
-        let (path, entry) = self.existing_object(resource, mac).await?;
+        let (path, entry) = self.existing_object(key).await?;
         match range {
             None => self.backend.read(&path, 0, None).await,
             Some(r) if r.offset >= entry.size => {
                 Err(ConnectorError::range_not_satisfiable(format!(
-                    "range offset {} is past the end of {resource} {mac} ({} bytes)",
+                    "range offset {} is past the end of {key} ({} bytes)",
                     r.offset, entry.size
                 )))
             }
@@ -239,8 +235,8 @@ impl Store for ReferenceStore {
         }
     }
 
-    async fn delete(&self, resource: Resource, mac: Mac) -> Result<()> {
-        match self.existing_object(resource, mac).await {
+    async fn delete(&self, key: ObjectKey) -> Result<()> {
+        match self.existing_object(key).await {
             Ok((path, _)) => self.backend.remove(&path).await,
             Err(err) if err.kind() == ConnectorErrorKind::NotFound => Ok(()),
             Err(err) => Err(err),

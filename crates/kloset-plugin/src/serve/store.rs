@@ -15,7 +15,7 @@ use crate::error::ConnectorError;
 use crate::pb::plakar::connectors::{BytesWritten, Config, Mode, Size, StoreInitRequest};
 use crate::pb::store as pb;
 use crate::pb::store::store_server::{Store as StoreRpc, StoreServer};
-use crate::types::{ByteRange, Mac, Resource};
+use crate::types::{ByteRange, Mac, ObjectKey, Resource};
 
 /// Largest MAC count that fits one `ListResponse` under 4 MiB (34 bytes each on the wire).
 pub const MAX_LIST_MACS: usize = 120_000;
@@ -36,8 +36,9 @@ pub(crate) fn mac_of(bytes: &[u8]) -> Result<Mac, Status> {
     Mac::from_slice(bytes).map_err(Status::from)
 }
 
-fn resource_of(value: i32) -> Result<Resource, Status> {
-    Resource::from_proto(value).map_err(Status::from)
+/// The key a v2 request names by its resource `type` and MAC.
+fn key_of(resource: i32, mac: &[u8]) -> Result<ObjectKey, Status> {
+    Ok(Resource::from_proto(resource)?.key(mac_of(mac)?))
 }
 
 /// The kloset configuration `Open` answers (in either protocol), refused if it cannot be sent.
@@ -77,8 +78,7 @@ pub(crate) async fn listed_macs<S: Store + ?Sized>(
 /// dropped; a broken stream reaches the connector as an error item, so nothing is stored.
 pub(crate) async fn put_object<S, R>(
     store: &S,
-    resource: Resource,
-    mac: Mac,
+    key: ObjectKey,
     first: Bytes,
     rest: R,
 ) -> Result<i64, Status>
@@ -91,9 +91,9 @@ where
         .chain(rest.map(|chunk| chunk.map_err(ConnectorError::from)))
         .filter(|c| futures::future::ready(c.as_ref().map_or(true, |b| !b.is_empty())));
     let written = store
-        .put(resource, mac, data.boxed())
+        .put(key, data.boxed())
         .await
-        .map_err(|e| Status::from(e.context(format_args!("put {resource} {mac}"))))?;
+        .map_err(|e| Status::from(e.context(format_args!("put {key}"))))?;
     Ok(written as i64)
 }
 
@@ -104,14 +104,13 @@ pub(crate) type ObjectChunks = Pin<Box<dyn Stream<Item = Result<Bytes, Status>> 
 /// protocol: never more than the range asks for, and the connector is not read past it.
 pub(crate) async fn get_object<S: Store + ?Sized>(
     store: &S,
-    resource: Resource,
-    mac: Mac,
+    key: ObjectKey,
     range: Option<ByteRange>,
 ) -> Result<ObjectChunks, Status> {
     if range.is_some_and(|r| r.length == 0) {
         return Ok(Box::pin(futures::stream::empty()));
     }
-    let data = store.get(resource, mac, range).await?;
+    let data = store.get(key, range).await?;
     let budget = range.map_or(u64::MAX, |r| u64::from(r.length));
     let limited = data.scan(budget, |budget, item| {
         if *budget == 0 {
@@ -170,7 +169,7 @@ impl<S: Store> StoreRpc for StoreService<S> {
         request: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
         let store = self.slot.get()?;
-        let resource = resource_of(request.into_inner().r#type)?;
+        let resource = Resource::from_proto(request.into_inner().r#type)?;
         let macs = listed_macs(&*store, resource, MAX_LIST_MACS, "protocol").await?;
         Ok(Response::new(pb::ListResponse { macs }))
     }
@@ -185,10 +184,9 @@ impl<S: Store> StoreRpc for StoreService<S> {
             .message()
             .await?
             .ok_or_else(|| invalid("Put stream ended before its first message".to_owned()))?;
-        let mac = mac_of(&first.mac)?;
-        let resource = resource_of(first.r#type)?;
+        let key = key_of(first.r#type, &first.mac)?;
         let rest = incoming.map(|msg| msg.map(|m| m.chunk));
-        let bytes_written = put_object(&*store, resource, mac, first.chunk, rest).await?;
+        let bytes_written = put_object(&*store, key, first.chunk, rest).await?;
         Ok(Response::new(BytesWritten { bytes_written }))
     }
 
@@ -197,22 +195,19 @@ impl<S: Store> StoreRpc for StoreService<S> {
     async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<ChunkStream>, Status> {
         let store = self.slot.get()?;
         let req = request.into_inner();
-        let mac = mac_of(&req.mac)?;
-        let resource = resource_of(req.r#type)?;
+        let key = key_of(req.r#type, &req.mac)?;
         let range = req.range.map(|r| ByteRange {
             offset: r.offset,
             length: r.length,
         });
-        let data = get_object(&*store, resource, mac, range).await?;
+        let data = get_object(&*store, key, range).await?;
         Ok(Response::new(chunk_messages(data)))
     }
 
     async fn delete(&self, request: Request<pb::DeleteRequest>) -> Result<Response<()>, Status> {
         let store = self.slot.get()?;
         let req = request.into_inner();
-        store
-            .delete(resource_of(req.r#type)?, mac_of(&req.mac)?)
-            .await?;
+        store.delete(key_of(req.r#type, &req.mac)?).await?;
         Ok(Response::new(()))
     }
 

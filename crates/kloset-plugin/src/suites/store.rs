@@ -16,7 +16,7 @@ use super::{Case, CaseFailure, CaseResult, SuiteReport, run_cases};
 use crate::Store;
 use crate::ensure_case;
 use crate::error::{ConnectorError, ConnectorErrorKind, Result};
-use crate::types::{ByteRange, Mac, Resource, StoreMode};
+use crate::types::{ByteRange, Mac, ObjectKey, Resource, StoreMode};
 
 /// What a store backend can do in tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,42 +122,29 @@ where
     Ok(())
 }
 
-async fn put_pattern(
-    store: &dyn Store,
-    resource: Resource,
-    mac: Mac,
-    seed: u64,
-    len: u64,
-) -> CaseResult {
-    let written = store.put(resource, mac, pattern_stream(seed, len)).await?;
+async fn put_pattern(store: &dyn Store, key: ObjectKey, seed: u64, len: u64) -> CaseResult {
+    let written = store.put(key, pattern_stream(seed, len)).await?;
     ensure_case!(
         written == len,
-        "put {resource} {mac}: bytes_written {written}, expected {len}"
+        "put {key}: bytes_written {written}, expected {len}"
     );
     Ok(())
 }
 
-async fn check_pattern(
-    store: &dyn Store,
-    resource: Resource,
-    mac: Mac,
-    seed: u64,
-    len: u64,
-) -> CaseResult {
-    let stream = store.get(resource, mac, None).await?;
+async fn check_pattern(store: &dyn Store, key: ObjectKey, seed: u64, len: u64) -> CaseResult {
+    let stream = store.get(key, None).await?;
     verify_pattern(stream, seed, 0, len)
         .await
-        .map_err(|e| CaseFailure(format!("get {resource} {mac}: {e}")))
+        .map_err(|e| CaseFailure(format!("get {key}: {e}")))
 }
 
 /// The error of a get, or of reading its stream whole; `None` when both succeeded.
 async fn get_error(
     store: &dyn Store,
-    resource: Resource,
-    mac: Mac,
+    key: ObjectKey,
     range: Option<ByteRange>,
 ) -> Option<ConnectorError> {
-    let outcome = match store.get(resource, mac, range).await {
+    let outcome = match store.get(key, range).await {
         Ok(stream) => read_all(stream).await.map(|_| ()),
         Err(e) => Err(e),
     };
@@ -240,8 +227,8 @@ async fn open_returns_config(store: Arc<dyn Store>) -> CaseResult {
 async fn crud_per_resource(store: Arc<dyn Store>) -> CaseResult {
     for (i, resource) in Resource::ALL.into_iter().enumerate() {
         let m = mac(100 + i as u64);
-        put_pattern(&*store, resource, m, 5 + i as u64, 1000 + i as u64).await?;
-        check_pattern(&*store, resource, m, 5 + i as u64, 1000 + i as u64).await?;
+        put_pattern(&*store, resource.key(m), 5 + i as u64, 1000 + i as u64).await?;
+        check_pattern(&*store, resource.key(m), 5 + i as u64, 1000 + i as u64).await?;
         let set = listed(&*store, resource).await?;
         ensure_case!(
             set == BTreeSet::from([m]),
@@ -253,12 +240,12 @@ async fn crud_per_resource(store: Arc<dyn Store>) -> CaseResult {
                 "{m} put as {resource} listed as {other}"
             );
         }
-        store.delete(resource, m).await?;
+        store.delete(resource.key(m)).await?;
         ensure_case!(
             listed(&*store, resource).await?.is_empty(),
             "list {resource} not empty after delete"
         );
-        let e = get_error(&*store, resource, m, None)
+        let e = get_error(&*store, resource.key(m), None)
             .await
             .ok_or_else(|| format!("get {resource} {m} after delete succeeded"))?;
         // Not found, and not any error: "range past end fails" holds the other side.
@@ -272,26 +259,26 @@ async fn crud_per_resource(store: Arc<dyn Store>) -> CaseResult {
 
 async fn overwrite(store: Arc<dyn Store>) -> CaseResult {
     let m = mac(200);
-    put_pattern(&*store, Resource::Lock, m, 1, 5000).await?;
-    put_pattern(&*store, Resource::Lock, m, 2, 300).await?;
-    check_pattern(&*store, Resource::Lock, m, 2, 300).await?;
+    put_pattern(&*store, Resource::Lock.key(m), 1, 5000).await?;
+    put_pattern(&*store, Resource::Lock.key(m), 2, 300).await?;
+    check_pattern(&*store, Resource::Lock.key(m), 2, 300).await?;
     ensure_case!(
         listed(&*store, Resource::Lock).await?.len() == 1,
         "overwrite duplicated the object"
     );
-    store.delete(Resource::Lock, m).await?;
+    store.delete(Resource::Lock.key(m)).await?;
     Ok(())
 }
 
 async fn size_counts_objects(store: Arc<dyn Store>) -> CaseResult {
     let m = mac(250);
-    put_pattern(&*store, Resource::Packfile, m, 25, 5000).await?;
+    put_pattern(&*store, Resource::Packfile.key(m), 25, 5000).await?;
     let size = store.size().await?;
     ensure_case!(
         size == -1 || size >= 5000,
         "size {size} with a 5000-byte object stored: expected -1 (unknown) or at least 5000"
     );
-    store.delete(Resource::Packfile, m).await?;
+    store.delete(Resource::Packfile.key(m)).await?;
     Ok(())
 }
 
@@ -300,16 +287,16 @@ const MIB: u64 = 1 << 20;
 async fn boundary_sizes(store: Arc<dyn Store>) -> CaseResult {
     for (i, len) in [0, 1, MIB - 1, MIB, MIB + 1].into_iter().enumerate() {
         let m = mac(300 + i as u64);
-        put_pattern(&*store, Resource::Packfile, m, 30 + i as u64, len).await?;
-        check_pattern(&*store, Resource::Packfile, m, 30 + i as u64, len).await?;
+        put_pattern(&*store, Resource::Packfile.key(m), 30 + i as u64, len).await?;
+        check_pattern(&*store, Resource::Packfile.key(m), 30 + i as u64, len).await?;
         if len == 0 {
-            let mut stream = store.get(Resource::Packfile, m, None).await?;
+            let mut stream = store.get(Resource::Packfile.key(m), None).await?;
             ensure_case!(
                 stream.next().await.is_none(),
                 "empty object yielded a chunk"
             );
         }
-        store.delete(Resource::Packfile, m).await?;
+        store.delete(Resource::Packfile.key(m)).await?;
     }
     Ok(())
 }
@@ -318,9 +305,9 @@ fn large_object(f: &dyn StoreFixture) -> BoxFuture<'_, CaseResult> {
     let len = f.capabilities().large_object_bytes;
     with_store(f, move |store| async move {
         let m = mac(400);
-        put_pattern(&*store, Resource::Packfile, m, 40, len).await?;
-        check_pattern(&*store, Resource::Packfile, m, 40, len).await?;
-        store.delete(Resource::Packfile, m).await?;
+        put_pattern(&*store, Resource::Packfile.key(m), 40, len).await?;
+        check_pattern(&*store, Resource::Packfile.key(m), 40, len).await?;
+        store.delete(Resource::Packfile.key(m)).await?;
         Ok(())
     })
     .boxed()
@@ -329,7 +316,7 @@ fn large_object(f: &dyn StoreFixture) -> BoxFuture<'_, CaseResult> {
 async fn random_ranges(store: Arc<dyn Store>) -> CaseResult {
     let m = mac(500);
     let size = 3 * MIB + 12_345;
-    put_pattern(&*store, Resource::Packfile, m, 50, size).await?;
+    put_pattern(&*store, Resource::Packfile.key(m), 50, size).await?;
     let mut rng = rand::rngs::SmallRng::seed_from_u64(0x5eed);
     let mut ranges = vec![
         (0, 0),
@@ -349,23 +336,26 @@ async fn random_ranges(store: Arc<dyn Store>) -> CaseResult {
     }
     for (offset, length) in ranges {
         let stream = store
-            .get(Resource::Packfile, m, Some(ByteRange { offset, length }))
+            .get(
+                Resource::Packfile.key(m),
+                Some(ByteRange { offset, length }),
+            )
             .await?;
         let expected = u64::from(length).min(size - offset);
         verify_pattern(stream, 50, offset, expected)
             .await
             .map_err(|e| CaseFailure(format!("range {offset}+{length}: {e}")))?;
     }
-    store.delete(Resource::Packfile, m).await?;
+    store.delete(Resource::Packfile.key(m)).await?;
     Ok(())
 }
 
 async fn range_past_end(store: Arc<dyn Store>) -> CaseResult {
     let m = mac(600);
-    put_pattern(&*store, Resource::Packfile, m, 60, 1000).await?;
+    put_pattern(&*store, Resource::Packfile.key(m), 60, 1000).await?;
     for offset in [1000, 5000] {
         let range = ByteRange { offset, length: 10 };
-        let e = get_error(&*store, Resource::Packfile, m, Some(range))
+        let e = get_error(&*store, Resource::Packfile.key(m), Some(range))
             .await
             .ok_or_else(|| format!("range at {offset} past the end succeeded"))?;
         ensure_case!(
@@ -373,7 +363,7 @@ async fn range_past_end(store: Arc<dyn Store>) -> CaseResult {
             "range past the end reported not found: {e}"
         );
     }
-    store.delete(Resource::Packfile, m).await?;
+    store.delete(Resource::Packfile.key(m)).await?;
     Ok(())
 }
 
@@ -385,8 +375,7 @@ async fn concurrent_puts(store: Arc<dyn Store>) -> CaseResult {
         async move {
             store
                 .put(
-                    Resource::State,
-                    m,
+                    Resource::State.key(m),
                     pattern_stream(i as u64, 10_000 + i as u64 * 997),
                 )
                 .await
@@ -404,15 +393,14 @@ async fn concurrent_puts(store: Arc<dyn Store>) -> CaseResult {
     for (i, m) in macs.iter().enumerate() {
         check_pattern(
             &*store,
-            Resource::State,
-            *m,
+            Resource::State.key(*m),
             i as u64,
             10_000 + i as u64 * 997,
         )
         .await?;
     }
     for outcome in
-        futures::future::join_all(macs.iter().map(|m| store.delete(Resource::State, *m))).await
+        futures::future::join_all(macs.iter().map(|m| store.delete(Resource::State.key(*m)))).await
     {
         outcome?;
     }
@@ -425,29 +413,32 @@ async fn concurrent_puts(store: Arc<dyn Store>) -> CaseResult {
 
 async fn failed_put(store: Arc<dyn Store>) -> CaseResult {
     let kept = mac(800);
-    put_pattern(&*store, Resource::Packfile, kept, 80, 4000).await?;
+    put_pattern(&*store, Resource::Packfile.key(kept), 80, 4000).await?;
     let replaced = store
-        .put(Resource::Packfile, kept, failing_stream(81, 2 * MIB + 3))
+        .put(
+            Resource::Packfile.key(kept),
+            failing_stream(81, 2 * MIB + 3),
+        )
         .await;
     ensure_case!(replaced.is_err(), "put with a failing stream succeeded");
     let fresh = mac(801);
     let created = store
-        .put(Resource::Packfile, fresh, failing_stream(82, MIB / 2))
+        .put(Resource::Packfile.key(fresh), failing_stream(82, MIB / 2))
         .await;
     ensure_case!(created.is_err(), "put with a failing stream succeeded");
     // The plugin may still be tearing the failed upload down; it must never publish it.
-    check_pattern(&*store, Resource::Packfile, kept, 80, 4000).await?;
+    check_pattern(&*store, Resource::Packfile.key(kept), 80, 4000).await?;
     let set = listed(&*store, Resource::Packfile).await?;
     ensure_case!(
         set == BTreeSet::from([kept]),
         "after failed puts the listing is {set:?}"
     );
-    let gone = match store.get(Resource::Packfile, fresh, None).await {
+    let gone = match store.get(Resource::Packfile.key(fresh), None).await {
         Ok(stream) => read_all(stream).await.map(|_| ()),
         Err(e) => Err(e),
     };
     ensure_case!(gone.is_err(), "a failed first upload is readable");
-    store.delete(Resource::Packfile, kept).await?;
+    store.delete(Resource::Packfile.key(kept)).await?;
     Ok(())
 }
 
@@ -470,7 +461,7 @@ fn junk_names(f: &dyn StoreFixture) -> BoxFuture<'_, CaseResult> {
         }
         let outcome = with_store(f, |store| async move {
             let m = mac(900);
-            put_pattern(&*store, Resource::Packfile, m, 90, 10).await?;
+            put_pattern(&*store, Resource::Packfile.key(m), 90, 10).await?;
             for resource in Resource::ALL {
                 let set = listed(&*store, resource).await?;
                 let expected = if resource == Resource::Packfile {
@@ -480,7 +471,7 @@ fn junk_names(f: &dyn StoreFixture) -> BoxFuture<'_, CaseResult> {
                 };
                 ensure_case!(set == expected, "list {resource} with junk names: {set:?}");
             }
-            store.delete(Resource::Packfile, m).await?;
+            store.delete(Resource::Packfile.key(m)).await?;
             Ok(())
         })
         .await;

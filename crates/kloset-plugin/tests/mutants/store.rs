@@ -11,8 +11,8 @@ use kloset_plugin::suites::{
     StoreCapabilities, StoreFixture, SuiteReport, run_store_suite, store_cases,
 };
 use kloset_plugin::{
-    ByteRange, ByteStream, ConnectorError, ConnectorErrorKind, LocationInfo, Mac, Resource, Result,
-    Store, StoreMode,
+    ByteRange, ByteStream, ConnectorError, ConnectorErrorKind, LocationInfo, Mac, ObjectKey,
+    Resource, Result, Store, StoreMode,
 };
 
 use super::{
@@ -229,12 +229,12 @@ impl Store for MutantStore {
         Ok(macs)
     }
 
-    async fn put(&self, resource: Resource, mac: Mac, data: ByteStream) -> Result<u64> {
+    async fn put(&self, key: ObjectKey, data: ByteStream) -> Result<u64> {
         match self.mutant {
             Some(StoreMutant::PutStoresTruncated) => {
                 let seen = Arc::new(AtomicU64::new(0));
                 let data = drop_last_byte(counted(data, seen.clone()));
-                self.inner.put(resource, mac, data).await?;
+                self.inner.put(key, data).await?;
                 Ok(seen.load(Ordering::Relaxed))
             }
             Some(StoreMutant::PutSkipsEmpty) => {
@@ -242,7 +242,7 @@ impl Store for MutantStore {
                 if std::pin::Pin::new(&mut data).peek().await.is_none() {
                     return Ok(0);
                 }
-                self.inner.put(resource, mac, data.boxed()).await
+                self.inner.put(key, data.boxed()).await
             }
             Some(StoreMutant::PutRefusesOver4MiB) => {
                 let mut total = 0;
@@ -254,43 +254,34 @@ impl Store for MutantStore {
                     }
                     Ok(chunk)
                 });
-                self.inner.put(resource, mac, data.boxed()).await
+                self.inner.put(key, data.boxed()).await
             }
-            Some(StoreMutant::PutKeepsExisting)
-                if self.inner.get(resource, mac, None).await.is_ok() =>
-            {
+            Some(StoreMutant::PutKeepsExisting) if self.inner.get(key, None).await.is_ok() => {
                 let (data, broke) = until_break(data).await;
                 broke.map_or(Ok(data.len() as u64), Err)
             }
-            Some(StoreMutant::PutRefusesExisting)
-                if self.inner.get(resource, mac, None).await.is_ok() =>
-            {
+            Some(StoreMutant::PutRefusesExisting) if self.inner.get(key, None).await.is_ok() => {
                 Err(ConnectorError::already_exists(format!(
-                    "{resource} {mac} already exists"
+                    "{key} already exists"
                 )))
             }
             Some(StoreMutant::PutPublishesPartial) => {
                 let (good, broke) = until_break(data).await;
-                let written = self.inner.put(resource, mac, one_chunk(good)).await?;
+                let written = self.inner.put(key, one_chunk(good)).await?;
                 broke.map_or(Ok(written), Err)
             }
             Some(StoreMutant::PutSharedSlot) => {
-                *self.slot.lock().unwrap() = Some(mac);
+                *self.slot.lock().unwrap() = Some(key.mac);
                 // Another call may set the slot meanwhile: the upload goes wherever it says.
                 tokio::task::yield_now().await;
-                let mac = self.slot.lock().unwrap().unwrap_or(mac);
-                self.inner.put(resource, mac, data).await
+                let mac = self.slot.lock().unwrap().unwrap_or(key.mac);
+                self.inner.put(key.resource.key(mac), data).await
             }
-            _ => self.inner.put(resource, mac, data).await,
+            _ => self.inner.put(key, data).await,
         }
     }
 
-    async fn get(
-        &self,
-        resource: Resource,
-        mac: Mac,
-        range: Option<ByteRange>,
-    ) -> Result<ByteStream> {
+    async fn get(&self, key: ObjectKey, range: Option<ByteRange>) -> Result<ByteStream> {
         let asked = match (self.mutant, range) {
             (Some(StoreMutant::RangeOneByteShort), Some(r)) if r.length > 0 => Some(ByteRange {
                 length: r.length - 1,
@@ -299,12 +290,12 @@ impl Store for MutantStore {
             (Some(StoreMutant::ZeroRangeReadsAll), Some(r)) if r.length == 0 => None,
             _ => range,
         };
-        let resource = if self.is(StoreMutant::GetIgnoresResource) {
-            Resource::Packfile
+        let key = if self.is(StoreMutant::GetIgnoresResource) {
+            Resource::Packfile.key(key.mac)
         } else {
-            resource
+            key
         };
-        match (self.mutant, self.inner.get(resource, mac, asked).await) {
+        match (self.mutant, self.inner.get(key, asked).await) {
             (Some(StoreMutant::GetWrongBytes), Ok(stream)) => Ok(flip_first_byte(stream)),
             (Some(StoreMutant::GetEndsAt4MiB), Ok(stream)) => Ok(cut_after(stream, 4 << 20)),
             (Some(StoreMutant::RangePastEndIsEmpty), Err(e))
@@ -326,11 +317,11 @@ impl Store for MutantStore {
         }
     }
 
-    async fn delete(&self, resource: Resource, mac: Mac) -> Result<()> {
+    async fn delete(&self, key: ObjectKey) -> Result<()> {
         if self.is(StoreMutant::DeleteDoesNothing) {
             return Ok(());
         }
-        self.inner.delete(resource, mac).await
+        self.inner.delete(key).await
     }
 
     async fn close(&self) -> Result<()> {

@@ -127,7 +127,7 @@ pub async fn backup(
         .into_bytes();
     let lock_mac = Mac(Sha256::digest(&lock).into());
     store
-        .put(Resource::Lock, lock_mac, bytes_stream(lock))
+        .put(Resource::Lock.key(lock_mac), bytes_stream(lock))
         .await
         .with_context(|| format!("putting lock {lock_mac}"))?;
     let mut puts = 1u64;
@@ -250,7 +250,7 @@ pub async fn backup(
     };
     let (state, state_mac) = snapshot.encode()?;
     store
-        .put(Resource::State, state_mac, bytes_stream(state))
+        .put(Resource::State.key(state_mac), bytes_stream(state))
         .await
         .with_context(|| format!("putting state {state_mac}"))?;
     puts += 1;
@@ -260,7 +260,7 @@ pub async fn backup(
         "List(STATE) does not return the state {state_mac} just put"
     );
     store
-        .delete(Resource::Lock, lock_mac)
+        .delete(Resource::Lock.key(lock_mac))
         .await
         .with_context(|| format!("deleting lock {lock_mac}"))?;
     let locks = store.list(Resource::Lock).await.context("List(LOCK)")?;

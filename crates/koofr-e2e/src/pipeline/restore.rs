@@ -79,7 +79,10 @@ fn restore_content(
             async move {
                 gets.fetch_add(1, Ordering::Relaxed);
                 store
-                    .get(Resource::Packfile, mac, Some(ByteRange { offset, length }))
+                    .get(
+                        Resource::Packfile.key(mac),
+                        Some(ByteRange { offset, length }),
+                    )
                     .await
                     .map_err(|e| {
                         e.context(format_args!(
@@ -135,7 +138,7 @@ pub async fn restore(
     );
     let state = read_all(
         store
-            .get(Resource::State, state_mac, None)
+            .get(Resource::State.key(state_mac), None)
             .await
             .with_context(|| format!("Get of state {state_mac}"))?,
     )

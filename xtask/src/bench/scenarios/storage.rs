@@ -63,7 +63,7 @@ pub async fn storage(bench: &Bench) -> anyhow::Result<Vec<Row>> {
             let data: ByteStream = pattern_stream(&base, pack_bytes).map(Ok).boxed();
             async move {
                 let stored = store
-                    .put(Resource::Packfile, mac, data)
+                    .put(Resource::Packfile.key(mac), data)
                     .await
                     .with_context(|| format!("storage Put {mac}"))?;
                 ensure!(stored == pack_bytes, "Put {mac} stored {stored} bytes");
@@ -86,7 +86,7 @@ pub async fn storage(bench: &Bench) -> anyhow::Result<Vec<Row>> {
             async move {
                 let range = ByteRange { offset, length };
                 let mut stream = store
-                    .get(Resource::Packfile, mac, Some(range))
+                    .get(Resource::Packfile.key(mac), Some(range))
                     .await
                     .with_context(|| format!("storage Get {mac} {offset}+{length}"))?;
                 let mut at = offset;

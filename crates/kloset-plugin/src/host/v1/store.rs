@@ -16,7 +16,7 @@ use crate::host::{
 use crate::pb::plakar::connectors::{Chunk, StoreInitRequest};
 use crate::pb::v1::store as pb;
 use crate::pb::v1::store::store_client::StoreClient;
-use crate::types::{ByteRange, LocationInfo, Mac, Resource, StoreMode};
+use crate::types::{ByteRange, LocationInfo, Mac, ObjectKey, Resource, StoreMode};
 use crate::{ByteStream, Store};
 
 /// A v1 store plugin after `Init` (and `GetLocation` and `GetMode`), usable as a [`Store`].
@@ -154,7 +154,8 @@ impl Store for RemoteStore {
         macs.iter().map(|mac| Mac::from_slice(&mac.value)).collect()
     }
 
-    async fn put(&self, resource: Resource, mac: Mac, data: ByteStream) -> Result<u64> {
+    async fn put(&self, key: ObjectKey, data: ByteStream) -> Result<u64> {
+        let ObjectKey { resource, mac } = key;
         let written = self
             .put_through(mac, data, move |mut client, messages| async move {
                 let answer = match resource {
@@ -168,14 +169,10 @@ impl Store for RemoteStore {
         Ok(written as u64)
     }
 
-    async fn get(
-        &self,
-        resource: Resource,
-        mac: Mac,
-        range: Option<ByteRange>,
-    ) -> Result<ByteStream> {
+    async fn get(&self, key: ObjectKey, range: Option<ByteRange>) -> Result<ByteStream> {
+        let ObjectKey { resource, mac } = key;
         let mut client = self.client.clone();
-        let what = format!("get {resource} {mac}");
+        let what = format!("get {key}");
         let request = pb::MacRequest {
             mac: mac_message(mac),
             cookie: self.cookie.clone(),
@@ -202,7 +199,8 @@ impl Store for RemoteStore {
         Ok(received(answer.into_inner(), |m: Chunk| m.chunk, what, ()))
     }
 
-    async fn delete(&self, resource: Resource, mac: Mac) -> Result<()> {
+    async fn delete(&self, key: ObjectKey) -> Result<()> {
+        let ObjectKey { resource, mac } = key;
         let mut client = self.client.clone();
         let request = pb::MacRequest {
             mac: mac_message(mac),

@@ -51,9 +51,9 @@ impl<S: Store> SessionService<S> {
             .await?
             .ok_or_else(|| invalid("Put stream ended before its first message".to_owned()))?;
         let store = self.session.get(&first.cookie)?;
-        let mac = mac_field(first.mac)?;
+        let key = resource.key(mac_field(first.mac)?);
         let rest = incoming.map(|msg| msg.map(|m| m.chunk));
-        let bytes_written = put_object(&*store, resource, mac, first.chunk, rest).await?;
+        let bytes_written = put_object(&*store, key, first.chunk, rest).await?;
         Ok(Response::new(BytesWritten { bytes_written }))
     }
 
@@ -65,7 +65,7 @@ impl<S: Store> SessionService<S> {
         range: Option<ByteRange>,
     ) -> Result<Response<ChunkStream>, Status> {
         let store = self.session.get(cookie)?;
-        let data = get_object(&*store, resource, mac_field(mac)?, range).await?;
+        let data = get_object(&*store, resource.key(mac_field(mac)?), range).await?;
         Ok(Response::new(chunk_messages(data)))
     }
 
@@ -76,7 +76,7 @@ impl<S: Store> SessionService<S> {
     ) -> Result<Response<()>, Status> {
         let req = request.into_inner();
         let store = self.session.get(&req.cookie)?;
-        store.delete(resource, mac_field(req.mac)?).await?;
+        store.delete(resource.key(mac_field(req.mac)?)).await?;
         Ok(Response::new(()))
     }
 }
