@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::StreamExt;
 use koofr_core::{
-    ApiVersion, AuthConfig, Client, ErrorKind, KoofrConfig, KoofrPath, ListEntry, MountSelector,
-    OAuthRefresh, OverwritePolicy, RetryPolicy, Secret, Timeouts, UploadBody, UploadOptions,
+    ApiVersion, AuthConfig, Client, Download, ErrorKind, FileInfo, KoofrConfig, KoofrPath,
+    ListEntry, Mount, MountSelector, OAuthRefresh, OverwritePolicy, RetryPolicy, Secret, Timeouts,
+    UploadBody, UploadOptions,
 };
 use koofr_emulator::{Emulator, EmulatorConfig, FaultAction, FaultRule};
 use koofr_testkit::{Site, collect, content, count, emulator_config};
@@ -45,15 +46,75 @@ async fn info_after(
     (outcome, count(&h.take_requests(), "files/info"))
 }
 
-/// Sixteen concurrent `info`s of the root through clones of `client`, each succeeding.
-async fn sixteen_concurrent_infos(client: &Client) {
-    let calls = (0..16).map(|_| {
+/// `callers` concurrent `info`s of the root through clones of `client`, each succeeding.
+async fn concurrent_infos(client: &Client, callers: usize) {
+    let calls = (0..callers).map(|_| {
         let client = client.clone();
         tokio::spawn(async move { client.info(&KoofrPath::root()).await })
     });
     for call in futures::future::join_all(calls).await {
         call.unwrap().unwrap();
     }
+}
+
+/// An upload of `body` as `parent/name` with the default options.
+async fn upload(
+    client: &Client,
+    parent: &KoofrPath,
+    name: &str,
+    body: impl Into<UploadBody>,
+) -> koofr_core::Result<FileInfo> {
+    client
+        .upload(parent, name, body.into(), UploadOptions::default())
+        .await
+}
+
+/// One upload of `body` as `name` into `h`'s base with `rule` injected: its outcome and its
+/// `files/put` requests.
+async fn upload_after(
+    h: &Site,
+    rule: FaultRule,
+    name: &str,
+    body: UploadBody,
+    options: UploadOptions,
+) -> (koofr_core::Result<FileInfo>, usize) {
+    inject(h, rule);
+    h.take_requests();
+    let outcome = h.client().upload(h.base(), name, body, options).await;
+    (outcome, count(&h.take_requests(), "files/put"))
+}
+
+/// Stores `data` at `path` on `h`'s emulator, then starts a download of it whose first
+/// response is cut after `cut` bytes (the request log emptied before).
+async fn download_cut(h: &Site, path: &str, data: &Bytes, cut: u64) -> Download {
+    h.emulator().put_file(path, data.clone(), 1);
+    inject(h, FaultRule::truncate_body("files/get", cut));
+    h.take_requests();
+    h.client().download(&p(path)).await.unwrap()
+}
+
+/// The basic-auth config of `emu`'s account with `password` instead of its own.
+fn basic_config(emu: &Emulator, password: &str) -> KoofrConfig {
+    KoofrConfig::basic(&emu.endpoint(), emu.email(), password)
+        .unwrap()
+        .with_retry(koofr_testkit::test_retry())
+}
+
+/// The token-auth config of `emu`'s account with `password`.
+fn token_config(emu: &Emulator, password: &str) -> KoofrConfig {
+    emulator_config(emu).with_auth(AuthConfig::Token {
+        username: emu.email().to_owned(),
+        password: Secret::new(password),
+    })
+}
+
+/// The mounts of `emu`'s account.
+async fn mounts(emu: &Emulator) -> Vec<Mount> {
+    Client::new(emulator_config(emu))
+        .unwrap()
+        .mounts()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -123,10 +184,7 @@ async fn login_throttle_is_not_retried() {
 #[tokio::test]
 async fn wrong_password_is_one_request_and_one_clear_error() {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let config = KoofrConfig::basic(&emu.endpoint(), emu.email(), "WRONG-PASSWORD")
-        .unwrap()
-        .with_retry(koofr_testkit::test_retry());
-    let client = Client::new(config).unwrap();
+    let client = Client::new(basic_config(&emu, "WRONG-PASSWORD")).unwrap();
     let err = client.info(&p("/")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unauthenticated);
     assert!(!err.is_temporary());
@@ -143,12 +201,8 @@ async fn wrong_password_is_one_request_and_one_clear_error() {
 #[tokio::test]
 async fn token_login_is_shared_and_renewed_once_after_expiry() {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let config = emulator_config(&emu).with_auth(AuthConfig::Token {
-        username: emu.email().to_owned(),
-        password: Secret::new(emu.password()),
-    });
-    let client = Client::new(config).unwrap();
-    sixteen_concurrent_infos(&client).await;
+    let client = Client::new(token_config(&emu, emu.password())).unwrap();
+    concurrent_infos(&client, 16).await;
     let requests = emu.requests();
     assert_eq!(
         count(&requests, "token"),
@@ -158,7 +212,7 @@ async fn token_login_is_shared_and_renewed_once_after_expiry() {
     emu.clear_requests();
 
     emu.faults().expire_tokens();
-    sixteen_concurrent_infos(&client).await;
+    concurrent_infos(&client, 16).await;
     let requests = emu.requests();
     assert_eq!(
         count(&requests, "token"),
@@ -176,15 +230,14 @@ async fn token_login_is_shared_and_renewed_once_after_expiry() {
     // An upload whose token expired is sent again (its body is replayable) after one renewal.
     emu.faults().expire_tokens();
     emu.clear_requests();
-    let info = client
-        .upload(
-            &KoofrPath::root(),
-            "after-expiry.bin",
-            content(5, 300_000).into(),
-            UploadOptions::default(),
-        )
-        .await
-        .unwrap();
+    let info = upload(
+        &client,
+        &KoofrPath::root(),
+        "after-expiry.bin",
+        content(5, 300_000),
+    )
+    .await
+    .unwrap();
     assert_eq!(info.size, 300_000);
     assert_eq!(
         emu.read_file("/after-expiry.bin").unwrap(),
@@ -195,12 +248,8 @@ async fn token_login_is_shared_and_renewed_once_after_expiry() {
     assert_eq!(count(&requests, "files/put"), 2, "{requests:?}");
 
     // A wrong password in token mode: one login attempt, a clear error.
-    let bad = emulator_config(&emu).with_auth(AuthConfig::Token {
-        username: emu.email().to_owned(),
-        password: Secret::new("nope"),
-    });
     emu.clear_requests();
-    let err = Client::new(bad)
+    let err = Client::new(token_config(&emu, "nope"))
         .unwrap()
         .info(&KoofrPath::root())
         .await
@@ -228,13 +277,7 @@ async fn oauth_access_token_is_refreshed_once_after_a_401() {
     assert_eq!(count(&emu.requests(), "oauth2/token"), 0);
     emu.faults().expire_tokens();
     emu.clear_requests();
-    let calls = (0..8).map(|_| {
-        let client = client.clone();
-        tokio::spawn(async move { client.info(&KoofrPath::root()).await })
-    });
-    for call in futures::future::join_all(calls).await {
-        call.unwrap().unwrap();
-    }
+    concurrent_infos(&client, 8).await;
     assert_eq!(
         count(&emu.requests(), "oauth2/token"),
         1,
@@ -261,10 +304,7 @@ async fn oauth_access_token_is_refreshed_once_after_a_401() {
 async fn truncated_download_resumes_with_a_range() {
     let h = Site::start_emulator().await.unwrap();
     let data = content(9, 500_000);
-    h.emulator().put_file("/test/big.bin", data.clone(), 1234);
-    inject(&h, FaultRule::truncate_body("files/get", 123_457));
-    h.take_requests();
-    let download = h.client().download(&p("/test/big.bin")).await.unwrap();
+    let download = download_cut(&h, "/test/big.bin", &data, 123_457).await;
     assert_eq!(collect(download.stream).await.unwrap(), data);
     let gets = count(&h.take_requests(), "files/get");
     assert_eq!(gets, 2, "the whole download plus one resumed range");
@@ -291,10 +331,7 @@ async fn truncated_download_resumes_with_a_range() {
 #[tokio::test]
 async fn a_file_changed_during_a_resume_is_an_integrity_error() {
     let h = Site::start_emulator().await.unwrap();
-    let data = content(1, 2_000_000);
-    h.emulator().put_file("/test/changing.bin", data.clone(), 1);
-    inject(&h, FaultRule::truncate_body("files/get", 1_500_000));
-    let download = h.client().download(&p("/test/changing.bin")).await.unwrap();
+    let download = download_cut(&h, "/test/changing.bin", &content(1, 2_000_000), 1_500_000).await;
     let mut stream = download.stream;
     let first = stream.next().await.unwrap().unwrap();
     assert!(!first.is_empty());
@@ -328,25 +365,12 @@ async fn a_truncated_listing_is_resumed_without_duplicates() {
             })
             .collect()
     };
-    let reference = paths(
-        h.client()
-            .list_recursive(&p("/test/d"))
-            .await
-            .unwrap()
-            .collect()
-            .await,
-    );
+    let reference = paths(list_all(h.client(), &p("/test/d")).await);
     assert_eq!(reference.len(), 401);
     for cut in [700, 40_000] {
         h.take_requests();
         inject(&h, FaultRule::truncate_body("files/listrecursive", cut));
-        let items = h
-            .client()
-            .list_recursive(&p("/test/d"))
-            .await
-            .unwrap()
-            .collect()
-            .await;
+        let items = list_all(h.client(), &p("/test/d")).await;
         // Wherever the cut falls, the listing is requested again and continues where it broke.
         assert_eq!(paths(items), reference, "cut after {cut} bytes");
         assert_eq!(count(&h.take_requests(), "files/listrecursive"), 2);
@@ -356,13 +380,7 @@ async fn a_truncated_listing_is_resumed_without_duplicates() {
         &h,
         FaultRule::truncate_body("files/listrecursive", 700).times(20),
     );
-    let items: Vec<_> = h
-        .client()
-        .list_recursive(&p("/test/d"))
-        .await
-        .unwrap()
-        .collect()
-        .await;
+    let items = list_all(h.client(), &p("/test/d")).await;
     let err = items.last().unwrap().as_ref().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Transport, "{err}");
     assert!(!err.is_temporary(), "{err}");
@@ -372,72 +390,46 @@ async fn a_truncated_listing_is_resumed_without_duplicates() {
 async fn aborted_uploads_are_retried_only_when_safe() {
     let h = Site::start_emulator().await.unwrap();
     let data = content(4, 400_000);
+    let aborted = || FaultRule::abort_upload(100_000);
     // Replayable + overwrite: retried, and the stored content is complete.
-    inject(&h, FaultRule::abort_upload(100_000));
-    h.take_requests();
-    let info = h
-        .client()
-        .upload(
-            h.base(),
-            "a.bin",
-            UploadBody::Bytes(data.clone()),
-            UploadOptions::default(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(info.size, data.len() as u64);
+    let bytes = UploadBody::Bytes(data.clone());
+    let (info, puts) = upload_after(&h, aborted(), "a.bin", bytes, Default::default()).await;
+    assert_eq!(info.unwrap().size, data.len() as u64);
     assert_eq!(h.emulator().read_file("/test/a.bin").unwrap(), data);
-    assert_eq!(count(&h.take_requests(), "files/put"), 2);
+    assert_eq!(puts, 2);
 
     // A one-shot stream is never retried, and nothing is stored.
-    inject(&h, FaultRule::abort_upload(100_000));
     let stream =
         futures::stream::iter(vec![Ok(data.slice(..200_000)), Ok(data.slice(200_000..))]).boxed();
-    let err = h
-        .client()
-        .upload(
-            h.base(),
-            "b.bin",
-            UploadBody::Stream(stream),
-            UploadOptions::default(),
-        )
-        .await
-        .unwrap_err();
+    let stream = UploadBody::Stream(stream);
+    let (err, puts) = upload_after(&h, aborted(), "b.bin", stream, Default::default()).await;
+    let err = err.unwrap_err();
     assert!(err.kind() == ErrorKind::Transport, "{err}");
     assert!(h.emulator().stat("/test/b.bin").is_none());
-    assert_eq!(count(&h.take_requests(), "files/put"), 1);
+    assert_eq!(puts, 1);
 
     // Autorename is never retried (a retry could create `c (1).bin`).
-    inject(&h, FaultRule::status("files/put", 503));
     let opts = UploadOptions {
         policy: OverwritePolicy::Autorename,
         ..Default::default()
     };
-    let err = h
-        .client()
-        .upload(h.base(), "c.bin", UploadBody::Bytes(data.clone()), opts)
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Server);
-    assert_eq!(count(&h.take_requests(), "files/put"), 1);
+    let refused = FaultRule::status("files/put", 503);
+    let bytes = UploadBody::Bytes(data.clone());
+    let (err, puts) = upload_after(&h, refused, "c.bin", bytes, opts).await;
+    assert_eq!(err.unwrap_err().kind(), ErrorKind::Server);
+    assert_eq!(puts, 1);
 
     // A replayable closure is called again for the retry.
-    inject(&h, FaultRule::status("files/put", 502));
     let opened = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let (source, counter) = (data.clone(), opened.clone());
     let replay: koofr_core::ReplayFn = Arc::new(move || {
         counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         futures::stream::iter(vec![Ok(source.clone())]).boxed()
     });
-    h.client()
-        .upload(
-            h.base(),
-            "d.bin",
-            UploadBody::Replayable(replay),
-            UploadOptions::default(),
-        )
-        .await
-        .unwrap();
+    let refused = FaultRule::status("files/put", 502);
+    let replay = UploadBody::Replayable(replay);
+    let (info, _) = upload_after(&h, refused, "d.bin", replay, Default::default()).await;
+    info.unwrap();
     assert_eq!(opened.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
 
@@ -466,25 +458,12 @@ async fn a_folder_removed_by_another_client_is_created_again() {
     let h = Site::start_emulator().await.unwrap();
     let dir = p("/test/gone/deeper");
     h.client().create_folder_all(&dir).await.unwrap();
-    h.client()
-        .upload(
-            &dir,
-            "a",
-            Bytes::from_static(b"1").into(),
-            UploadOptions::default(),
-        )
+    upload(h.client(), &dir, "a", Bytes::from_static(b"1"))
         .await
         .unwrap();
     // Someone else removes the folder behind this client's back.
     assert!(h.emulator().remove("/test/gone"));
-    let err = h
-        .client()
-        .upload(
-            &dir,
-            "b",
-            Bytes::from_static(b"2").into(),
-            UploadOptions::default(),
-        )
+    let err = upload(h.client(), &dir, "b", Bytes::from_static(b"2"))
         .await
         .unwrap_err();
     assert!(err.is_not_found(), "{err}");
@@ -492,13 +471,7 @@ async fn a_folder_removed_by_another_client_is_created_again() {
     h.take_requests();
     h.client().create_folder_all(&dir).await.unwrap();
     assert!(count(&h.take_requests(), "files/folder") >= 1);
-    h.client()
-        .upload(
-            &dir,
-            "b",
-            Bytes::from_static(b"2").into(),
-            UploadOptions::default(),
-        )
+    upload(h.client(), &dir, "b", Bytes::from_static(b"2"))
         .await
         .unwrap();
     assert_eq!(h.emulator().read_file("/test/gone/deeper/b").unwrap(), b"2");
@@ -534,13 +507,7 @@ async fn folder_creation_races_are_tolerated() {
         .create_folder_all(&p("/test/r1/r2/r3"))
         .await
         .unwrap();
-    h.client()
-        .upload(
-            &p("/test/r1/r2/r3"),
-            "f",
-            b"1".to_vec().into(),
-            UploadOptions::default(),
-        )
+    upload(h.client(), &p("/test/r1/r2/r3"), "f", b"1".to_vec())
         .await
         .unwrap();
     let requests = h.take_requests();
@@ -551,14 +518,7 @@ async fn folder_creation_races_are_tolerated() {
 async fn quota_offline_device_and_missing_hashes() {
     let h = Site::start_emulator().await.unwrap();
     h.emulator().faults().set_quota(1000);
-    let err = h
-        .client()
-        .upload(
-            h.base(),
-            "big",
-            vec![0u8; 5000].into(),
-            UploadOptions::default(),
-        )
+    let err = upload(h.client(), h.base(), "big", vec![0u8; 5000])
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::QuotaExceeded, "{err}");
@@ -571,14 +531,7 @@ async fn quota_offline_device_and_missing_hashes() {
     let download = h.client().download(&p("/test/nohash/f.bin")).await.unwrap();
     assert_eq!(download.info.hash, None);
     assert_eq!(collect(download.stream).await.unwrap(), content(1, 1000));
-    let info = h
-        .client()
-        .upload(
-            &p("/test/nohash"),
-            "g.bin",
-            content(1, 10).into(),
-            UploadOptions::default(),
-        )
+    let info = upload(h.client(), &p("/test/nohash"), "g.bin", content(1, 10))
         .await
         .unwrap();
     assert_eq!(info.hash, None);
@@ -603,11 +556,7 @@ async fn quota_offline_device_and_missing_hashes() {
 #[tokio::test]
 async fn mount_selection_by_id_and_name() {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let mounts = Client::new(emulator_config(&emu))
-        .unwrap()
-        .mounts()
-        .await
-        .unwrap();
+    let mounts = mounts(&emu).await;
     let secondary = mounts
         .iter()
         .find(|m| m.id == emu.secondary_mount_id())
@@ -640,15 +589,14 @@ async fn mount_selection_by_id_and_name() {
     );
 
     // Files on the secondary mount are separate from the primary's.
-    by_id
-        .upload(
-            &KoofrPath::root(),
-            "on-secondary.txt",
-            b"2".to_vec().into(),
-            UploadOptions::default(),
-        )
-        .await
-        .unwrap();
+    upload(
+        &by_id,
+        &KoofrPath::root(),
+        "on-secondary.txt",
+        b"2".to_vec(),
+    )
+    .await
+    .unwrap();
     assert!(emu.stat("/on-secondary.txt").is_none());
 }
 
@@ -660,13 +608,7 @@ async fn api_v2_1_statuses_map_to_the_same_kinds() {
     let err = client.create_folder(&p("/v21"), "A").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AlreadyExists);
     assert_eq!(err.status(), Some(409));
-    client
-        .upload(
-            &p("/v21"),
-            "f",
-            b"x".to_vec().into(),
-            UploadOptions::default(),
-        )
+    upload(&client, &p("/v21"), "f", b"x".to_vec())
         .await
         .unwrap();
     let opts = UploadOptions {
@@ -752,58 +694,31 @@ async fn request_counts_per_operation() {
     assert_eq!(n, 1);
     let (_, n) = measure!(
         "upload (known folder)",
-        client
-            .upload(
-                &p("/test/x/y/z"),
-                "f.bin",
-                content(1, 1000).into(),
-                UploadOptions::default()
-            )
+        upload(client, &p("/test/x/y/z"), "f.bin", content(1, 1000))
             .await
             .unwrap()
     );
     assert_eq!(n, 1);
+    let file = p("/test/x/y/z/f.bin");
     let (_, n) = measure!(
         "download (whole, verified)",
-        collect(
-            client
-                .download(&p("/test/x/y/z/f.bin"))
-                .await
-                .unwrap()
-                .stream
-        )
-        .await
-        .unwrap()
+        collect(client.download(&file).await.unwrap().stream)
+            .await
+            .unwrap()
     );
     assert_eq!(n, 1);
     let (_, n) = measure!(
         "download_range",
-        collect(
-            client
-                .download_range(&p("/test/x/y/z/f.bin"), 10, 100)
-                .await
-                .unwrap()
-        )
-        .await
-        .unwrap()
-    );
-    assert_eq!(n, 1);
-    let (_, n) = measure!(
-        "list_recursive",
-        client
-            .list_recursive(h.base())
+        collect(client.download_range(&file, 10, 100).await.unwrap())
             .await
             .unwrap()
-            .collect::<Vec<_>>()
-            .await
     );
+    assert_eq!(n, 1);
+    let (_, n) = measure!("list_recursive", list_all(client, h.base()).await);
     assert_eq!(n, 1);
     measure!(
         "copy",
-        client
-            .copy(&p("/test/x/y/z/f.bin"), &p("/test/x/g.bin"), None)
-            .await
-            .unwrap()
+        client.copy(&file, &p("/test/x/g.bin"), None).await.unwrap()
     );
     measure!(
         "move_to",
@@ -976,6 +891,12 @@ async fn one_retry_budget_covers_a_download_or_listing_and_all_its_resumes() {
     assert_eq!(count(&h.take_requests(), "files/listrecursive"), 3);
 }
 
+/// A basic-auth client of `endpoint` whose policy allows 8 attempts, more than connecting gets.
+fn client_allowing_8_attempts(endpoint: &str, email: &str, password: &str) -> Client {
+    let config = KoofrConfig::basic(endpoint, email, password).unwrap();
+    Client::new(config.with_retry(RetryPolicy::fast_for_tests(8))).unwrap()
+}
+
 #[tokio::test]
 async fn an_unreachable_endpoint_fails_after_a_few_attempts_naming_the_cause() {
     // A port that was just free: connecting to it is refused.
@@ -985,10 +906,7 @@ async fn an_unreachable_endpoint_fails_after_a_few_attempts_naming_the_cause() {
         .unwrap()
         .port();
     let endpoint = format!("http://127.0.0.1:{port}");
-    let config = KoofrConfig::basic(&endpoint, "me@example.com", "pw")
-        .unwrap()
-        .with_retry(RetryPolicy::fast_for_tests(8));
-    let client = Client::new(config).unwrap();
+    let client = client_allowing_8_attempts(&endpoint, "me@example.com", "pw");
     for err in [
         client.info(&p("/x")).await.unwrap_err(),
         client.mount_info().await.unwrap_err(),
@@ -1010,11 +928,7 @@ async fn an_unreachable_endpoint_fails_after_a_few_attempts_naming_the_cause() {
     // TLS spoken to a plain HTTP server: a TLS error, with the same short budget.
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let tls = emu.endpoint().replace("http://", "https://");
-    let config = KoofrConfig::basic(&tls, emu.email(), emu.password())
-        .unwrap()
-        .with_retry(RetryPolicy::fast_for_tests(8));
-    let err = Client::new(config)
-        .unwrap()
+    let err = client_allowing_8_attempts(&tls, emu.email(), emu.password())
         .info(&p("/"))
         .await
         .unwrap_err();
@@ -1030,11 +944,7 @@ async fn an_unreachable_endpoint_fails_after_a_few_attempts_naming_the_cause() {
     );
 
     // A host name that does not resolve (`.invalid` never does).
-    let config = KoofrConfig::basic("https://koofr.invalid", "me@example.com", "pw")
-        .unwrap()
-        .with_retry(RetryPolicy::fast_for_tests(8));
-    let err = Client::new(config)
-        .unwrap()
+    let err = client_allowing_8_attempts("https://koofr.invalid", "me@example.com", "pw")
         .info(&p("/"))
         .await
         .unwrap_err();
@@ -1045,14 +955,7 @@ async fn an_unreachable_endpoint_fails_after_a_few_attempts_naming_the_cause() {
 #[tokio::test]
 async fn refused_credentials_are_never_sent_again() {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let basic = KoofrConfig::basic(&emu.endpoint(), emu.email(), "WRONG")
-        .unwrap()
-        .with_retry(koofr_testkit::test_retry());
-    let token = emulator_config(&emu).with_auth(AuthConfig::Token {
-        username: emu.email().to_owned(),
-        password: Secret::new("WRONG"),
-    });
-    for config in [basic, token] {
+    for config in [basic_config(&emu, "WRONG"), token_config(&emu, "WRONG")] {
         emu.clear_requests();
         let client = Client::new(config).unwrap();
         let calls = (0..4).map(|_| {
@@ -1085,11 +988,8 @@ async fn refused_credentials_are_never_sent_again() {
 #[tokio::test]
 async fn mounts_are_chosen_by_name_from_places_on_v2_1() {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let name = Client::new(emulator_config(&emu))
-        .unwrap()
-        .mounts()
+    let name = mounts(&emu)
         .await
-        .unwrap()
         .into_iter()
         .find(|m| m.id == emu.secondary_mount_id())
         .unwrap()

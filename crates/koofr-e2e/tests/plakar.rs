@@ -14,16 +14,51 @@ use koofr_e2e::plakar::{Line, Plakar, PlakarPackage, PluginProcess, plakar_of_li
 use koofr_e2e::plakar_demo::{Entry, PlakarSite};
 use koofr_e2e::tree::{Manifest, generate, walk_local, write_local};
 use koofr_e2e::{Progress, TreeSpec, build_plugins};
-use koofr_emulator::FaultRule;
+use koofr_emulator::{FaultRule, RequestRecord};
 use koofr_testkit::{RemoteEntry, Site, count_below, count_status, refused_endpoint};
 
 /// What every test here starts from: the plakar of a line with the package built for it, a
 /// fresh emulator and a scratch folder for local trees and klosets (removed at the end).
 struct Scenario {
+    line: Line,
     plakar: Plakar,
     package: PlakarPackage,
     site: Site,
     local: tempfile::TempDir,
+}
+
+/// The [`Scenario`] of the test it stands in, on plakar `line`; or, when there is no such
+/// plakar, a return from the test (the reason printed, naming the test).
+macro_rules! scenario {
+    ($line:expr) => {{
+        // The path of an item declared in the test is `plakar::<test>::{{closure}}::here`.
+        fn here() {}
+        let path = std::any::type_name_of_val(&here);
+        let test = path
+            .rsplit("::")
+            .find(|part| *part != "here" && !part.starts_with('{'))
+            .unwrap_or(path);
+        match Scenario::start(test, $line).await {
+            Some(scenario) => scenario,
+            None => return,
+        }
+    }};
+}
+
+/// For each `body: v1_1, v1_0;`, the tests `v1_1` (plakar 1.1) and `v1_0` (plakar 1.0), each
+/// running `body` on its [`Scenario`].
+macro_rules! on_both_lines {
+    ($($body:ident: $v1_1:ident, $v1_0:ident;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $v1_1() {
+            $body(scenario!(Line::V1_1)).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $v1_0() {
+            $body(scenario!(Line::V1_0)).await;
+        }
+    )*};
 }
 
 impl Scenario {
@@ -55,6 +90,7 @@ impl Scenario {
             SCRATCH.get_or_init(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plakar-e2e"));
         std::fs::create_dir_all(scratch).unwrap();
         Some(Scenario {
+            line,
             plakar,
             package,
             site: Site::start_emulator().await.unwrap(),
@@ -81,6 +117,45 @@ impl Scenario {
         PlakarSite::start(&self.site, &self.plakar, &self.package)
             .await
             .unwrap()
+    }
+
+    /// A folder `name` in the scratch folder holding one file, `file` with `bytes`.
+    fn one_file_tree(&self, name: &str, file: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+        let dir = self.local.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(file), bytes).unwrap();
+        dir
+    }
+
+    /// A plaintext kloset `name` in the scratch folder, created through `run`; its path.
+    async fn local_kloset(&self, run: &PlakarSite<'_>, name: &str) -> String {
+        let kloset = path_str(&self.local.path().join(name));
+        run.ok(&["at", &kloset, "create", "-plaintext"])
+            .await
+            .unwrap();
+        kloset
+    }
+
+    /// A local kloset (see [`Scenario::local_kloset`]) holding a backup of `tree`: its path and
+    /// the snapshot.
+    async fn local_backup(&self, run: &PlakarSite<'_>, tree: &Path) -> (String, String) {
+        let kloset = self.local_kloset(run, "kloset").await;
+        let id = run.backup(&kloset, &path_str(tree)).await.unwrap();
+        (kloset, id)
+    }
+
+    /// Snapshot `id` of `kloset` restored through `run` into the scratch folder's `restored`,
+    /// which must then hold `expected`, byte for byte.
+    async fn restore_here(
+        &self,
+        run: &PlakarSite<'_>,
+        kloset: &str,
+        id: &str,
+        expected: &Manifest,
+    ) {
+        let restored = self.local.path().join("restored");
+        restore(run, kloset, &path_str(&restored), id).await;
+        assert_same(&walk_local(&restored).unwrap(), expected, "restored tree");
     }
 }
 
@@ -119,6 +194,19 @@ async fn entry(run: &PlakarSite<'_>, kind: Entry, name: &str, folder: &str) -> K
     location
 }
 
+/// Entries named `names` for a kloset, a source and a destination in the Koofr folders
+/// `kloset`, `source` and `restored`; those folders, in that order.
+async fn koofr_entries(
+    run: &PlakarSite<'_>,
+    [store, source, destination]: [&str; 3],
+) -> (KoofrPath, KoofrPath, KoofrPath) {
+    (
+        entry(run, Entry::Store, store, "kloset").await,
+        entry(run, Entry::Source, source, "source").await,
+        entry(run, Entry::Destination, destination, "restored").await,
+    )
+}
+
 /// Koofr folder `source` seeded with a generated tree (see [`local_tree`] for the arguments).
 async fn seed_tree(
     site: &Site,
@@ -137,13 +225,80 @@ async fn seed_tree(
         .unwrap()
 }
 
-/// A plaintext kloset in the scratch folder, created through `run`; its path.
-async fn local_kloset(run: &PlakarSite<'_>, local: &tempfile::TempDir) -> String {
-    let kloset = path_str(&local.path().join("kloset"));
-    run.ok(&["at", &kloset, "create", "-plaintext"])
+/// `plakar at <kloset> restore -to <to> <id>`, which must succeed.
+async fn restore(run: &PlakarSite<'_>, kloset: &str, to: &str, id: &str) {
+    run.ok(&["at", kloset, "restore", "-to", to, id])
         .await
         .unwrap();
-    kloset
+}
+
+/// `plakar at <kloset> check`, which must succeed and say `says`.
+async fn check(run: &PlakarSite<'_>, kloset: &str, says: &str) {
+    let checked = run.ok(&["at", kloset, "check"]).await.unwrap();
+    assert!(checked.text().contains(says), "{}", checked.text());
+}
+
+/// The snapshots of `kloset`, sorted.
+async fn sorted_snapshots(run: &PlakarSite<'_>, kloset: &str) -> Vec<String> {
+    let mut snapshots = run.snapshots(kloset).await.unwrap();
+    snapshots.sort();
+    snapshots
+}
+
+/// `plakar at @kloset create <args>` for the Koofr kloset at `kloset`: one upload, the CONFIG.
+async fn create_on_koofr(run: &PlakarSite<'_>, kloset: &KoofrPath, args: &[&str]) {
+    let site = run.site;
+    site.clear_requests();
+    let command: Vec<&str> = ["at", "@kloset", "create"]
+        .iter()
+        .chain(args)
+        .copied()
+        .collect();
+    run.ok(&command).await.unwrap();
+    let log = site.requests();
+    assert_eq!(
+        count_below(&log, "files/put", kloset.as_str()),
+        1,
+        "the CONFIG, once: {log:?}"
+    );
+    assert!(site.emulator().stat(&format!("{kloset}/CONFIG")).is_some());
+}
+
+/// The first backup of `tree` into `@kloset`, the Koofr kloset at `kloset`: one upload per
+/// packfile stored, and then the kloset's only snapshot; the snapshot and the backup's requests.
+async fn first_backup_on_koofr(
+    run: &PlakarSite<'_>,
+    kloset: &KoofrPath,
+    tree: &str,
+) -> (String, Vec<RequestRecord>) {
+    let site = run.site;
+    site.clear_requests();
+    let id = run.backup("@kloset", tree).await.unwrap();
+    let log = site.requests();
+    let packfiles = format!("{kloset}/packfiles");
+    let stored = stored_files(site, &packfiles);
+    assert!(stored >= 1);
+    assert_eq!(count_below(&log, "files/put", &packfiles), stored);
+    assert_eq!(run.snapshots("@kloset").await.unwrap(), vec![id.clone()]);
+    (id, log)
+}
+
+/// How many files the emulator holds below `folder`.
+fn stored_files(site: &Site, folder: &str) -> usize {
+    site.emulator()
+        .walk(folder)
+        .iter()
+        .filter(|(_, info)| !info.is_dir)
+        .count()
+}
+
+/// No lock is left in the Koofr kloset at `kloset` (its `locks` folder holds no file).
+fn assert_no_locks(site: &Site, kloset: &KoofrPath) {
+    let locks = site.emulator().walk(&format!("{kloset}/locks"));
+    assert!(
+        locks.iter().all(|(_, info)| info.is_dir),
+        "locks left behind: {locks:?}"
+    );
 }
 
 const NOTES: &str = "notes ü 日本.txt";
@@ -168,8 +323,15 @@ fn assert_bytes(actual: &[u8], expected: &[u8], what: &str) {
     );
 }
 
-/// No plugin process had a `KOOFR_*` variable: every key came from the named entries.
-fn assert_no_koofr_variables(processes: &[PluginProcess]) {
+/// Each of `executables` ran among `processes`, and no plugin process had a `KOOFR_*` variable:
+/// every key came from the named entries.
+fn assert_ran(processes: &[PluginProcess], executables: &[&str]) {
+    for executable in executables {
+        assert!(
+            processes.iter().any(|p| p.executable == *executable),
+            "no {executable} among {processes:?}"
+        );
+    }
     for process in processes {
         assert!(
             process.koofr_variables.is_empty(),
@@ -183,57 +345,22 @@ fn assert_no_koofr_variables(processes: &[PluginProcess]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_plakar_keeps_a_kloset_on_koofr() {
-    let Some(scenario) = Scenario::start("real_plakar_keeps_a_kloset_on_koofr", Line::V1_1).await
-    else {
-        return;
-    };
-    let (site, local) = (&scenario.site, &scenario.local);
+    let scenario = scenario!(Line::V1_1);
+    let (site, mut run) = (&scenario.site, scenario.home().await);
     let (tree_dir, manifest) = scenario.local_tree(40, 20 << 20, 13, "first version\n");
     assert!(manifest.files.values().any(|f| f.size == 20 << 20));
     assert!(manifest.files.values().any(|f| f.size == 0));
-    let mut run = scenario.home().await;
     let kloset = entry(&run, Entry::Store, "kloset", "kloset").await;
     let packfiles = format!("{kloset}/packfiles");
-    let count_packfiles = || {
-        site.emulator()
-            .walk(&packfiles)
-            .iter()
-            .filter(|(_, info)| !info.is_dir)
-            .count()
-    };
 
-    // create: the CONFIG, written once.
-    site.clear_requests();
-    run.ok(&["at", "@kloset", "create", "-plaintext"])
-        .await
-        .unwrap();
-    let log = site.requests();
-    assert_eq!(
-        count_below(&log, "files/put", kloset.as_str()),
-        1,
-        "{log:?}"
-    );
-    assert!(site.emulator().stat(&format!("{kloset}/CONFIG")).is_some());
-
-    // backup: one request per packfile put.
-    site.clear_requests();
+    // create: the CONFIG, written once; backup: one request per packfile put.
+    create_on_koofr(&run, &kloset, &["-plaintext"]).await;
     let tree = path_str(&tree_dir);
-    let first = run.backup("@kloset", &tree).await.unwrap();
-    let log = site.requests();
-    let after_first = count_packfiles();
-    assert!(after_first >= 1);
-    assert_eq!(count_below(&log, "files/put", &packfiles), after_first);
+    let (first, log) = first_backup_on_koofr(&run, &kloset, &tree).await;
     assert_eq!(count_status(&log, 500), 0);
-    assert!(
-        site.emulator()
-            .walk(&format!("{kloset}/locks"))
-            .iter()
-            .all(|(_, info)| info.is_dir),
-        "the backup's lock was removed"
-    );
+    assert_no_locks(site, &kloset);
 
-    // ls: the snapshot, then the CJK and accented names inside it.
-    assert_eq!(run.snapshots("@kloset").await.unwrap(), vec![first.clone()]);
+    // ls: the CJK and accented names inside the snapshot.
     let listing = run
         .ok(&["at", "@kloset", "ls", &format!("{first}:{tree}")])
         .await
@@ -242,24 +369,10 @@ async fn real_plakar_keeps_a_kloset_on_koofr() {
     assert!(listing.contains(NOTES), "{listing}");
 
     // check, restore (byte-identical, with mtimes), cat.
-    let checked = run.ok(&["at", "@kloset", "check"]).await.unwrap();
-    assert!(
-        checked.text().contains("check completed without errors"),
-        "{}",
-        checked.text()
-    );
-    let restored = local.path().join("restored");
-    run.ok(&[
-        "at",
-        "@kloset",
-        "restore",
-        "-to",
-        &path_str(&restored),
-        &first,
-    ])
-    .await
-    .unwrap();
-    assert_same(&walk_local(&restored).unwrap(), &manifest, "restored tree");
+    check(&run, "@kloset", "check completed without errors").await;
+    scenario
+        .restore_here(&run, "@kloset", &first, &manifest)
+        .await;
     let big = manifest
         .files
         .iter()
@@ -298,11 +411,9 @@ async fn real_plakar_keeps_a_kloset_on_koofr() {
 
     // rm + maintenance: the packfiles only a removed snapshot used are deleted through the
     // plugin, after the grace period (0 s here) on the second run.
-    let other = local.path().join("other");
-    std::fs::create_dir_all(&other).unwrap();
-    std::fs::write(other.join("only here.bin"), vec![7u8; 300 << 10]).unwrap();
+    let other = scenario.one_file_tree("other", "only here.bin", vec![7u8; 300 << 10]);
     let lonely = run.backup("@kloset", &path_str(&other)).await.unwrap();
-    let before = count_packfiles();
+    let before = stored_files(site, &packfiles);
     run.ok(&["at", "@kloset", "rm", "-apply", &lonely])
         .await
         .unwrap();
@@ -311,7 +422,7 @@ async fn real_plakar_keeps_a_kloset_on_koofr() {
     site.clear_requests();
     maintenance(&run).await;
     let log = site.requests();
-    let after = count_packfiles();
+    let after = stored_files(site, &packfiles);
     assert!(after < before, "{before} packfiles before, {after} after");
     // koofr-storage's Delete removes the flat name and the 2-hex-bucket name (layout §9).
     assert_eq!(
@@ -322,22 +433,17 @@ async fn real_plakar_keeps_a_kloset_on_koofr() {
     run.ok(&["at", "@kloset", "check"]).await.unwrap();
 
     // sync to and from a local kloset.
-    let mirror = path_str(&local.path().join("mirror"));
-    run.ok(&["at", &mirror, "create", "-plaintext"])
-        .await
-        .unwrap();
+    let mirror = scenario.local_kloset(&run, "mirror").await;
     run.ok(&["at", "@kloset", "sync", "to", &mirror])
         .await
         .unwrap();
-    let mut ours = run.snapshots("@kloset").await.unwrap();
-    let mut theirs = run.snapshots(&mirror).await.unwrap();
-    ours.sort();
-    theirs.sort();
-    assert_eq!(ours, theirs);
-    let third = local.path().join("third");
-    std::fs::create_dir_all(&third).unwrap();
-    std::fs::write(third.join("трети файл.txt"), "from the local kloset\n").unwrap();
-    let local_only = run.backup(&mirror, &path_str(&third)).await.unwrap();
+    assert_eq!(
+        sorted_snapshots(&run, "@kloset").await,
+        sorted_snapshots(&run, &mirror).await
+    );
+    let third =
+        path_str(&scenario.one_file_tree("third", "трети файл.txt", "from the local kloset\n"));
+    let local_only = run.backup(&mirror, &third).await.unwrap();
     run.ok(&["at", "@kloset", "sync", "from", &mirror])
         .await
         .unwrap();
@@ -352,7 +458,7 @@ async fn real_plakar_keeps_a_kloset_on_koofr() {
             "at",
             "@kloset",
             "cat",
-            &format!("{local_only}:{}/трети файл.txt", path_str(&third)),
+            &format!("{local_only}:{third}/трети файл.txt"),
         ])
         .await
         .unwrap();
@@ -366,25 +472,16 @@ async fn real_plakar_keeps_a_kloset_on_koofr() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_plakar_opens_an_encrypted_kloset_on_koofr() {
-    let Some(scenario) =
-        Scenario::start("real_plakar_opens_an_encrypted_kloset_on_koofr", Line::V1_1).await
-    else {
-        return;
-    };
-    let (site, local) = (&scenario.site, &scenario.local);
+    let scenario = scenario!(Line::V1_1);
     let (tree_dir, manifest) = scenario.local_tree(12, 2 << 20, 21, "secret notes\n");
     // PLAKAR_PASSPHRASE (set by PlakarSite) answers every passphrase prompt.
     let run = scenario.home().await;
     let kloset = entry(&run, Entry::Store, "vault", "vault").await;
     run.ok(&["at", "@vault", "create"]).await.unwrap();
     let id = run.backup("@vault", &path_str(&tree_dir)).await.unwrap();
-    let restored = local.path().join("restored");
-    run.ok(&["at", "@vault", "restore", "-to", &path_str(&restored), &id])
-        .await
-        .unwrap();
-    assert_same(&walk_local(&restored).unwrap(), &manifest, "restored tree");
+    scenario.restore_here(&run, "@vault", &id, &manifest).await;
     // Nothing readable reached Koofr: the notes are not in any stored object.
-    let emulator = site.emulator();
+    let emulator = scenario.site.emulator();
     for (path, info) in emulator.walk(kloset.as_str()) {
         if !info.is_dir {
             let bytes = emulator.read_file(&path).unwrap();
@@ -396,46 +493,26 @@ async fn real_plakar_opens_an_encrypted_kloset_on_koofr() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn real_plakar_backs_up_a_koofr_folder_then_only_what_changed() {
-    backs_up_a_koofr_folder_then_only_what_changed(
-        "real_plakar_backs_up_a_koofr_folder_then_only_what_changed",
-        Line::V1_1,
-    )
-    .await;
+on_both_lines! {
+    backs_up_a_koofr_folder_then_only_what_changed:
+        real_plakar_backs_up_a_koofr_folder_then_only_what_changed,
+        plakar_1_0_backs_up_a_koofr_folder_then_only_what_changed;
+    restores_into_koofr: real_plakar_restores_into_koofr, plakar_1_0_restores_into_koofr;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plakar_1_0_backs_up_a_koofr_folder_then_only_what_changed() {
-    backs_up_a_koofr_folder_then_only_what_changed(
-        "plakar_1_0_backs_up_a_koofr_folder_then_only_what_changed",
-        Line::V1_0,
-    )
-    .await;
-}
-
-/// A Koofr folder backed up by plakar `line` (one download per file, through the package's
-/// importer and the named entry's keys alone) and restored byte for byte; after one file
-/// changes, the next backup downloads it and nothing else.
-async fn backs_up_a_koofr_folder_then_only_what_changed(test: &str, line: Line) {
-    let Some(scenario) = Scenario::start(test, line).await else {
-        return;
-    };
-    let (site, local) = (&scenario.site, &scenario.local);
-    let run = scenario.home().await;
+/// A Koofr folder backed up by the scenario's plakar (one download per file, through the
+/// package's importer and the named entry's keys alone) and restored byte for byte; after one
+/// file changes, the next backup downloads it and nothing else.
+async fn backs_up_a_koofr_folder_then_only_what_changed(scenario: Scenario) {
+    let (site, run) = (&scenario.site, scenario.home().await);
     let source = entry(&run, Entry::Source, "docs", "source").await;
     let manifest = seed_tree(site, &source, 30, 1 << 20, 5).await;
-    let kloset = local_kloset(&run, local).await;
+    let kloset = scenario.local_kloset(&run, "kloset").await;
 
     site.clear_requests();
     let watch = run.home.watch_plugins();
     let first = run.backup(&kloset, "@docs").await.unwrap();
-    let importers = watch.finish();
-    assert!(
-        importers.iter().any(|p| p.executable == "koofr-importer"),
-        "{importers:?}"
-    );
-    assert_no_koofr_variables(&importers);
+    assert_ran(&watch.finish(), &["koofr-importer"]);
     let log = site.requests();
     assert_eq!(
         count_below(&log, "files/get", source.as_str()),
@@ -445,28 +522,16 @@ async fn backs_up_a_koofr_folder_then_only_what_changed(test: &str, line: Line) 
     // One listing per importer process; plakar 1.1 starts a second one to count the files for
     // its progress display.
     let listings = count_below(&log, "files/listrecursive", source.as_str());
-    let most = match line {
+    let most = match scenario.line {
         Line::V1_1 => 2,
         Line::V1_0 => 1,
     };
     assert!((1..=most).contains(&listings), "{listings} listings");
-    let restored = local.path().join("restored");
-    run.ok(&[
-        "at",
-        &kloset,
-        "restore",
-        "-to",
-        &path_str(&restored),
-        &first,
-    ])
-    .await
-    .unwrap();
     // Koofr's times were backed up, so plakar's fs exporter sets them back.
-    assert_same(
-        &walk_local(&restored).unwrap(),
-        &restored_by(line, &manifest, "source"),
-        "restored tree",
-    );
+    let expected = restored_by(scenario.line, &manifest, "source");
+    scenario
+        .restore_here(&run, &kloset, &first, &expected)
+        .await;
 
     // One file changes (content and mtime): the next backup downloads it and nothing else.
     let (changed, _) = manifest.files.iter().find(|(_, f)| f.size > 0).unwrap();
@@ -494,29 +559,14 @@ async fn backs_up_a_koofr_folder_then_only_what_changed(test: &str, line: Line) 
     assert_bytes(&cat.stdout, b"changed content", "cat of the changed file");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn real_plakar_restores_into_koofr() {
-    restores_into_koofr("real_plakar_restores_into_koofr", Line::V1_1).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plakar_1_0_restores_into_koofr() {
-    restores_into_koofr("plakar_1_0_restores_into_koofr", Line::V1_0).await;
-}
-
-/// A local tree backed up by plakar `line`, then restored into a Koofr folder through the
-/// package's exporter and the named entry's keys alone: one upload per file, the tree checked
-/// through the Koofr API.
-async fn restores_into_koofr(test: &str, line: Line) {
-    let Some(scenario) = Scenario::start(test, line).await else {
-        return;
-    };
-    let (site, local) = (&scenario.site, &scenario.local);
+/// A local tree backed up by the scenario's plakar, then restored into a Koofr folder through
+/// the package's exporter and the named entry's keys alone: one upload per file, the tree
+/// checked through the Koofr API.
+async fn restores_into_koofr(scenario: Scenario) {
+    let (site, run) = (&scenario.site, scenario.home().await);
     let (tree_dir, manifest) = scenario.local_tree(30, 3 << 20, 8, "restored into Koofr\n");
-    let run = scenario.home().await;
     let target = entry(&run, Entry::Destination, "out", "restored").await;
-    let kloset = local_kloset(&run, local).await;
-    let id = run.backup(&kloset, &path_str(&tree_dir)).await.unwrap();
+    let (kloset, id) = scenario.local_backup(&run, &tree_dir).await;
 
     site.clear_requests();
     let started_ms = i64::try_from(
@@ -527,18 +577,11 @@ async fn restores_into_koofr(test: &str, line: Line) {
     )
     .unwrap();
     let watch = run.home.watch_plugins();
-    run.ok(&["at", &kloset, "restore", "-to", "@out", &id])
-        .await
-        .unwrap();
-    let exporters = watch.finish();
-    assert!(
-        exporters.iter().any(|p| p.executable == "koofr-exporter"),
-        "{exporters:?}"
-    );
-    assert_no_koofr_variables(&exporters);
+    restore(&run, &kloset, "@out", &id).await;
+    assert_ran(&watch.finish(), &["koofr-exporter"]);
     let entries = site.walk(&target).await.unwrap();
-    let expected = restored_by(line, &manifest, "tree");
-    match line {
+    let expected = restored_by(scenario.line, &manifest, "tree");
+    match scenario.line {
         // Names, sizes, MD5s and mtimes.
         Line::V1_1 => assert_same(&entries, &expected, "tree in Koofr"),
         // Names, sizes and MD5s. Protocol v1 gives a file's time only after its content is
@@ -568,50 +611,21 @@ async fn restores_into_koofr(test: &str, line: Line) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_plakar_named_entries_need_no_koofr_variables() {
-    let Some(scenario) = Scenario::start(
-        "real_plakar_named_entries_need_no_koofr_variables",
-        Line::V1_1,
-    )
-    .await
-    else {
-        return;
-    };
-    let site = &scenario.site;
-    let (source, kloset, target) = (
-        site.path("source").unwrap(),
-        site.path("kloset").unwrap(),
-        site.path("restored").unwrap(),
-    );
-    let manifest = seed_tree(site, &source, 16, 512 << 10, 3).await;
+    let scenario = scenario!(Line::V1_1);
     // The keys of the user guide, and nothing from the environment (the harness clears it).
     let run = scenario.home().await;
-    run.add_entry(Entry::Store, "koofr", &kloset, &[])
-        .await
-        .unwrap();
-    run.add_entry(Entry::Source, "kdocs", &source, &[])
-        .await
-        .unwrap();
-    run.add_entry(Entry::Destination, "kout", &target, &[])
-        .await
-        .unwrap();
+    let (_, source, target) = koofr_entries(&run, ["koofr", "kdocs", "kout"]).await;
+    let manifest = seed_tree(&scenario.site, &source, 16, 512 << 10, 3).await;
     let watch = run.home.watch_plugins();
     run.ok(&["at", "@koofr", "create", "-plaintext"])
         .await
         .unwrap();
     let id = run.backup("@koofr", "@kdocs").await.unwrap();
-    run.ok(&["at", "@koofr", "restore", "-to", "@kout", &id])
-        .await
-        .unwrap();
-    let processes = watch.finish();
-    for executable in ["koofr-importer", "koofr-exporter", "koofr-storage"] {
-        assert!(
-            processes.iter().any(|p| p.executable == executable),
-            "no {executable} among {processes:?}"
-        );
-    }
-    assert_no_koofr_variables(&processes);
+    restore(&run, "@koofr", "@kout", &id).await;
+    let all = ["koofr-importer", "koofr-exporter", "koofr-storage"];
+    assert_ran(&watch.finish(), &all);
     assert_same(
-        &site.walk(&target).await.unwrap(),
+        &scenario.site.walk(&target).await.unwrap(),
         &manifest,
         "tree in Koofr",
     );
@@ -619,30 +633,12 @@ async fn real_plakar_named_entries_need_no_koofr_variables() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_plakar_cycles_survive_faults() {
-    let Some(scenario) = Scenario::start("real_plakar_cycles_survive_faults", Line::V1_1).await
-    else {
-        return;
-    };
-    let (site, local) = (&scenario.site, &scenario.local);
-    let (source, kloset, target) = (
-        site.path("source").unwrap(),
-        site.path("kloset").unwrap(),
-        site.path("restored").unwrap(),
-    );
+    let scenario = scenario!(Line::V1_1);
+    let (site, run) = (&scenario.site, scenario.home().await);
+    // The same tree (24 files up to 2 MiB, seed 17) locally and in Koofr.
+    let (tree_dir, local_manifest) = scenario.local_tree(24, 2 << 20, 17, "under faults\n");
+    let (kloset, source, target) = koofr_entries(&run, ["kloset", "docs", "out"]).await;
     let manifest = seed_tree(site, &source, 24, 2 << 20, 17).await;
-    let tree_dir = local.path().join("tree");
-    // The same tree (24 files up to 2 MiB, seed 17), locally.
-    let local_manifest = local_tree(&tree_dir, 24, 2 << 20, 17, "under faults\n");
-    let run = scenario.home().await;
-    run.add_entry(Entry::Store, "kloset", &kloset, &[])
-        .await
-        .unwrap();
-    run.add_entry(Entry::Source, "docs", &source, &[])
-        .await
-        .unwrap();
-    run.add_entry(Entry::Destination, "out", &target, &[])
-        .await
-        .unwrap();
 
     // 10 % of all requests answer 503, plus scripted 429s with Retry-After, dropped
     // connections and truncated bodies on the transfer endpoints.
@@ -662,20 +658,12 @@ async fn real_plakar_cycles_survive_faults() {
         .unwrap();
     let id = run.backup("@kloset", &path_str(&tree_dir)).await.unwrap();
     run.ok(&["at", "@kloset", "check"]).await.unwrap();
-    let restored = local.path().join("restored");
-    run.ok(&["at", "@kloset", "restore", "-to", &path_str(&restored), &id])
-        .await
-        .unwrap();
-    assert_same(
-        &walk_local(&restored).unwrap(),
-        &local_manifest,
-        "restored tree",
-    );
+    scenario
+        .restore_here(&run, "@kloset", &id, &local_manifest)
+        .await;
     // A Koofr folder backed up into the same kloset, then restored into Koofr.
     let docs = run.backup("@kloset", "@docs").await.unwrap();
-    run.ok(&["at", "@kloset", "restore", "-to", "@out", &docs])
-        .await
-        .unwrap();
+    restore(&run, "@kloset", "@out", &docs).await;
     faults.set_failure_rate(None, 0.0);
     assert_same(
         &site.walk(&target).await.unwrap(),
@@ -691,24 +679,12 @@ async fn real_plakar_cycles_survive_faults() {
         );
     }
     // Every lock plakar took was deleted, faults or not.
-    let locks = site.emulator().walk(&format!("{kloset}/locks"));
-    assert!(
-        locks.iter().all(|(_, info)| info.is_dir),
-        "locks left behind: {locks:?}"
-    );
+    assert_no_locks(site, &kloset);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_plakar_two_concurrent_backups_share_a_koofr_kloset() {
-    let Some(scenario) = Scenario::start(
-        "real_plakar_two_concurrent_backups_share_a_koofr_kloset",
-        Line::V1_1,
-    )
-    .await
-    else {
-        return;
-    };
-    let local = &scenario.local;
+    let scenario = scenario!(Line::V1_1);
     let run = scenario.home().await;
     entry(&run, Entry::Store, "kloset", "kloset").await;
     run.ok(&["at", "@kloset", "create", "-plaintext"])
@@ -717,7 +693,7 @@ async fn real_plakar_two_concurrent_backups_share_a_koofr_kloset() {
     let trees: Vec<_> = [31u64, 32]
         .iter()
         .map(|&seed| {
-            let dir = local.path().join(format!("tree {seed}"));
+            let dir = scenario.local.path().join(format!("tree {seed}"));
             local_tree(&dir, 20, 1 << 20, seed, &format!("tree {seed}\n"));
             path_str(&dir)
         })
@@ -726,12 +702,9 @@ async fn real_plakar_two_concurrent_backups_share_a_koofr_kloset() {
         run.backup("@kloset", &trees[0]),
         run.backup("@kloset", &trees[1])
     );
-    let (a, b) = (a.unwrap(), b.unwrap());
-    let mut listed = run.snapshots("@kloset").await.unwrap();
-    listed.sort();
-    let mut expected = vec![a, b];
+    let mut expected = vec![a.unwrap(), b.unwrap()];
     expected.sort();
-    assert_eq!(listed, expected);
+    assert_eq!(sorted_snapshots(&run, "@kloset").await, expected);
     run.ok(&["at", "@kloset", "check"]).await.unwrap();
 }
 
@@ -762,19 +735,10 @@ async fn add_entry_with(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_plakar_fails_once_and_whole_on_a_wrong_password_or_a_refused_endpoint() {
-    let Some(scenario) = Scenario::start(
-        "real_plakar_fails_once_and_whole_on_a_wrong_password_or_a_refused_endpoint",
-        Line::V1_1,
-    )
-    .await
-    else {
-        return;
-    };
-    let (site, local) = (&scenario.site, &scenario.local);
+    let scenario = scenario!(Line::V1_1);
+    let (site, run) = (&scenario.site, scenario.home().await);
     let (tree_dir, _) = scenario.local_tree(12, 4 << 10, 14, "never restored\n");
-    let run = scenario.home().await;
-    let kloset = local_kloset(&run, local).await;
-    let id = run.backup(&kloset, &path_str(&tree_dir)).await.unwrap();
+    let (kloset, id) = scenario.local_backup(&run, &tree_dir).await;
     let (source, target) = (site.path("source").unwrap(), site.path("out").unwrap());
     let refused = refused_endpoint();
     for (kind, name, location, key, value) in [
@@ -856,11 +820,7 @@ fn rclone_obscured(password: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_plakar_uses_rclone_imported_entries() {
-    let Some(scenario) =
-        Scenario::start("real_plakar_uses_rclone_imported_entries", Line::V1_1).await
-    else {
-        return;
-    };
+    let scenario = scenario!(Line::V1_1);
     let (site, local) = (&scenario.site, &scenario.local);
     let emulator = site.emulator();
     let (source, kloset, target) = (
@@ -1016,19 +976,10 @@ fn restored_by(line: Line, manifest: &Manifest, folder: &str) -> Manifest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plakar_1_0_installs_the_package_and_keeps_a_kloset_on_koofr() {
-    let Some(scenario) = Scenario::start(
-        "plakar_1_0_installs_the_package_and_keeps_a_kloset_on_koofr",
-        Line::V1_0,
-    )
-    .await
-    else {
-        return;
-    };
-    let (site, local) = (&scenario.site, &scenario.local);
-    let (tree_dir, manifest) = scenario.local_tree(16, 3 << 20, 41, "kept by plakar 1.0\n");
-    let kloset = site.path("kloset").unwrap();
+    let scenario = scenario!(Line::V1_0);
     // `pkg add`, then `pkg list` shows koofr@<version> (checked by the harness).
-    let run = scenario.home().await;
+    let (site, run) = (&scenario.site, scenario.home().await);
+    let (tree_dir, manifest) = scenario.local_tree(16, 3 << 20, 41, "kept by plakar 1.0\n");
     let unpacked = run.home.root().join(format!(
         ".cache/plakar/plugins/v1.0.0/{}",
         scenario
@@ -1043,52 +994,18 @@ async fn plakar_1_0_installs_the_package_and_keeps_a_kloset_on_koofr() {
         installed.contains("args: [\"--plakar-protocol\", \"v1\"]"),
         "{installed}"
     );
-    run.add_entry(Entry::Store, "kloset", &kloset, &[])
-        .await
-        .unwrap();
+    let kloset = entry(&run, Entry::Store, "kloset", "kloset").await;
 
+    create_on_koofr(&run, &kloset, &[]).await;
+    let (id, _) = first_backup_on_koofr(&run, &kloset, &path_str(&tree_dir)).await;
+    check(&run, "@kloset", "completed successfully").await;
     site.clear_requests();
-    run.ok(&["at", "@kloset", "create"]).await.unwrap();
-    assert_eq!(
-        count_below(&site.requests(), "files/put", kloset.as_str()),
-        1,
-        "the CONFIG, once"
-    );
-    let packfiles = format!("{kloset}/packfiles");
-    site.clear_requests();
-    let id = run.backup("@kloset", &path_str(&tree_dir)).await.unwrap();
-    let stored = site
-        .emulator()
-        .walk(&packfiles)
-        .iter()
-        .filter(|(_, info)| !info.is_dir)
-        .count();
-    assert!(stored >= 1);
-    assert_eq!(
-        count_below(&site.requests(), "files/put", &packfiles),
-        stored
-    );
-    assert_eq!(run.snapshots("@kloset").await.unwrap(), vec![id.clone()]);
-    let checked = run.ok(&["at", "@kloset", "check"]).await.unwrap();
-    assert!(
-        checked.text().contains("completed successfully"),
-        "{}",
-        checked.text()
-    );
-    let restored = local.path().join("restored");
-    site.clear_requests();
-    run.ok(&["at", "@kloset", "restore", "-to", &path_str(&restored), &id])
-        .await
-        .unwrap();
     // Byte for byte (and the times, kept by plakar's own fs exporter).
-    assert_same(
-        &walk_local(&restored).unwrap(),
-        &below(&manifest, "tree"),
-        "restored tree",
-    );
+    let expected = below(&manifest, "tree");
+    scenario.restore_here(&run, "@kloset", &id, &expected).await;
     let log = site.requests();
     assert!(
-        count_below(&log, "files/get", &packfiles) >= 1,
+        count_below(&log, "files/get", &format!("{kloset}/packfiles")) >= 1,
         "the restore read packfiles (ranges through GetPackfileBlob)"
     );
     assert!(log.iter().all(|r| r.status < 400), "{log:?}");
@@ -1096,39 +1013,19 @@ async fn plakar_1_0_installs_the_package_and_keeps_a_kloset_on_koofr() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plakar_1_0_wrong_password_fails_with_a_non_zero_exit() {
-    let Some(scenario) = Scenario::start(
-        "plakar_1_0_wrong_password_fails_with_a_non_zero_exit",
-        Line::V1_0,
-    )
-    .await
-    else {
-        return;
-    };
-    let (site, local) = (&scenario.site, &scenario.local);
-    let run = scenario.home().await;
-    let wrong: Vec<String> = site
-        .entry_args()
-        .into_iter()
-        .map(|arg| match arg.starts_with("password=") {
-            true => "password=not-the-app-password".to_owned(),
-            false => arg,
-        })
-        .collect();
-    for (kind, name, folder) in [
-        ("store", "kloset", "kloset"),
-        ("source", "docs", "docs"),
-        ("destination", "out", "out"),
+    let scenario = scenario!(Line::V1_0);
+    let (site, run) = (&scenario.site, scenario.home().await);
+    let wrong = "not-the-app-password";
+    for (kind, name) in [
+        (Entry::Store, "kloset"),
+        (Entry::Source, "docs"),
+        (Entry::Destination, "out"),
     ] {
-        let location = format!("koofr://{}", site.path(folder).unwrap());
-        let mut args = vec![kind.to_owned(), "add".to_owned(), name.to_owned(), location];
-        args.extend(wrong.iter().cloned());
-        run.home.run_ok(&args).await.unwrap();
+        let location = site.path(name).unwrap();
+        add_entry_with(&run, kind, name, &location, "password", wrong).await;
     }
-    let tree_dir = local.path().join("tree");
-    std::fs::create_dir_all(&tree_dir).unwrap();
-    std::fs::write(tree_dir.join("a.txt"), "a").unwrap();
-    let kloset = local_kloset(&run, local).await;
-    let id = run.backup(&kloset, &path_str(&tree_dir)).await.unwrap();
+    let tree_dir = scenario.one_file_tree("tree", "a.txt", "a");
+    let (kloset, id) = scenario.local_backup(&run, &tree_dir).await;
 
     site.clear_requests();
     for command in [
