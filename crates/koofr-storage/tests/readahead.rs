@@ -1,7 +1,8 @@
 //! The read-ahead of ranged `Get`s against the emulator's request log: a lone range is one
 //! request of exactly its length; plakar's restore pattern (per file an object, then the chunk
 //! just before it) walking forward through a packfile takes a handful of requests instead of one
-//! per `Get`; plakar's lookups elsewhere leave the walk going, three reads there drop it; the
+//! per `Get`; plakar's lookups elsewhere leave the walk going, three reads there drop it; its
+//! reads of directory entries going down, beside the walk or on their own, take a few; the
 //! object's end, the budget and `0` (off) hold; a window refused by Koofr fails its `Get` as a
 //! plain one does, at the same cost; the same through the plugin binary.
 
@@ -230,6 +231,71 @@ async fn reads_elsewhere_leave_the_walk_or_drop_it_and_the_object_end_holds() {
         Err(e) => e,
     };
     assert_eq!(err.kind(), ConnectorErrorKind::RangeNotSatisfiable, "{err}");
+}
+
+/// The ranges plakar v1.1.4's restore reads of a snapshot's directory entries from `top` down,
+/// `entries` of them: each entry (~250 bytes), then the ~2 KiB just below it, a little below
+/// the previous entry each time (plakar writes them after the files they list and reads them
+/// last first).
+fn entries_pattern(top: u64, entries: u64) -> Vec<(u64, u32)> {
+    let mut out = Vec::new();
+    let mut at = top;
+    for i in 0..entries {
+        let jitter = (i * 53) % 400;
+        let below = 1_700 + jitter as u32;
+        out.push((at - 250, 181 + (i % 70) as u32));
+        out.push((at - 250 - u64::from(below), below + 10));
+        at -= 250 + u64::from(below) + 20;
+    }
+    out
+}
+
+#[tokio::test]
+async fn entries_read_downwards_take_a_few_requests_beside_the_walk_or_on_their_own() {
+    let h = Site::start_emulator().await.unwrap();
+    put_packfile(&h, 5, 8 << 20);
+    put_packfile(&h, 6, 4 << 20);
+    let store = store(&h, DEFAULT);
+    h.take_requests();
+    // A packfile of files and, at its end, their entries: every three files plakar reads one
+    // entry (two ranges), as it does at each folder of a local tree backed up into Koofr.
+    let files = restore_pattern(0, 300);
+    let entries = entries_pattern(8_300_000, 100);
+    let mut lookups = entries.chunks(2);
+    for (i, (offset, length)) in files.iter().enumerate() {
+        get_and_verify(&store, 5, *offset, *length).await;
+        if i % 6 == 5
+            && let Some(entry) = lookups.next()
+        {
+            for (offset, length) in entry {
+                get_and_verify(&store, 5, *offset, *length).await;
+            }
+        }
+    }
+    let log = h.take_requests();
+    let requests = count(&log, "files/get");
+    let entry_gets = 2 * (files.len() / 6);
+    assert!(
+        requests <= 20,
+        "{} Gets of files and {entry_gets} of entries took {requests} requests: {:?}",
+        files.len(),
+        gets(&log)
+    );
+    // A packfile of entries only, read from its end down.
+    let entries = entries_pattern(4 << 20, 400);
+    for (offset, length) in &entries {
+        get_and_verify(&store, 6, *offset, *length).await;
+    }
+    let log = h.take_requests();
+    let requests = count(&log, "files/get");
+    assert!(
+        requests <= 8,
+        "{} Gets down took {requests} requests: {:?}",
+        entries.len(),
+        gets(&log)
+    );
+    let (held, _) = store.readahead_held();
+    assert!(held <= DEFAULT.budget, "{held} bytes held");
 }
 
 #[tokio::test]

@@ -26,6 +26,16 @@
 //!   comes back. More than [`LOOKUPS`] such `Get`s in a row mean the reads moved elsewhere:
 //!   the windows are dropped, and a walk starts there as one from nowhere would. A near `Get`
 //!   behind the windows is fetched on its own.
+//! * Those reads elsewhere often go *down*: plakar writes a snapshot's directory entries after
+//!   the files they list (at the end of the packfile, or in a packfile of their own) and reads
+//!   them last first, each a few hundred bytes to a few KiB below the previous one. Seen with
+//!   the real binary restoring 1008 files in 72 folders backed up from a local tree: 2222
+//!   `Get`s, about 190 of them such lone reads. The third `Get` in a row below the previous one
+//!   (counting only `Get`s far from the forward windows, or all when there are none) starts a
+//!   *descent*: one request from [`FIRST_WINDOW`] below it up to its end; a `Get` inside it is
+//!   served from it, and one in the lower half of the lowest window on the way down requests
+//!   the next window below (twice as long, up to the configured window). Windows more than
+//!   [`TRAIL`] above the reads are done with. The forward walk goes on beside it.
 //! * Memory: the bytes of every window count against one budget (a window that ended at the
 //!   object's end counts what it received). Read-ahead past a `Get` is at most the configured
 //!   window and half the object's fair share of the budget (it holds about two windows), and one
@@ -132,6 +142,31 @@ struct Walk {
     used: u64,
     /// The object's size, once a window ended short of its range.
     size: Option<u64>,
+    /// The walk down the object, if its reads also go that way.
+    descent: Descent,
+}
+
+/// A walk down an object: plakar writes a snapshot's directory entries after the files they
+/// list and reads them last first, each a little below the previous one, between the reads of
+/// the forward walk (its packfile) or on their own (a packfile of entries).
+#[derive(Default)]
+struct Descent {
+    /// Contiguous windows, ascending (the lowest first).
+    windows: VecDeque<Arc<Window>>,
+    /// The previous `Get` of the descent: the latest one far from the forward windows.
+    last: Option<(u64, u64)>,
+    /// Those `Get`s in a row each starting below the previous one, within [`NEAR`].
+    streak: u32,
+    /// Length of the next window.
+    next_len: u64,
+}
+
+impl Descent {
+    /// `[low, high)` of the windows.
+    fn zone(&self) -> Option<(u64, u64)> {
+        let low = self.windows.front()?.start;
+        Some((low, self.windows.back()?.end))
+    }
 }
 
 /// How a `Get` is answered.
@@ -157,11 +192,7 @@ impl ReadAhead {
     /// Bytes held by windows, and the number of objects with windows (for tests).
     pub(crate) fn held(&self) -> (u64, usize) {
         let state = self.lock();
-        let walking = state
-            .walks
-            .values()
-            .filter(|w| !w.windows.is_empty())
-            .count();
+        let walking = state.walks.values().filter(|w| w.holds_windows()).count();
         (state.held(), walking)
     }
 
@@ -194,7 +225,7 @@ impl ReadAhead {
         let clock = state.clock;
         if state.walks.len() >= 1024 {
             // Forget objects read once or twice, so that the map stays small.
-            state.walks.retain(|_, w| !w.windows.is_empty());
+            state.walks.retain(|_, w| w.holds_windows());
         }
         let first_len = FIRST_WINDOW.min(self.limits.window);
         let walk = state.walks.entry(key).or_insert_with(|| Walk {
@@ -206,6 +237,10 @@ impl ReadAhead {
             next_len: first_len,
             used: clock,
             size: None,
+            descent: Descent {
+                next_len: first_len,
+                ..Descent::default()
+            },
         });
         walk.used = clock;
         walk.learn_size();
@@ -219,13 +254,24 @@ impl ReadAhead {
             .front()
             .zip(walk.windows.back())
             .map(|(front, back)| (front.start, back.end));
+        let far = zone
+            .is_some_and(|(low, high)| start > high + NEAR || (start < low && low - start > NEAR));
+        // Inside the descent: its own, even when the forward windows have grown up to it.
+        let in_descent = walk
+            .descent
+            .zone()
+            .is_some_and(|(low, high)| start >= low && end <= high);
+        if (far || zone.is_none() || in_descent)
+            && let Some(windows) = self.descend(state, key, start, end, fetch)
+        {
+            return Plan::Windows(windows);
+        }
+        let walk = state.walks.get_mut(&key).expect("the walk is there");
         // Far from the windows: a lookup elsewhere (at each folder plakar reads a directory's
         // object and its pack, in either order), or, after more than `LOOKUPS` in a row, the
         // reads moved on. Then the windows are dropped and the streak, which counts from the
         // first read elsewhere, may start a walk there at once, as one from nowhere would.
-        if let Some((low, high)) = zone
-            && (start > high + NEAR || (start < low && low - start > NEAR))
-        {
+        if far {
             walk.away += 1;
             if walk.away <= LOOKUPS {
                 return Plan::Exact;
@@ -298,7 +344,7 @@ impl ReadAhead {
         let walking = state
             .walks
             .iter()
-            .filter(|(k, w)| **k == key || !w.windows.is_empty())
+            .filter(|(k, w)| **k == key || w.holds_windows())
             .count()
             .max(1) as u64;
         // Each object being read holds about two windows: the one consumed and the next.
@@ -307,24 +353,7 @@ impl ReadAhead {
         let own: u64 = walk.windows.iter().map(|w| w.held()).sum();
         let ahead = share.min((2 * self.limits.window).saturating_sub(own + needed));
         let mut len = (to - from).min(needed + ahead);
-        // Room: windows done with (behind their object's reads) or of objects no longer read,
-        // those read longest ago first.
-        let clock = state.clock;
-        while state.held() + len > self.limits.budget {
-            let victim = state
-                .walks
-                .iter()
-                .filter(|(_, w)| w.evictable(clock))
-                .min_by_key(|(_, w)| w.used)
-                .map(|(k, _)| *k);
-            let Some(victim) = victim else { break };
-            state
-                .walks
-                .get_mut(&victim)
-                .expect("present")
-                .windows
-                .pop_front();
-        }
+        self.make_room(state, len);
         let free = self.limits.budget.saturating_sub(state.held());
         if len > free {
             if free < needed.max(MIN_WINDOW.min(to - from)) {
@@ -344,12 +373,127 @@ impl ReadAhead {
     }
 }
 
+impl ReadAhead {
+    /// Drops windows done with (behind their object's forward reads) or of objects no longer
+    /// read, those read longest ago first, until `len` more bytes fit the budget or no window
+    /// can go.
+    fn make_room(&self, state: &mut State, len: u64) {
+        let clock = state.clock;
+        while state.held() + len > self.limits.budget {
+            let victim = state
+                .walks
+                .iter()
+                .filter(|(_, w)| w.evictable(clock) || (w.idle(clock) && w.holds_windows()))
+                .min_by_key(|(_, w)| w.used)
+                .map(|(k, _)| *k);
+            let Some(victim) = victim else { break };
+            let walk = state.walks.get_mut(&victim).expect("present");
+            if walk.evictable(clock) {
+                walk.windows.pop_front();
+            } else {
+                walk.descent.windows.pop_back();
+            }
+        }
+    }
+
+    /// A `Get` far from the forward windows of its object (or with none): served from the
+    /// object's descent, which starts at the third such `Get` in a row below the previous one
+    /// and is extended down as the reads go; `None` leaves the `Get` to the forward rules.
+    fn descend(
+        &self,
+        state: &mut State,
+        key: ObjectKey,
+        start: u64,
+        end: u64,
+        fetch: &Fetch,
+    ) -> Option<Vec<Arc<Window>>> {
+        let descent = &mut state
+            .walks
+            .get_mut(&key)
+            .expect("the walk is there")
+            .descent;
+        let previous = descent.last.replace((start, end));
+        let down = previous.is_some_and(|(last, _)| start < last && last - start <= NEAR);
+        descent.streak = if down { descent.streak + 1 } else { 0 };
+        // Windows more than `TRAIL` above the reads are done with.
+        while descent.windows.len() > 1
+            && descent
+                .windows
+                .back()
+                .is_some_and(|w| w.start > end + TRAIL)
+        {
+            descent.windows.pop_back();
+        }
+        let wanted = match descent.zone() {
+            Some((low, high)) if start >= low && end <= high => {
+                // The next window below, once the reads reach the lower half of the lowest.
+                let lowest = &descent.windows[0];
+                (down && low > 0 && start < low + (lowest.end - low) / 2)
+                    .then(|| (low.saturating_sub(descent.next_len), low))
+            }
+            // Just below the windows, on the way down: extend them down to this `Get`.
+            Some((low, high)) if down && start < low && end <= high && low - start <= NEAR => {
+                Some((start.min(low.saturating_sub(descent.next_len)), low))
+            }
+            _ if descent.streak < 2 => return None,
+            // The third `Get` down in a row: a descent starts here.
+            _ => {
+                descent.windows.clear();
+                Some((start.saturating_sub(descent.next_len), end))
+            }
+        };
+        if let Some(wanted) = wanted {
+            self.add_descent_window(state, key, wanted, start, fetch);
+        }
+        let descent = &state.walks[&key].descent;
+        let windows: Vec<Arc<Window>> = descent
+            .windows
+            .iter()
+            .filter(|w| w.end > start && w.start < end)
+            .cloned()
+            .collect();
+        windows
+            .first()
+            .is_some_and(|first| first.start <= start)
+            .then_some(windows)
+    }
+
+    /// Requests `[from, to)` of `key` as the lowest window of its descent, for a `Get` starting
+    /// at `get_start`; shortened from below when the budget is short, nothing when it cannot
+    /// hold the `Get`.
+    fn add_descent_window(
+        &self,
+        state: &mut State,
+        key: ObjectKey,
+        (from, to): (u64, u64),
+        get_start: u64,
+        fetch: &Fetch,
+    ) {
+        self.make_room(state, to - from);
+        let free = self.limits.budget.saturating_sub(state.held());
+        let from = from.max(to.saturating_sub(free));
+        if from > get_start || from >= to {
+            return;
+        }
+        let descent = &mut state.walks.get_mut(&key).expect("present").descent;
+        // Only contiguous windows: drop the others if this one does not lie just below them.
+        if descent.windows.front().is_some_and(|w| w.start != to) {
+            descent.windows.clear();
+        }
+        tracing::debug!(%key, offset = from, length = to - from, "koofr-storage: reading ahead, downwards");
+        descent
+            .windows
+            .push_front(Arc::new(Window::start(from, to, fetch.clone())));
+        descent.next_len = (descent.next_len * 2).min(self.limits.window);
+    }
+}
+
 impl State {
     /// Bytes held by all windows.
     fn held(&self) -> u64 {
         self.walks
             .values()
-            .flat_map(|w| w.windows.iter())
+            .flat_map(|w| w.windows.iter().chain(&w.descent.windows))
             .map(|w| w.held())
             .sum()
     }
@@ -379,7 +523,15 @@ impl Walk {
         let Some(front) = self.windows.front() else {
             return false;
         };
-        clock.saturating_sub(self.used) > IDLE_GETS || front.end <= self.position
+        self.idle(clock) || front.end <= self.position
+    }
+
+    fn idle(&self, clock: u64) -> bool {
+        clock.saturating_sub(self.used) > IDLE_GETS
+    }
+
+    fn holds_windows(&self) -> bool {
+        !self.windows.is_empty() || !self.descent.windows.is_empty()
     }
 }
 
