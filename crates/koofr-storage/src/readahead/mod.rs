@@ -30,12 +30,13 @@
 //!   the files they list (at the end of the packfile, or in a packfile of their own) and reads
 //!   them last first, each a few hundred bytes to a few KiB below the previous one. Seen with
 //!   the real binary restoring 1008 files in 72 folders backed up from a local tree: 2222
-//!   `Get`s, about 190 of them such lone reads. The third `Get` in a row below the previous one
-//!   (counting only `Get`s far from the forward windows, or all when there are none) starts a
-//!   *descent*: one request from [`FIRST_WINDOW`] below it up to its end; a `Get` inside it is
-//!   served from it, and one in the lower half of the lowest window on the way down requests
-//!   the next window below (twice as long, up to the configured window). Windows more than
-//!   [`TRAIL`] above the reads are done with. The forward walk goes on beside it.
+//!   `Get`s, about 190 of them such lone reads. The third `Get` in a row that ends about where
+//!   the previous one starts (counting only `Get`s far from the forward windows, or all when
+//!   there are none) starts a *descent*: one request from [`FIRST_WINDOW`] below it up to its
+//!   end; a `Get` inside it is served from it, and one in the lower half of the lowest window on
+//!   the way down requests the next window below (twice as long, up to the configured window).
+//!   Windows more than [`TRAIL`] above the reads are done with. The forward walk goes on beside
+//!   it.
 //! * Memory: the bytes of every window count against one budget (a window that ended at the
 //!   object's end counts what it received). Read-ahead past a `Get` is at most the configured
 //!   window and half the object's fair share of the budget (it holds about two windows), and one
@@ -84,6 +85,9 @@ pub const IDLE_GETS: u64 = 256;
 /// Reads far from a walk's windows tolerated in a row (lookups elsewhere) before the windows
 /// are dropped.
 pub const LOOKUPS: u32 = 2;
+
+/// A read of a descent ends at most this far below the start of the previous one.
+const ADJACENT: u64 = 16 << 10;
 
 /// The smallest window worth a request when the budget is short.
 const MIN_WINDOW: u64 = 64 << 10;
@@ -155,7 +159,8 @@ struct Descent {
     windows: VecDeque<Arc<Window>>,
     /// The previous `Get` of the descent: the latest one far from the forward windows.
     last: Option<(u64, u64)>,
-    /// Those `Get`s in a row each starting below the previous one, within [`NEAR`].
+    /// Those `Get`s in a row each ending about where the previous one starts (within
+    /// [`ADJACENT`]).
     streak: u32,
     /// Length of the next window.
     next_len: u64,
@@ -413,7 +418,12 @@ impl ReadAhead {
             .expect("the walk is there")
             .descent;
         let previous = descent.last.replace((start, end));
-        let down = previous.is_some_and(|(last, _)| start < last && last - start <= NEAR);
+        // Entries lie next to each other: each read ends about where the previous one starts
+        // (ranges are padded by a few KiB), which reads straying at high concurrency rarely do
+        // three times in a row.
+        let down = previous.is_some_and(|(last_start, last_end)| {
+            start < last_start && end <= last_end && end + ADJACENT >= last_start
+        });
         descent.streak = if down { descent.streak + 1 } else { 0 };
         // Windows more than `TRAIL` above the reads are done with.
         while descent.windows.len() > 1
