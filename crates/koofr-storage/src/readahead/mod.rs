@@ -166,12 +166,23 @@ struct Descent {
     next_len: u64,
 }
 
-impl Descent {
-    /// `[low, high)` of the windows.
-    fn zone(&self) -> Option<(u64, u64)> {
-        let low = self.windows.front()?.start;
-        Some((low, self.windows.back()?.end))
-    }
+/// `[low, high)` of contiguous ascending windows.
+fn span(windows: &VecDeque<Arc<Window>>) -> Option<(u64, u64)> {
+    Some((windows.front()?.start, windows.back()?.end))
+}
+
+/// The windows of `[start, end)`, when they hold its start (the rest, if they end first, is
+/// requested on its own by [`serve`]).
+fn covering(windows: &VecDeque<Arc<Window>>, start: u64, end: u64) -> Option<Vec<Arc<Window>>> {
+    let windows: Vec<Arc<Window>> = windows
+        .iter()
+        .filter(|w| w.end > start && w.start < end)
+        .cloned()
+        .collect();
+    windows
+        .first()
+        .is_some_and(|first| first.start <= start)
+        .then_some(windows)
 }
 
 /// How a `Get` is answered.
@@ -254,18 +265,12 @@ impl ReadAhead {
         walk.next_len = walk.next_len.max((end - start).min(self.limits.window));
         let near = previous.is_some_and(|last| distance(last, (start, end)) <= NEAR);
         walk.streak = if near { walk.streak + 1 } else { 0 };
-        let mut zone = walk
-            .windows
-            .front()
-            .zip(walk.windows.back())
-            .map(|(front, back)| (front.start, back.end));
+        let mut zone = span(&walk.windows);
         let far = zone
             .is_some_and(|(low, high)| start > high + NEAR || (start < low && low - start > NEAR));
         // Inside the descent: its own, even when the forward windows have grown up to it.
-        let in_descent = walk
-            .descent
-            .zone()
-            .is_some_and(|(low, high)| start >= low && end <= high);
+        let in_descent =
+            span(&walk.descent.windows).is_some_and(|(low, high)| start >= low && end <= high);
         if (far || zone.is_none() || in_descent)
             && let Some(windows) = self.descend(state, key, start, end, fetch)
         {
@@ -322,16 +327,7 @@ impl ReadAhead {
         if let Some(wanted) = wanted {
             self.add_window(state, key, wanted, end, fetch);
         }
-        let windows: Vec<Arc<Window>> = state.walks[&key]
-            .windows
-            .iter()
-            .filter(|w| w.end > start && w.start < end)
-            .cloned()
-            .collect();
-        match windows.first() {
-            Some(first) if first.start <= start => Plan::Windows(windows),
-            _ => Plan::Exact,
-        }
+        covering(&state.walks[&key].windows, start, end).map_or(Plan::Exact, Plan::Windows)
     }
 
     /// Requests `[from, to)` of `key` as its next window, for a `Get` ending at `get_end`: the
@@ -376,9 +372,7 @@ impl ReadAhead {
             .push_back(Arc::new(Window::start(from, from + len, fetch.clone())));
         walk.next_len = (walk.next_len * 2).min(self.limits.window);
     }
-}
 
-impl ReadAhead {
     /// Drops windows done with (behind their object's forward reads) or of objects no longer
     /// read, those read longest ago first, until `len` more bytes fit the budget or no window
     /// can go.
@@ -401,9 +395,10 @@ impl ReadAhead {
         }
     }
 
-    /// A `Get` far from the forward windows of its object (or with none): served from the
-    /// object's descent, which starts at the third such `Get` in a row below the previous one
-    /// and is extended down as the reads go; `None` leaves the `Get` to the forward rules.
+    /// A `Get` far from the forward windows of its object (or with none), or inside its
+    /// descent: served from the descent, which starts at the third such `Get` in a row ending
+    /// about where the previous one starts and is extended down as the reads go; `None` leaves
+    /// the `Get` to the forward rules.
     fn descend(
         &self,
         state: &mut State,
@@ -434,7 +429,7 @@ impl ReadAhead {
         {
             descent.windows.pop_back();
         }
-        let wanted = match descent.zone() {
+        let wanted = match span(&descent.windows) {
             Some((low, high)) if start >= low && end <= high => {
                 // The next window below, once the reads reach the lower half of the lowest.
                 let lowest = &descent.windows[0];
@@ -455,17 +450,7 @@ impl ReadAhead {
         if let Some(wanted) = wanted {
             self.add_descent_window(state, key, wanted, start, fetch);
         }
-        let descent = &state.walks[&key].descent;
-        let windows: Vec<Arc<Window>> = descent
-            .windows
-            .iter()
-            .filter(|w| w.end > start && w.start < end)
-            .cloned()
-            .collect();
-        windows
-            .first()
-            .is_some_and(|first| first.start <= start)
-            .then_some(windows)
+        covering(&state.walks[&key].descent.windows, start, end)
     }
 
     /// Requests `[from, to)` of `key` as the lowest window of its descent, for a `Get` starting
