@@ -441,9 +441,10 @@ impl ReadAhead {
                 Some((start.min(low.saturating_sub(descent.next_len)), low))
             }
             _ if descent.streak < 2 => return None,
-            // The third `Get` down in a row: a descent starts here.
+            // The third `Get` down in a row: a descent starts here, as a first one would.
             _ => {
                 descent.windows.clear();
+                descent.next_len = FIRST_WINDOW.min(self.limits.window);
                 Some((start.saturating_sub(descent.next_len), end))
             }
         };
