@@ -33,7 +33,8 @@
 //!   `Get`s, about 190 of them such lone reads. The third `Get` in a row that ends about where
 //!   the previous one starts (counting only `Get`s far from the forward windows, or all when
 //!   there are none) starts a *descent*: one request from [`FIRST_WINDOW`] below it up to its
-//!   end; a `Get` inside it is served from it, and one in the lower half of the lowest window on
+//!   end (a descent that starts again elsewhere keeps the length its windows had grown to); a
+//!   `Get` inside it is served from it, and one in the lower half of the lowest window on
 //!   the way down requests the next window below (twice as long, up to the configured window).
 //!   Windows more than [`TRAIL`] above the reads are done with. The forward walk goes on beside
 //!   it.
@@ -441,10 +442,9 @@ impl ReadAhead {
                 Some((start.min(low.saturating_sub(descent.next_len)), low))
             }
             _ if descent.streak < 2 => return None,
-            // The third `Get` down in a row: a descent starts here, as a first one would.
+            // The third `Get` down in a row: a descent starts here.
             _ => {
                 descent.windows.clear();
-                descent.next_len = FIRST_WINDOW.min(self.limits.window);
                 Some((start.saturating_sub(descent.next_len), end))
             }
         };
